@@ -1,0 +1,96 @@
+"""Atomic file and folder writes, and image-file listing.
+
+Every output of this package is written under a temporary name in the same
+folder and renamed into place, so a crash or a bad input never leaves a
+half-written file behind that a later run would mistake for a good one.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+import warnings
+
+from keras_cnn.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it to `path` on success.
+
+    Works for files and folders alike: whatever the body writes at the
+    temporary path replaces `path` only if the body returns normally.
+    """
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    base = os.path.basename(path)
+    # Keep the real suffix last: writers such as `model.save` insist on it.
+    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{base}")
+    try:
+        yield tmp
+        if os.path.isdir(path) and os.path.isdir(tmp):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def list_images(folder, what="image folder"):
+    """Sorted image files directly inside `folder`; fails clearly if none."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: {what} does not exist or is not a folder")
+    names = sorted(
+        n for n in os.listdir(folder)
+        if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")
+    )
+    if not names:
+        raise UserError(f"{folder}: {what} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return [os.path.join(folder, n) for n in names]
+
+
+def check_image_file(path):
+    """Returns None if `path` decodes as an image, else a short reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"cannot be decoded as an image ({type(e).__name__})"
+    return None
+
+
+def readable_images(paths, what="image folder"):
+    """Drops files that do not decode, warning once per file.
+
+    Checked up front with Pillow because an undecodable file inside a running
+    `tf.data` pipeline surfaces as an opaque InvalidArgumentError mid-epoch.
+    """
+    good = []
+    for p in paths:
+        reason = check_image_file(p)
+        if reason:
+            warnings.warn(f"{p}: skipped, {reason}", stacklevel=2)
+        else:
+            good.append(p)
+    if not good:
+        folder = os.path.dirname(paths[0]) if paths else "?"
+        raise UserError(f"{folder}: no readable images left in the {what}")
+    return good

@@ -1,0 +1,78 @@
+"""Matplotlib figures saved as PNG (no display needed).
+
+`image_strip` draws rows of images (grey / true / predicted for colourization,
+image / true mask / predicted mask for segmentation); `history_curves` draws
+metric curves from a History or `history.csv`. `EpochStrip` calls a figure
+function at the end of every epoch.
+"""
+
+import csv
+import os
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_cnn.fileio import atomic_path  # noqa: E402
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight", dpi=100)
+    plt.close(fig)
+
+
+def image_strip(rows, row_titles, path, title=None):
+    """One row per entry of `rows` (each an array of N images, HxW or HxWx3 in [0, 1])."""
+    n = len(rows[0])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.3 * len(rows)), squeeze=False)
+    for r, (images, name) in enumerate(zip(rows, row_titles)):
+        for c in range(n):
+            ax = axes[r][c]
+            img = np.clip(np.asarray(images[c], dtype=np.float32), 0.0, 1.0)
+            if img.ndim == 3 and img.shape[-1] == 1:
+                img = img[..., 0]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def read_history_csv(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r[k] != ""] for k in (rows[0] if rows else {})}
+
+
+def history_curves(history, path, metrics=("loss",), title=None):
+    """Train and validation curves for each metric name, one panel each."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], metrics):
+        for key, style in ((name, "-"), (f"val_{name}", "--")):
+            if history.get(key):
+                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+class EpochStrip(keras.callbacks.Callback):
+    """Calls `draw(model, path)` after every epoch, writing `plots/epoch_NNN.png`."""
+
+    def __init__(self, draw, run_dir):
+        super().__init__()
+        self.draw = draw
+        self.plot_dir = os.path.join(run_dir, "plots")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.draw(self.model, os.path.join(self.plot_dir, f"epoch_{epoch + 1:03d}.png"))
