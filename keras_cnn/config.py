@@ -12,9 +12,31 @@ import dataclasses
 import json
 import os
 import typing
+from dataclasses import field
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """The fields every training run has; application configs inherit them."""
+
+    epochs: int = 10
+    batch_size: int = field(default=32, metadata={"help": "per replica; global = this x replicas"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "base rate, before lr_scaling"})
+    lr_scaling: str = field(default="none", metadata={
+        "choices": ("none", "linear", "sqrt"),
+        "help": "learning rate x replicas (linear) or x sqrt(replicas) (sqrt)"})
+    seed: int = 0
+    strategy: str = field(default="auto", metadata={
+        "choices": ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")})
+    mixed_precision: bool = field(default=False, metadata={
+        "help": "mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU; logits and loss stay float32"})
+    jit_compile: bool = field(default=False, metadata={"help": "XLA-compile the train step"})
+    backup_every_steps: int = field(default=0, metadata={
+        "help": "BackupAndRestore every N steps (0: every epoch)"})
+    max_examples: int = field(default=0, metadata={"help": "use at most this many training examples (0: all)"})
 
 
 def _field_type(cls, field):

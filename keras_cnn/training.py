@@ -15,15 +15,56 @@ the model inside the strategy's scope.
 """
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
 
 import keras
+import tensorflow as tf
 
 from keras_cnn import config as config_lib
+from keras_cnn import distribute
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Where and how a run trains, resolved from its `TrainingConfig`."""
+
+    strategy: tf.distribute.Strategy
+    replicas: int
+    global_batch: int
+    learning_rate: float
+    chief: bool
+
+
+def mixed_policy():
+    """float16 where GPUs have fast float16 math, bfloat16 on CPU and TPU."""
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+def setup_runtime(cfg, log=print):
+    """Seeds, strategy, precision policy, global batch and learning rate for `cfg`.
+
+    The batch size in a config is per replica; the global batch is that times
+    the replicas in sync. The learning rate follows `cfg.lr_scaling`: "none"
+    keeps it, "linear" multiplies it by the replicas (Goyal et al. 2017),
+    "sqrt" by their square root. The rule and the result are logged.
+    """
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = distribute.get_strategy(cfg.strategy)
+    keras.mixed_precision.set_global_policy(mixed_policy() if cfg.mixed_precision else "float32")
+    replicas = strategy.num_replicas_in_sync
+    factor = {"none": 1.0, "linear": float(replicas), "sqrt": math.sqrt(replicas)}[cfg.lr_scaling]
+    runtime = Runtime(strategy, replicas, cfg.batch_size * replicas, cfg.learning_rate * factor,
+                      distribute.is_chief(strategy))
+    log(f"strategy {type(strategy).__name__} with {replicas} replica(s); global batch "
+        f"{cfg.batch_size} x {replicas} = {runtime.global_batch}; learning rate {cfg.learning_rate:g} "
+        f"x {factor:g} ({cfg.lr_scaling} scaling) = {runtime.learning_rate:g}; "
+        f"precision {keras.mixed_precision.global_policy().name}; XLA {'on' if cfg.jit_compile else 'off'}")
+    return runtime
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -120,7 +161,7 @@ def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min"
     callbacks += [c for c in extra_callbacks if chief]
     try:
         return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks,
-                         verbose=verbose, steps_per_epoch=steps_per_epoch)
+                         verbose=verbose, steps_per_epoch=steps_per_epoch, shuffle=False)
     finally:
         if not chief:
             for c in callbacks:

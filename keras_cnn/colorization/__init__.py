@@ -1,0 +1,1 @@
+"""Colourization as per-pixel classification over a colour palette (SPEC part A)."""

@@ -1,0 +1,65 @@
+"""`ColorizationConfig`: every knob of a colourization run, and named presets.
+
+The course's recipe (SPEC part A) is `cifar10_unet` / `cifar10_pool_upsample`
+/ `cifar10_conv_transpose`: Adam 1e-3, batch 100, 25 epochs, seed 0, grey =
+RGB mean / 256, a 24-colour RGB k-means palette.
+"""
+
+import dataclasses
+from dataclasses import field
+from typing import Optional
+
+from keras_cnn.config import TrainingConfig
+from keras_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorizationConfig(TrainingConfig):
+    # === Data ===
+    source: str = field(default="archive", metadata={
+        "choices": ("archive", "tfds", "folder"),
+        "help": "archive: the official CIFAR-10 tar.gz; tfds: tensorflow-datasets; folder: --data-dir"})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "image folder (source folder) or tensorflow-datasets data_dir"})
+    archive: Optional[str] = field(default=None, metadata={
+        "help": "local cifar-10-python.tar.gz to use instead of downloading"})
+    url: str = field(default=CIFAR10_URL, metadata={"help": "CIFAR-10 archive URL"})
+    md5: str = field(default=CIFAR10_MD5, metadata={"help": "expected md5 of the archive"})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "download cache (default ~/.keras)"})
+    cifar_class: str = field(default="horse", metadata={"help": "CIFAR-10 class, number or name"})
+    val_fraction: float = field(default=0.1, metadata={
+        "help": "held-out fraction of a folder source (the archive uses its test batch)"})
+    # === Palette ===
+    palette: Optional[str] = field(default=None, metadata={
+        "help": ".npy palette to use; default: fit one by k-means and save it in the run folder"})
+    allow_pickle_palette: bool = field(default=False, metadata={
+        "help": "accept the course's pickled (codebook, distortion) palette file"})
+    num_colours: int = field(default=24, metadata={"help": "palette size K"})
+    palette_space: str = field(default="rgb", metadata={
+        "choices": ("rgb", "ab"), "help": "k-means in RGB (course) or Lab ab (Zhang)"})
+    class_rebalance: float = field(default=0.0, metadata={
+        "help": "Zhang's rebalancing lambda (0: off, 0.5: the paper)"})
+    # === Model ===
+    model: str = field(default="unet", metadata={"help": "net from keras_cnn.colorization.models.MODELS"})
+    kernel: int = 3
+    num_filters: int = 32
+    downsize_input: bool = field(default=False, metadata={
+        "help": "super-resolution mode: 4x downsized colour input, 3 channels"})
+    decode: str = field(default="argmax", metadata={"choices": ("argmax", "annealed"),
+                                                    "help": "how logits become colours"})
+    temperature: float = field(default=0.38, metadata={"help": "annealed-mean temperature"})
+    # Training, distribution and speed fields come from TrainingConfig.
+    epochs: int = 25
+    batch_size: int = field(default=100, metadata={"help": "per replica"})
+    learning_rate: float = 1e-3
+
+
+PRESETS = {
+    "cifar10_unet": ColorizationConfig(model="unet"),
+    "cifar10_conv_transpose": ColorizationConfig(model="conv_transpose"),
+    "cifar10_pool_upsample": ColorizationConfig(model="pool_upsample"),
+    # The 2020 blog's settings.
+    "cifar10_cnn2020": ColorizationConfig(model="cnn2020", learning_rate=0.3),
+    "cifar10_unet2020": ColorizationConfig(model="unet", batch_size=10),
+    "cifar10_superres": ColorizationConfig(model="unet", downsize_input=True),
+}

@@ -1,0 +1,190 @@
+"""The colour palette: K colours that turn colourization into classification.
+
+Two kinds, told apart by their shape:
+- **RGB** (K x 3), the course's: k-means centroids of training pixels in RGB,
+  in the course's /256 units (a pixel's value is uint8 / 256).
+- **ab** (K x 2), Zhang et al.'s: k-means centroids in the a, b plane of CIE
+  Lab; the lightness of a decoded pixel comes from the grey input.
+
+Saved as a plain `.npy` (no pickle). Pixel -> class and class -> colour are
+TensorFlow ops, so they run inside `tf.data` and inside exported graphs.
+
+Reference: Zhang, Isola, Efros, "Colorful Image Colorization", ECCV 2016.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.colorization import color
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_path
+
+ANNEALED_T = 0.38
+
+
+def grey(images_uint8):
+    """The course's grey input: the plain mean of R, G and B, divided by 256."""
+    x = tf.cast(images_uint8, tf.float32) / 256.0
+    return tf.reduce_mean(x, axis=-1, keepdims=True)
+
+
+class Palette:
+    """K palette colours plus the ops that map pixels to classes and back.
+
+    Args:
+        colours: array (K, 3) of RGB colours in /256 units, or (K, 2) of Lab
+            (a, b) pairs.
+    """
+
+    def __init__(self, colours):
+        colours = np.asarray(colours, dtype=np.float32)
+        if colours.ndim != 2 or colours.shape[1] not in (2, 3) or colours.shape[0] < 2:
+            raise ValueError(f"palette must be (K, 3) RGB or (K, 2) ab with K >= 2, got {colours.shape}")
+        if not np.all(np.isfinite(colours)):
+            raise ValueError("palette holds non-finite values")
+        self.colours = colours
+        self.space = "rgb" if colours.shape[1] == 3 else "ab"
+
+    def __len__(self):
+        return len(self.colours)
+
+    def _features(self, images_uint8):
+        """Per-pixel coordinates in the palette's own space."""
+        if self.space == "rgb":
+            return tf.cast(images_uint8, tf.float32) / 256.0
+        lab = color.rgb_to_lab(tf.cast(images_uint8, tf.float32) / 255.0)
+        return lab[..., 1:]
+
+    def labels(self, images_uint8):
+        """The nearest palette colour (Euclidean) of each pixel, int32 (..., H, W)."""
+        f = self._features(images_uint8)
+        c = tf.constant(self.colours)
+        # |f - c|^2 = |f|^2 - 2 f.c + |c|^2; |f|^2 is the same for every class.
+        scores = tf.tensordot(f, tf.transpose(c), axes=1) * 2.0 - tf.reduce_sum(c * c, axis=-1)
+        return tf.argmax(scores, axis=-1, output_type=tf.int32)
+
+    def quantize(self, images_uint8):
+        """Each pixel snapped to its palette colour, as uint8 RGB (the best an argmax can do)."""
+        labels = self.labels(images_uint8)
+        onehot = tf.one_hot(labels, len(self))
+        return self.colours_to_rgb(tf.tensordot(onehot, tf.constant(self.colours), axes=1),
+                                   grey(images_uint8))
+
+    def colours_to_rgb(self, colours, grey_input):
+        """Palette-space colours (..., H, W, 3 or 2) + grey input (/256) -> uint8 RGB."""
+        if self.space == "rgb":
+            rgb = colours * 256.0 / 255.0
+        else:
+            lightness = color.rgb_to_lab(tf.repeat(grey_input * 256.0 / 255.0, 3, axis=-1))[..., :1]
+            rgb = color.lab_to_rgb(tf.concat([lightness, colours], axis=-1))
+        return tf.cast(tf.round(tf.clip_by_value(rgb, 0.0, 1.0) * 255.0), tf.uint8)
+
+    def decode(self, logits, grey_input, mode="argmax", temperature=ANNEALED_T):
+        """Logits (N, H, W, K) -> uint8 RGB images.
+
+        `mode="argmax"` takes the most likely colour; `mode="annealed"` takes
+        the expectation under softmax(log p / T), Zhang's annealed mean: T -> 0
+        is the mode, T = 1 the plain mean (desaturated).
+        """
+        logits = tf.cast(logits, tf.float32)
+        if mode == "argmax":
+            weights = tf.one_hot(tf.argmax(logits, axis=-1), len(self))
+        elif mode == "annealed":
+            if temperature <= 0:
+                raise UserError(f"annealed-mean temperature must be > 0, got {temperature}")
+            # softmax(log p / T) == softmax(logits / T): log p differs from the
+            # logits by a per-pixel constant.
+            weights = tf.nn.softmax(logits / temperature, axis=-1)
+        else:
+            raise UserError(f"unknown decoding {mode!r}; choose argmax or annealed")
+        colours = tf.tensordot(weights, tf.constant(self.colours), axes=1)
+        return self.colours_to_rgb(colours, grey_input)
+
+    def class_weights(self, label_counts, lam=0.5, sigma=5.0):
+        """Zhang's rebalancing weights, proportional to ((1 - lam) p + lam / K)^-1.
+
+        `p` is the class frequency smoothed with a Gaussian (`sigma`, in the
+        palette's own units for RGB x 256, in Lab units for ab) over the
+        palette colours; weights are scaled so their expectation under `p` is 1.
+        """
+        counts = np.asarray(label_counts, dtype=np.float64)
+        p = counts / max(counts.sum(), 1.0)
+        pts = self.colours * (256.0 if self.space == "rgb" else 1.0)
+        d2 = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+        kernel = np.exp(-d2 / (2 * sigma**2))
+        p = kernel @ p
+        p /= p.sum()
+        w = 1.0 / ((1 - lam) * p + lam / len(self))
+        w /= (w * p).sum()
+        return w.astype(np.float32)
+
+
+def fit_palette(images_uint8, k=24, space="rgb", seed=0, max_pixels=200_000):
+    """K-means palette of the pixels of `images_uint8` (uint8 (N, H, W, 3)).
+
+    Deterministic for a seed: the pixels are subsampled and k-means++ seeded
+    with it (scipy.cluster.vq.kmeans2, which always returns K centroids).
+    Centroids are sorted (by the first coordinate, then the others) so the
+    class numbering is stable too.
+    """
+    from scipy.cluster.vq import kmeans2
+
+    pixels = np.asarray(images_uint8).reshape(-1, 3)
+    rng = np.random.RandomState(seed)
+    if len(pixels) > max_pixels:
+        pixels = pixels[rng.choice(len(pixels), max_pixels, replace=False)]
+    if space == "rgb":
+        feats = pixels.astype(np.float64) / 256.0
+    elif space == "ab":
+        feats = color.rgb_to_lab(pixels.astype(np.float32) / 255.0).numpy()[:, 1:].astype(np.float64)
+    else:
+        raise UserError(f"unknown palette space {space!r}; choose rgb or ab")
+    if len(np.unique(feats, axis=0)) < k:
+        raise UserError(f"cannot fit {k} palette colours: the images hold fewer distinct colours")
+    centroids, _ = kmeans2(feats, k, iter=30, minit="++", seed=seed)
+    order = np.lexsort(centroids.T[::-1])
+    return Palette(centroids[order])
+
+
+def save_palette(path, palette):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, palette.colours, allow_pickle=False)
+
+
+def _load_course_format(path):
+    """The course's `(codebook, distortion)` object array, read with the plain-data unpickler."""
+    from keras_cnn.data import safe_pickle
+
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        _, _, dtype = read_header(f)
+        if dtype != object:
+            raise UserError(f"{path}: not a palette file")
+        obj = safe_pickle.loads(f.read(), source=path)
+    return np.asarray(obj[0] if isinstance(obj, (tuple, list, np.ndarray)) else obj, dtype=np.float32)
+
+
+def load_palette(path, allow_pickle=False):
+    """A `Palette` from a plain `.npy`; the course's pickled format only with `allow_pickle`."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: palette file does not exist")
+    try:
+        colours = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise UserError(f"{path}: not a .npy palette ({e})") from None
+        if not allow_pickle:
+            raise UserError(f"{path}: palette is a pickled object array (the course's "
+                            "(codebook, distortion) format); pass --allow-pickle-palette to read it") from None
+        colours = _load_course_format(path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read palette ({e})") from None
+    try:
+        return Palette(colours)
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None

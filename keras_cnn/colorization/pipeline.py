@@ -1,0 +1,75 @@
+"""`tf.data` input pipelines: uint8 images -> (net input, palette labels).
+
+All per-pixel work (grey conversion, super-resolution downsizing, nearest
+palette colour) is TensorFlow inside `Dataset.map`, vectorised per batch.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.colorization.palette import grey
+
+
+def downsize(images_uint8, factor=4):
+    """Super-resolution input: average-pool 2 twice, then nearest upsampling 4x (3 channels, /256)."""
+    x = tf.cast(images_uint8, tf.float32) / 256.0
+    squeeze = x.shape.rank == 3
+    if squeeze:
+        x = x[None]
+    for _ in range(int(np.log2(factor))):
+        x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+    x = tf.repeat(tf.repeat(x, factor, axis=1), factor, axis=2)
+    return x[0] if squeeze else x
+
+
+def net_input(images_uint8, downsize_input=False):
+    """What the nets see: grey (RGB mean / 256), or the 4x-downsized colour image."""
+    return downsize(images_uint8) if downsize_input else grey(images_uint8)
+
+
+def make_dataset(images_uint8, palette, batch_size, shuffle=False, seed=0, downsize_input=False,
+                 with_images=False):
+    """Batched `(input, labels)` pairs (plus the uint8 images when `with_images`).
+
+    Batching comes before the map so the palette search runs once per batch,
+    and the deterministic part is cached so later epochs only shuffle.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(images_uint8, dtype=np.uint8))
+    if shuffle:
+        ds = ds.shuffle(len(images_uint8), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def to_pairs(images):
+        x = net_input(images, downsize_input)
+        y = palette.labels(images)
+        return (x, y, images) if with_images else (x, y)
+
+    ds = ds.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class PixelCrossEntropy(keras.losses.Loss):
+    """Per-pixel softmax cross-entropy over palette classes, optionally class-weighted.
+
+    Args:
+        class_weights: None, or one weight per class (Zhang's rebalancing,
+            `Palette.class_weights`); each pixel's loss is scaled by the
+            weight of its true class.
+    """
+
+    def __init__(self, class_weights=None, name="pixel_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, tf.int32)
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, tf.cast(y_pred, tf.float32),
+                                                            from_logits=True)
+        if self.class_weights is not None:
+            loss = loss * tf.gather(tf.constant(self.class_weights, tf.float32), y_true)
+        return loss
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}

@@ -1,0 +1,1 @@
+"""Data sources: CIFAR-10 (archive, tensorflow-datasets, image folder), downloads."""
