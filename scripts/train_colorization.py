@@ -28,13 +28,16 @@ def run():
     parser.add_argument("--run-dir", required=True, help="folder for everything this run writes")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its last backup, with its saved config")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                        help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
     add_config_args(parser, ColorizationConfig)
     args = parser.parse_args()
     cfg = resolve(ColorizationConfig, PRESETS, args.preset, overrides_from_args(args, ColorizationConfig))
 
     from keras_cnn.colorization.train import train
 
-    metrics = train(cfg, args.run_dir, resume=args.resume)
+    metrics = train(cfg, args.run_dir, resume=args.resume,
+                    verbose="auto" if args.verbose is None else args.verbose)
     if "validation" in metrics:
         v, g = metrics["validation"], metrics["baselines"]["grey_input"]
         print(f"validation: loss {v['loss']:.4f}  accuracy {100 * v['accuracy']:.1f}%  "
