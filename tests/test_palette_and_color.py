@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from skimage import color as skcolor
+
+from keras_cnn.colorization import color
+from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette, save_palette
+from keras_cnn.colorization.pipeline import PixelCrossEntropy, downsize, make_dataset
+from keras_cnn.errors import UserError
+
+RNG = np.random.RandomState(0)
+IMAGES = RNG.randint(0, 256, (6, 8, 8, 3)).astype(np.uint8)
+
+
+def test_rgb_to_lab_and_back_match_skimage():
+    rgb = np.concatenate([RNG.uniform(0, 1, (500, 3)), np.eye(3), [[0, 0, 0], [1, 1, 1], [0.01, 0.02, 0.03]]])
+    rgb = rgb.astype(np.float32)
+    lab = color.rgb_to_lab(rgb).numpy()
+    np.testing.assert_allclose(lab, skcolor.rgb2lab(rgb.astype(np.float64)), atol=2e-3)
+    lab_in = np.stack([RNG.uniform(0, 100, 500), RNG.uniform(-80, 80, 500), RNG.uniform(-80, 80, 500)], -1)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = skcolor.lab2rgb(lab_in)
+    np.testing.assert_allclose(color.lab_to_rgb(lab_in.astype(np.float32)).numpy(), expected, atol=1e-3)
+
+
+def test_delta_e_and_psnr_against_references():
+    a, b = RNG.uniform(0, 1, (2, 4, 4, 3)).astype(np.float32)
+    de = color.delta_e76(color.rgb_to_lab(a), color.rgb_to_lab(b)).numpy()
+    np.testing.assert_allclose(de, skcolor.deltaE_cie76(skcolor.rgb2lab(a), skcolor.rgb2lab(b)), atol=5e-3)
+    mse = np.mean((a - b) ** 2)
+    np.testing.assert_allclose(color.psnr(a, b).numpy(), 10 * np.log10(1 / mse), rtol=1e-4)
+
+
+def test_fit_palette_is_deterministic_and_in_course_units():
+    p1, p2 = fit_palette(IMAGES, k=5, seed=3), fit_palette(IMAGES, k=5, seed=3)
+    np.testing.assert_array_equal(p1.colours, p2.colours)
+    assert p1.colours.shape == (5, 3) and p1.colours.max() < 1.0
+    ab = fit_palette(IMAGES, k=4, space="ab", seed=0)
+    assert ab.colours.shape == (4, 2) and ab.space == "ab"
+
+
+def test_labels_are_nearest_centroid():
+    palette = fit_palette(IMAGES, k=5, seed=0)
+    labels = palette.labels(IMAGES).numpy()
+    pixels = IMAGES.reshape(-1, 3) / 256.0
+    brute = np.argmin(((pixels[:, None] - palette.colours[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(labels.ravel(), brute)
+    ab = fit_palette(IMAGES, k=4, space="ab", seed=0)
+    abs_ = skcolor.rgb2lab(IMAGES / 255.0)[..., 1:].reshape(-1, 2)
+    brute = np.argmin(((abs_[:, None] - ab.colours[None]) ** 2).sum(-1), axis=1)
+    assert np.mean(ab.labels(IMAGES).numpy().ravel() == brute) > 0.99  # float32 vs float64 ties
+
+
+def test_decode_argmax_and_annealed_mean():
+    palette = Palette([[0.0, 0.0, 0.0], [0.5, 0.25, 0.0], [255 / 256, 255 / 256, 255 / 256]])
+    logits = np.log(np.array([[[[0.2, 0.5, 0.3]]]], np.float32))
+    g = np.zeros((1, 1, 1, 1), np.float32)
+    assert palette.decode(logits, g, "argmax").numpy().tolist() == [[[[128, 64, 0]]]]
+    t = 0.38
+    w = np.array([0.2, 0.5, 0.3]) ** (1 / t)
+    w /= w.sum()
+    expected = np.round(np.clip(w @ palette.colours * 256 / 255, 0, 1) * 255)
+    np.testing.assert_array_equal(palette.decode(logits, g, "annealed", t).numpy()[0, 0, 0], expected)
+    # T = 1 is the plain mean, T -> 0 the mode.
+    mean = np.round(np.array([0.2, 0.5, 0.3]) @ palette.colours * 256 / 255 * 255)
+    np.testing.assert_allclose(palette.decode(logits, g, "annealed", 1.0).numpy()[0, 0, 0], mean, atol=1)
+    assert palette.decode(logits, g, "annealed", 0.01).numpy().tolist() == [[[[128, 64, 0]]]]
+    with pytest.raises(UserError, match="unknown decoding"):
+        palette.decode(logits, g, "median")
+
+
+def test_ab_decode_takes_lightness_from_grey():
+    ab = Palette([[0.0, 0.0], [40.0, 30.0]])
+    g = np.full((1, 2, 2, 1), 128 / 256, np.float32)
+    out = ab.decode(np.array([[[[5.0, 0.0]] * 2] * 2], np.float32), g).numpy()
+    np.testing.assert_allclose(out, 128, atol=1)  # a = b = 0 keeps the grey
+    coloured = ab.decode(np.array([[[[0.0, 5.0]] * 2] * 2], np.float32), g).numpy()[0, 0, 0]
+    lab = skcolor.rgb2lab(coloured / 255.0)
+    assert abs(lab[0] - skcolor.rgb2lab(np.full(3, 128 / 255))[0]) < 1.5 and lab[1] > 30
+
+
+def test_quantize_is_the_ceiling_of_argmax():
+    palette = fit_palette(IMAGES, k=5, seed=0)
+    q = palette.quantize(IMAGES).numpy()
+    np.testing.assert_array_equal(palette.labels(q).numpy(), palette.labels(IMAGES).numpy())
+
+
+def test_class_weights_follow_zhang():
+    palette = Palette(np.eye(3) * 0.9)
+    w = palette.class_weights([80, 15, 5], lam=0.5, sigma=1e-3)  # tiny sigma: no smoothing
+    p = np.array([0.8, 0.15, 0.05])
+    expected = 1 / (0.5 * p + 0.5 / 3)
+    expected /= (expected * p).sum()
+    np.testing.assert_allclose(w, expected, rtol=1e-5)
+    assert w[2] > w[1] > w[0]
+
+
+def test_save_load_and_bad_palette_files(tmp_path):
+    palette = fit_palette(IMAGES, k=4, seed=0)
+    save_palette(tmp_path / "p.npy", palette)
+    np.testing.assert_array_equal(load_palette(str(tmp_path / "p.npy")).colours, palette.colours)
+    np.save(tmp_path / "bad.npy", np.zeros((4, 5)))
+    with pytest.raises(UserError, match=r"bad\.npy: palette must be \(K, 3\)"):
+        load_palette(str(tmp_path / "bad.npy"))
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    with pytest.raises(UserError, match="junk.npy"):
+        load_palette(str(tmp_path / "junk.npy"))
+    with pytest.raises(UserError, match="does not exist"):
+        load_palette(str(tmp_path / "none.npy"))
+
+
+def test_course_pickled_palette_needs_opt_in(tmp_path):
+    codebook = np.random.RandomState(0).uniform(0, 1, (24, 3))
+    np.save(tmp_path / "colour_kmeans24_cat7.npy", np.array((codebook, 0.05), dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match="--allow-pickle-palette"):
+        load_palette(str(tmp_path / "colour_kmeans24_cat7.npy"))
+    palette = load_palette(str(tmp_path / "colour_kmeans24_cat7.npy"), allow_pickle=True)
+    np.testing.assert_allclose(palette.colours, codebook, rtol=1e-6)
+
+
+def test_pipeline_yields_grey_and_labels_and_superres_input():
+    palette = fit_palette(IMAGES, k=4, seed=0)
+    x, y = next(iter(make_dataset(IMAGES, palette, batch_size=4)))
+    np.testing.assert_allclose(x.numpy(), IMAGES[:4].mean(-1, keepdims=True) / 256, atol=1e-6)
+    np.testing.assert_array_equal(y.numpy(), palette.labels(IMAGES[:4]).numpy())
+    small = downsize(IMAGES).numpy()
+    block = IMAGES[0, :4, :4].reshape(-1, 3).mean(0) / 256
+    np.testing.assert_allclose(small[0, :4, :4], np.broadcast_to(block, (4, 4, 3)), atol=1e-6)
+    np.testing.assert_allclose(grey(IMAGES).numpy(), IMAGES.mean(-1, keepdims=True) / 256, atol=1e-6)
+
+
+def test_weighted_cross_entropy():
+    logits = tf.constant(np.log([[[[0.7, 0.3]], [[0.4, 0.6]]]]), tf.float32)
+    y = tf.constant([[[0], [1]]])
+    per_pixel = -np.log([0.7, 0.6])
+    np.testing.assert_allclose(PixelCrossEntropy()(y, logits).numpy(), per_pixel.mean(), rtol=1e-5)
+    np.testing.assert_allclose(PixelCrossEntropy([2.0, 0.5])(y, logits).numpy(),
+                               (per_pixel * [2.0, 0.5]).mean(), rtol=1e-5)
