@@ -17,20 +17,31 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, overwrite=True):
     """Yields a temporary path beside `path`; renames it to `path` on success.
 
     Works for files and folders alike: whatever the body writes at the
-    temporary path replaces `path` only if the body returns normally.
+    temporary path replaces `path` only if the body returns normally. With
+    `overwrite=False` an existing `path` is a `UserError`, checked before the
+    body runs and again before the rename (for outputs that must never be
+    replaced, such as a served model version).
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
+    if not overwrite and os.path.lexists(path):
+        raise UserError(f"{path}: already exists; not overwriting it")
     os.makedirs(parent, exist_ok=True)
     base = os.path.basename(path)
     # Keep the real suffix last: writers such as `model.save` insist on it.
     tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{base}")
     try:
         yield tmp
+        if not overwrite:
+            if os.path.lexists(path):
+                raise UserError(f"{path}: appeared while writing it; not overwriting it")
+            # os.rename, unlike os.replace on a file, refuses a non-empty folder.
+            os.rename(tmp, path)
+            return
         if os.path.isdir(path) and os.path.isdir(tmp):
             shutil.rmtree(path)
         os.replace(tmp, path)

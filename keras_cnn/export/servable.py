@@ -1,0 +1,237 @@
+"""A trained model as export sees it: uint8 images in, named outputs out.
+
+A `Servable` wraps a Keras model of either application with the TensorFlow
+pre- and post-processing that turns what a client has (a batch of uint8 RGB
+images) into named outputs. The SavedModel signatures and the TFLite graphs
+are both built from it, so a server and a phone compute the same thing.
+
+- `ColorizerServable`: grey = RGB mean / 256 (or the 4x-downsized colour image
+  in super-resolution mode) in the graph; outputs "colours" (uint8 RGB, decoded
+  with the palette) and "probabilities". The nets are fully convolutional:
+  the SavedModel takes any size (padded to a multiple of 4 by repeating the
+  edge pixels, then cropped back), TFLite a fixed square size.
+- `SegmenterServable`: the segmentation package's own `preprocess` in the
+  graph; outputs "mask" and "probabilities". The model has a fixed input
+  size; the SavedModel resizes any image to it and the results back.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn import training
+from keras_cnn.config import config_path, load_config
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import list_images, readable_images
+
+CHECKPOINTS = ("best", "last")
+
+
+def _fit_square(image, size):
+    """One uint8 image (H, W, 3) centre-cropped to a square and resized to (size, size)."""
+    shape = tf.shape(image)
+    side = tf.minimum(shape[0], shape[1])
+    image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2,
+                                          side, side)
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _fit_stretch(image, size):
+    """One uint8 image (H, W, 3) resized to (size, size), aspect ratio not kept."""
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _pad_edge(images, multiple):
+    """Pads (N, H, W, C) at the bottom and right to multiples of `multiple`, repeating edge pixels."""
+    static = images.shape[1:3]
+    if all(d is not None and d % multiple == 0 for d in static):
+        return images
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    rows = tf.minimum(tf.range((h + multiple - 1) // multiple * multiple), h - 1)
+    cols = tf.minimum(tf.range((w + multiple - 1) // multiple * multiple), w - 1)
+    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+
+
+class Servable:
+    """Base: a Keras model, its fixed export size and its metadata.
+
+    Subclasses define `probabilities(images)` (fixed-size uint8 batch ->
+    float32 class probabilities, the TFLite graph), `outputs(images)` (any
+    size -> the SavedModel's named outputs), `fit(image)` (one decoded image
+    of any size -> the export size, for encoded-bytes input), `metadata()`
+    and `_run_images()` (the run's own (train, validation) images).
+    """
+
+    application = None
+    output_names = ()
+
+    def __init__(self, model, image_size, source, images_dir=None):
+        self.model = model
+        self.image_size = int(image_size)
+        self.source = source
+        self.images_dir = images_dir
+        self._images = None
+
+    def fit_batch(self, images):
+        return tf.map_fn(lambda im: self.fit(im), images,
+                         fn_output_signature=tf.TensorSpec((self.image_size, self.image_size, 3),
+                                                           tf.uint8))
+
+    def images(self, split, count):
+        """Up to `count` real uint8 images (N, S, S, 3) at the export size.
+
+        `split` "train" feeds int8 calibration, "validation" the agreement
+        checks; with `images_dir` both come from that folder instead.
+        """
+        if self._images is None:
+            if self.images_dir:
+                from keras_cnn.data.cifar10 import load_image
+
+                paths = readable_images(list_images(self.images_dir, "image folder"), "image folder")
+                folder = np.stack([self._resize_np(load_image(p, self.image_size))
+                                   for p in paths[:max(count, 1) * 2]])
+                self._images = (folder, folder)
+            else:
+                try:
+                    train, val = self._run_images()
+                except UserError as e:
+                    raise UserError(f"cannot load the run's images for calibration and checks ({e}); "
+                                    "pass --images DIR") from None
+                self._images = (self._resize_np(train), self._resize_np(val) if len(val) else
+                                self._resize_np(train))
+        return self._images[0 if split == "train" else 1][:count]
+
+    def _resize_np(self, images):
+        images = np.asarray(images, np.uint8)
+        if images.ndim == 3:
+            images = images[None]
+        if images.shape[1:3] == (self.image_size, self.image_size):
+            return images
+        return self.fit_batch(tf.constant(images)).numpy()
+
+    def base_metadata(self):
+        import keras
+
+        import keras_cnn
+
+        return {
+            "application": self.application,
+            "model_class": type(self.model).__name__,
+            "input": {"key": "images", "dtype": "uint8", "layout": "NHWC RGB"},
+            "input_size": [self.image_size, self.image_size],
+            "outputs": list(self.output_names),
+            "source": self.source,
+            "versions": {"keras_cnn": keras_cnn.__version__, "tensorflow": tf.__version__,
+                         "keras": keras.__version__},
+        }
+
+
+class ColorizerServable(Servable):
+    """A colourization net with its palette and decoding.
+
+    Args:
+        model: a net of `keras_cnn.colorization.models`.
+        palette: its `Palette`.
+        cfg: the run's `ColorizationConfig` (decoding, super-resolution mode, data).
+        image_size: the fixed square size of TFLite and of encoded-bytes input
+            (a multiple of 4; the nets halve the size twice).
+        source: where the model came from, for the metadata.
+        images_dir: a folder of real images for calibration and checks,
+            instead of the run's own data.
+    """
+
+    application = "colorization"
+    output_names = ("colours", "probabilities")
+    SIZE_MULTIPLE = 4
+
+    def __init__(self, model, palette, cfg, image_size=32, source=None, images_dir=None):
+        if image_size < self.SIZE_MULTIPLE or image_size % self.SIZE_MULTIPLE:
+            raise UserError(f"colourizer export size must be a positive multiple of "
+                            f"{self.SIZE_MULTIPLE}, got {image_size}")
+        super().__init__(model, image_size, source or {}, images_dir)
+        self.palette = palette
+        self.cfg = cfg
+
+    def net_input(self, images):
+        from keras_cnn.colorization.pipeline import net_input
+
+        return net_input(images, self.cfg.downsize_input)
+
+    def logits(self, images):
+        return tf.cast(self.model(self.net_input(images), training=False), tf.float32)
+
+    def probabilities(self, images):
+        return tf.nn.softmax(self.logits(images), axis=-1)
+
+    def outputs(self, images):
+        from keras_cnn.colorization.palette import grey
+
+        h, w = tf.shape(images)[1], tf.shape(images)[2]
+        logits = self.logits(_pad_edge(images, self.SIZE_MULTIPLE))[:, :h, :w]
+        colours = self.palette.decode(logits, grey(images), self.cfg.decode, self.cfg.temperature)
+        return {"colours": colours, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    def fit(self, image):
+        return _fit_square(image, self.image_size)
+
+    def _run_images(self):
+        from keras_cnn.colorization.train import load_data
+
+        return load_data(self.cfg)
+
+    def metadata(self):
+        meta = self.base_metadata()
+        meta.update({
+            "preprocessing": ("4x downsized colour image (average-pool 2 twice, nearest 4x "
+                              "upsampling) / 256" if self.cfg.downsize_input
+                              else "grey = mean(R, G, B) / 256"),
+            "image_fit": "centre crop to a square, then resize",
+            "palette": {"space": self.palette.space,
+                        "units": "RGB / 256" if self.palette.space == "rgb" else "CIE Lab a, b",
+                        "colours": self.palette.colours.tolist()},
+            "class_names": [f"colour_{i}" for i in range(len(self.palette))],
+            "decode": self.cfg.decode,
+            "temperature": self.cfg.temperature,
+            "downsize_input": self.cfg.downsize_input,
+        })
+        return meta
+
+
+def _read_config_keys(run_dir):
+    path = config_path(run_dir)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the run's config ({e.strerror}); is {run_dir} a run folder?") \
+            from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a run config (expected a JSON object)")
+    return set(data)
+
+
+def from_run_dir(run_dir, checkpoint="best", image_size=None, images_dir=None):
+    """The `Servable` of a finished run folder of either application."""
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"unknown checkpoint {checkpoint!r}; choose one of: {', '.join(CHECKPOINTS)}")
+    if not os.path.isdir(run_dir):
+        raise UserError(f"{run_dir}: run folder does not exist")
+    keys = _read_config_keys(run_dir)
+    model_path = os.path.join(run_dir, f"{checkpoint}.keras")
+    source = {"run_dir": os.path.abspath(run_dir), "checkpoint": f"{checkpoint}.keras"}
+    if "palette_space" in keys:
+        from keras_cnn.colorization.config import ColorizationConfig
+        from keras_cnn.colorization.palette import load_palette
+        from keras_cnn.colorization.pipeline import PixelCrossEntropy  # noqa: F401  (the saved loss)
+
+        cfg = load_config(ColorizationConfig, config_path(run_dir))
+        palette = load_palette(os.path.join(run_dir, "palette.npy"))
+        model = training.load_model(model_path)
+        return ColorizerServable(model, palette, cfg, image_size or 32, source, images_dir)
+    raise UserError(f"{config_path(run_dir)}: not a colourization or segmentation run config")
