@@ -14,6 +14,7 @@ A *run folder* holds everything one training run writes:
 the model inside the strategy's scope.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -133,6 +134,23 @@ def prepare_run_dir(run_dir, cfg, resume=False):
     os.makedirs(run_dir, exist_ok=True)
     config_lib.save_config(cfg, path)
     return cfg
+
+
+@contextlib.contextmanager
+def new_run(run_dir, cfg, resume=False):
+    """`prepare_run_dir` for the set-up phase of a run; yields the config to use.
+
+    If set-up fails (bad data, bad palette...) in a folder this call created,
+    the folder is removed again, so fixing the flag and re-running does not
+    trip over a half-made run.
+    """
+    existed = os.path.exists(run_dir)
+    try:
+        yield prepare_run_dir(run_dir, cfg, resume)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def standard_callbacks(run_dir, monitor="val_loss", mode="min", backup_every_steps=0,

@@ -78,13 +78,13 @@ def strip_drawer(images_uint8, palette, cfg):
 
 def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     """Trains per `cfg` in `run_dir`; returns the final metrics dict."""
-    cfg = training.prepare_run_dir(run_dir, cfg, resume)
-    runtime = training.setup_runtime(cfg, log)
-    train_images, val_images = load_data(cfg)
-    palette = get_palette(cfg, train_images, run_dir)
-    log(f"data: {len(train_images)} training and {len(val_images)} validation images; "
-        f"palette: {len(palette)} {palette.space} colours")
-    model = build_and_compile(cfg, palette, train_images, runtime)
+    with training.new_run(run_dir, cfg, resume) as cfg:
+        runtime = training.setup_runtime(cfg, log)
+        train_images, val_images = load_data(cfg)
+        palette = get_palette(cfg, train_images, run_dir)
+        log(f"data: {len(train_images)} training and {len(val_images)} validation images; "
+            f"palette: {len(palette)} {palette.space} colours")
+        model = build_and_compile(cfg, palette, train_images, runtime)
     train_ds = make_dataset(train_images, palette, runtime.global_batch, shuffle=True, seed=cfg.seed,
                             downsize_input=cfg.downsize_input)
     val_ds = make_dataset(val_images, palette, runtime.global_batch, downsize_input=cfg.downsize_input)

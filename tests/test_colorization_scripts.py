@@ -1,0 +1,105 @@
+"""The colourization scripts end to end, as a user runs them from the README."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, write_images
+
+
+def run(script, *args, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("colour")
+    rng = np.random.RandomState(0)
+    # Smooth random colour fields, so there is something learnable.
+    base = rng.randint(0, 256, (60, 4, 4, 3)).astype(np.uint8)
+    images = base.repeat(8, axis=1).repeat(8, axis=2)
+    data = write_images(tmp / "data", images)
+    run_dir = tmp / "run"
+    proc = run("train_colorization.py", "--source", "folder", "--data-dir", data, "--run-dir", run_dir,
+               "--epochs", 2, "--batch-size", 16, "--num-colours", 6, "--num-filters", 8, "--verbose", 0)
+    assert "validation: loss" in proc.stdout
+    return tmp, run_dir
+
+
+def test_training_writes_a_complete_run_folder(trained_run):
+    _, run_dir = trained_run
+    for name in ("config.json", "palette.npy", "best.keras", "last.keras", "history.csv", "metrics.json",
+                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/curves.png"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "backup").exists()  # deleted once training finishes
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 2 and config["num_colours"] == 6 and config["learning_rate"] == 1e-3
+    assert np.load(run_dir / "palette.npy").shape == (6, 3)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["validation"]) == {"loss", "accuracy", "delta_e", "psnr"}
+    assert metrics["baselines"]["palette_truth"]["accuracy"] == 1.0
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 3
+
+
+def test_refuses_to_overwrite_a_run_and_resume_needs_one(trained_run, tmp_path):
+    tmp, run_dir = trained_run
+    proc = run("train_colorization.py", "--source", "folder", "--data-dir", tmp / "data", "--run-dir", run_dir,
+               check=False)
+    assert proc.returncode == 2 and "already holds a run; pass --resume" in proc.stderr
+    proc = run("train_colorization.py", "--run-dir", tmp_path / "none", "--resume", check=False)
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+
+
+def test_evaluate_and_activation_maps(trained_run, tmp_path):
+    _, run_dir = trained_run
+    proc = run("evaluate_colorization.py", "--run-dir", run_dir, "--decode", "annealed", "--out",
+               tmp_path / "e.json", "--activations-dir", tmp_path / "maps")
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["decode"] == "annealed" and result["images"] == 6
+    assert 0 <= result["model"]["accuracy"] <= 1 and result["model"]["delta_e"] > 0
+    assert "grey_input" in proc.stdout and "palette_truth" in proc.stdout
+    maps = sorted(os.listdir(tmp_path / "maps"))
+    assert {"input.png", "truth.png", "output.png"} <= set(maps)
+    assert any(m.endswith("_up1_relu.png") for m in maps)
+
+
+def test_colorize_any_size_file_and_folder(trained_run, tmp_path):
+    _, run_dir = trained_run
+    photos = write_images(tmp_path / "photos", np.random.RandomState(1).randint(0, 256, (3, 37, 50, 3)))
+    Image.fromarray(np.full((21, 19), 90, np.uint8)).save(tmp_path / "photos" / "grey.png")
+    run("colorize.py", "--run-dir", run_dir, "--input", photos, "--out-dir", tmp_path / "out")
+    out = Image.open(tmp_path / "out" / "0000_color.png")
+    assert out.size == (50, 37) and out.mode == "RGB"
+    assert Image.open(tmp_path / "out" / "grey_color.png").size == (19, 21)
+    assert Image.open(tmp_path / "out" / "0000_compare.png").size == (150, 37)
+    proc = run("colorize.py", "--run-dir", run_dir, "--input", tmp_path / "missing.jpg", "--out-dir",
+               tmp_path / "o2", check=False)
+    assert proc.returncode == 2 and "missing.jpg: no such file" in proc.stderr
+    (tmp_path / "fake.jpg").write_bytes(b"not an image")
+    proc = run("colorize.py", "--run-dir", run_dir, "--input", tmp_path / "fake.jpg", "--out-dir",
+               tmp_path / "o3", check=False)
+    assert proc.returncode == 2 and "fake.jpg: cannot be decoded" in proc.stderr
+    assert not (tmp_path / "o3").exists() or os.listdir(tmp_path / "o3") == []
+
+
+def test_bad_flags_are_one_line_errors(tmp_path):
+    proc = run("train_colorization.py", "--run-dir", tmp_path / "r", "--cifar-class", "unicorn",
+               "--source", "archive", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: unknown CIFAR-10")
+    np.save(tmp_path / "p.npy", np.zeros((3, 4)))
+    write_images(tmp_path / "d", np.zeros((4, 32, 32, 3)))
+    proc = run("train_colorization.py", "--run-dir", tmp_path / "r2", "--source", "folder", "--data-dir",
+               tmp_path / "d", "--palette", tmp_path / "p.npy", check=False)
+    assert proc.returncode == 2 and "p.npy: palette must be (K, 3)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()  # failed set-up leaves nothing
