@@ -172,3 +172,28 @@ def test_empty_or_unreadable_folders(tmp_path):
 def test_real_horse_folder(shared_data):
     train, val = cifar10.load_class("folder", data_dir=os.path.join(shared_data, "cifar10-horse-train"))
     assert train.shape == (4500, 32, 32, 3) and val.shape == (500, 32, 32, 3)
+
+
+def test_tfds_source_filters_the_class(monkeypatch):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    images = np.random.RandomState(0).randint(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+    labels = np.array([7, 1, 7, 3, 7, 7])
+    calls = []
+
+    def fake_load(name, split, data_dir, as_supervised):
+        calls.append((name, split, as_supervised))
+        return tf.data.Dataset.from_tensor_slices((images, labels))
+
+    monkeypatch.setattr(tfds, "load", fake_load)
+    train, val = cifar10.load_class("tfds", "horse")
+    np.testing.assert_array_equal(train, images[labels == 7])
+    assert calls == [("cifar10", "train", True), ("cifar10", "test", True)]
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(UserError, match="offline.*--source folder"):
+        cifar10.load_class("tfds", 7)
