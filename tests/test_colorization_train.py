@@ -1,0 +1,60 @@
+"""The training library in-process: modes of the recipe on tiny data."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from conftest import write_images
+from keras_cnn.colorization.config import PRESETS
+from keras_cnn.colorization.train import load_run, train
+from keras_cnn.config import resolve
+from keras_cnn.colorization.config import ColorizationConfig
+from keras_cnn.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (24, 4, 4, 3)).astype(np.uint8).repeat(8, 1).repeat(8, 2)
+    return str(write_images(tmp_path_factory.mktemp("d") / "imgs", images))
+
+
+def tiny(data_dir, **overrides):
+    return resolve(ColorizationConfig, PRESETS, "cifar10_unet",
+                   dict(source="folder", data_dir=data_dir, epochs=1, batch_size=8, num_colours=5,
+                        num_filters=4, val_fraction=0.25, **overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(downsize_input=True),
+    dict(palette_space="ab", class_rebalance=0.5, decode="annealed"),
+    dict(model="pool_upsample", kernel=5),
+])
+def test_training_modes(data_dir, tmp_path, overrides):
+    metrics = train(tiny(data_dir, **overrides), str(tmp_path / "run"), verbose=0, log=lambda *_: None)
+    assert np.isfinite(metrics["validation"]["loss"])
+    model, palette, cfg = load_run(str(tmp_path / "run"))
+    channels = 3 if overrides.get("downsize_input") else 1
+    assert model.input_shape[-1] == channels
+    assert palette.colours.shape == (5, 2 if overrides.get("palette_space") == "ab" else 3)
+    assert dataclasses.asdict(cfg) == json.loads((tmp_path / "run" / "config.json").read_text())
+
+
+def test_same_seed_same_result(data_dir, tmp_path):
+    a = train(tiny(data_dir), str(tmp_path / "a"), verbose=0, log=lambda *_: None)
+    b = train(tiny(data_dir), str(tmp_path / "b"), verbose=0, log=lambda *_: None)
+    assert a["validation"] == pytest.approx(b["validation"], rel=1e-5)
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "palette.npy"), np.load(tmp_path / "b" / "palette.npy"))
+
+
+def test_config_overrides_are_checked():
+    with pytest.raises(UserError, match="unknown config key"):
+        resolve(ColorizationConfig, PRESETS, "cifar10_unet", {"epochz": 3})
+    with pytest.raises(UserError, match="wants int"):
+        resolve(ColorizationConfig, PRESETS, "cifar10_unet", {"epochs": "many"})
+    with pytest.raises(UserError, match="unknown preset"):
+        resolve(ColorizationConfig, PRESETS, "imagenet_unet", {})
+    cfg = resolve(ColorizationConfig, PRESETS, "cifar10_pool_upsample", {"learning_rate": 1})
+    assert cfg.learning_rate == 1.0 and cfg.model == "pool_upsample" and cfg.batch_size == 100
