@@ -1,4 +1,4 @@
-"""Colourize a photo or a folder of photos with a trained net, writing PNGs.
+r"""Colourize a photo or a folder of photos with a trained net, writing PNGs.
 
     python scripts/colorize.py --run-dir runs/unet --input photo.jpg --out-dir colorized/
     python scripts/colorize.py --run-dir runs/unet --input ../shared/data/cifar10-horse-train \

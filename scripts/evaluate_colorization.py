@@ -1,4 +1,4 @@
-"""Evaluate a trained colourization run on its validation images, beside the trivial baselines.
+r"""Evaluate a trained colourization run on its validation images, beside the trivial baselines.
 
     python scripts/evaluate_colorization.py --run-dir runs/unet
     python scripts/evaluate_colorization.py --run-dir runs/unet --decode annealed --temperature 0.38 \

@@ -1,4 +1,4 @@
-"""Train a colourization net (grey CIFAR-10 class in, palette colours out).
+r"""Train a colourization net (grey CIFAR-10 class in, palette colours out).
 
     python scripts/train_colorization.py --preset cifar10_unet --run-dir runs/unet
     python scripts/train_colorization.py --preset cifar10_unet --source folder \
