@@ -85,6 +85,25 @@ def read_metadata(path):
     return meta
 
 
+def load_photo(path, size, fit):
+    """A photo as uint8 (size, size, 3) the way the export's `image_fit` says, and its original (h, w)."""
+    from PIL import Image
+
+    from keras_cnn.data.cifar10 import load_image
+    from keras_cnn.fileio import check_image_file
+
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: image file does not exist")
+    reason = check_image_file(path)
+    if reason:
+        raise UserError(f"{path}: {reason}")
+    with Image.open(path) as im:
+        original = (im.height, im.width)
+        if fit == "stretch":
+            return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), np.uint8), original
+    return load_image(path, size), original
+
+
 def decode_colours(probabilities, images_uint8, metadata):
     """Probabilities (N, H, W, K) -> uint8 RGB with the palette in `metadata`, as `Palette.decode`."""
     palette = metadata["palette"]

@@ -61,13 +61,15 @@ class Servable:
 
     Subclasses define `probabilities(images)` (fixed-size uint8 batch ->
     float32 class probabilities, the TFLite graph), `outputs(images)` (any
-    size -> the SavedModel's named outputs), `fit(image)` (one decoded image
-    of any size -> the export size, for encoded-bytes input), `metadata()`
-    and `_run_images()` (the run's own (train, validation) images).
+    size -> the SavedModel's named outputs), `metadata()` and
+    `_run_images()` (the run's own (train, validation) images).
     """
 
     application = None
     output_names = ()
+    # How one photo of any shape becomes the square export size: "centre_crop"
+    # (crop the central square, then resize) or "stretch" (resize as is).
+    image_fit = "centre_crop"
 
     def __init__(self, model, image_size, source, images_dir=None):
         self.model = model
@@ -75,6 +77,12 @@ class Servable:
         self.source = source
         self.images_dir = images_dir
         self._images = None
+
+    def fit(self, image):
+        """One decoded uint8 image (H, W, 3) -> (S, S, 3) at the export size, per `image_fit`."""
+        if self.image_fit == "centre_crop":
+            return _fit_square(image, self.image_size)
+        return _fit_stretch(image, self.image_size)
 
     def fit_batch(self, images):
         return tf.map_fn(lambda im: self.fit(im), images,
@@ -123,6 +131,7 @@ class Servable:
             "model_class": type(self.model).__name__,
             "input": {"key": "images", "dtype": "uint8", "layout": "NHWC RGB"},
             "input_size": [self.image_size, self.image_size],
+            "image_fit": self.image_fit,
             "outputs": list(self.output_names),
             "source": self.source,
             "versions": {"keras_cnn": keras_cnn.__version__, "tensorflow": tf.__version__,
@@ -175,9 +184,6 @@ class ColorizerServable(Servable):
         colours = self.palette.decode(logits, grey(images), self.cfg.decode, self.cfg.temperature)
         return {"colours": colours, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-    def fit(self, image):
-        return _fit_square(image, self.image_size)
-
     def _run_images(self):
         from keras_cnn.colorization.train import load_data
 
@@ -189,7 +195,6 @@ class ColorizerServable(Servable):
             "preprocessing": ("4x downsized colour image (average-pool 2 twice, nearest 4x "
                               "upsampling) / 256" if self.cfg.downsize_input
                               else "grey = mean(R, G, B) / 256"),
-            "image_fit": "centre crop to a square, then resize",
             "palette": {"space": self.palette.space,
                         "units": "RGB / 256" if self.palette.space == "rgb" else "CIE Lab a, b",
                         "colours": self.palette.colours.tolist()},

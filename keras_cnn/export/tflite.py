@@ -20,6 +20,7 @@ agreement of the `.tflite` with the Keras model on real images.
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -77,7 +78,10 @@ def convert(saved_model_dir, variant, representative_images=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_output_type = tf.uint8
     try:
-        model = converter.convert()
+        with warnings.catch_warnings():
+            # int8 calibration runs TensorFlow's own deprecated interpreter.
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+            model = converter.convert()
     except Exception as e:  # ConverterError and friends carry MLIR dumps
         raise UserError(f"TFLite {variant} conversion failed ({_first_error_line(e)})") from None
     ops = litert_runtime.op_names(model)
