@@ -34,6 +34,9 @@ class TrainingConfig:
     mixed_precision: bool = field(default=False, metadata={
         "help": "mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU; logits and loss stay float32"})
     jit_compile: bool = field(default=False, metadata={"help": "XLA-compile the train step"})
+    sync_batchnorm: bool = field(default=True, metadata={
+        "help": "BatchNorm statistics over the global batch when there are several replicas "
+                "(same results as one device); --no-sync-batchnorm: per replica"})
     backup_every_steps: int = field(default=0, metadata={
         "help": "BackupAndRestore every N steps (0: every epoch)"})
     max_examples: int = field(default=0, metadata={"help": "use at most this many training examples (0: all)"})

@@ -1,13 +1,23 @@
 """One switch for `tf.distribute`: `--strategy auto|default|one_device|mirrored|multi_worker|tpu`.
 
 Build and `compile` the model inside `strategy.scope()`. Batch sizes in the
-configs are per replica; the global batch is per replica x replicas.
+configs are per replica; the global batch is per replica x replicas, and every
+dataset is batched at the global size (tf.distribute splits each global batch
+between the replicas).
+
+`auto` picks MultiWorkerMirroredStrategy when `TF_CONFIG` names a cluster of
+two or more tasks, MirroredStrategy over all GPUs when more than one is
+visible, and the default strategy otherwise. Several machines: start the same
+command on each with its own `TF_CONFIG` (see docs/DISTRIBUTED.md); the chief
+(task type "chief", or worker 0 when there is none) writes everything, the
+others keep their scratch files in temporary folders.
 """
 
 import json
 import logging
 import os
 
+import keras
 import tensorflow as tf
 
 from keras_cnn.errors import UserError
@@ -15,8 +25,19 @@ from keras_cnn.errors import UserError
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 log = logging.getLogger(__name__)
 
+_SHARD_POLICIES = {
+    "data": tf.data.experimental.AutoShardPolicy.DATA,
+    "file": tf.data.experimental.AutoShardPolicy.FILE,
+    "off": tf.data.experimental.AutoShardPolicy.OFF,
+}
 
-def _tf_config_cluster():
+
+def tf_config():
+    """The parsed `TF_CONFIG` if it names a cluster of 2 or more tasks, else None.
+
+    A malformed one is a `UserError` here rather than a hang or a gRPC error
+    from the first collective op.
+    """
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return None
@@ -24,21 +45,47 @@ def _tf_config_cluster():
         cfg = json.loads(raw)
     except json.JSONDecodeError as e:
         raise UserError(f"TF_CONFIG is not valid JSON ({e.msg})") from None
-    cluster = cfg.get("cluster") or {}
-    return cfg if sum(len(v) for v in cluster.values()) > 1 else None
+    cluster = cfg.get("cluster") if isinstance(cfg, dict) else None
+    if not cluster:
+        return None
+    if not isinstance(cluster, dict) or not all(isinstance(v, list) for v in cluster.values()):
+        raise UserError('TF_CONFIG "cluster" must map task types to lists of "host:port"')
+    if sum(len(v) for v in cluster.values()) < 2:
+        return None
+    task = cfg.get("task")
+    if not isinstance(task, dict) or "type" not in task:
+        raise UserError('TF_CONFIG names a cluster but no "task" {"type": ..., "index": ...} for this process')
+    kind, index = task["type"], task.get("index", 0)
+    if kind not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise UserError(f"TF_CONFIG task {kind}:{index} is not in its cluster "
+                        f"({', '.join(f'{k}: {len(v)}' for k, v in sorted(cluster.items()))})")
+    return cfg
+
+
+def _tf_config_cluster():
+    return tf_config()
 
 
 def get_strategy(name="auto"):
-    """Returns the `tf.distribute.Strategy` named by `name` (see module doc)."""
+    """Returns the `tf.distribute.Strategy` named by `name` (see module doc).
+
+    Call it before any other TensorFlow work: MultiWorkerMirroredStrategy must
+    configure the collective ops at program start-up.
+    """
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    cluster = tf_config()
     if name == "auto":
-        if _tf_config_cluster():
+        if cluster:
             name = "multi_worker"
         elif len(tf.config.list_logical_devices("GPU")) > 1:
             name = "mirrored"
         else:
             name = "default"
+    if cluster and name in ("default", "one_device", "mirrored"):
+        # Each machine would train its own copy and all would write the same run folder.
+        raise UserError(f"TF_CONFIG names a cluster but --strategy {name} trains on one machine; use "
+                        "--strategy multi_worker (or auto), or unset TF_CONFIG")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "one_device":
@@ -50,9 +97,17 @@ def get_strategy(name="auto"):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
-        if not _tf_config_cluster():
+        if not cluster:
             raise UserError("--strategy multi_worker needs TF_CONFIG naming a cluster of 2 or more tasks")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from keras_cnn import multiworker_fix
+
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:
+            raise UserError(f"--strategy multi_worker: {str(e).splitlines()[0]} (create the strategy "
+                            "before any other TensorFlow work)") from None
+        multiworker_fix.apply(strategy)
+        return strategy
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -62,11 +117,95 @@ def get_strategy(name="auto"):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def is_chief(strategy):
-    """True on the worker that writes checkpoints, logs and exports."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not _tf_config_cluster():
+def is_chief(strategy=None):
+    """True on the process that writes checkpoints, logs and exports.
+
+    With a strategy, TensorFlow's own answer (`extended.should_checkpoint`:
+    False only on the non-chief workers of a multi-worker strategy). Without
+    one, read from `TF_CONFIG`: the task of type "chief", else worker 0;
+    evaluators and the other workers are not chief; no cluster means chief.
+    """
+    if strategy is not None:
+        return bool(strategy.extended.should_checkpoint)
+    cfg = tf_config()
+    if cfg is None:
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0
-                                            and "chief" not in resolver.cluster_spec().as_dict())
+    kind, index = cfg["task"]["type"], cfg["task"].get("index", 0)
+    if "chief" in cfg["cluster"]:
+        return kind == "chief"
+    return kind == "worker" and index == 0
+
+
+def task_name():
+    """"worker:1"-style name of this process in its cluster, or "local"."""
+    cfg = tf_config()
+    if cfg is None:
+        return "local"
+    return f"{cfg['task']['type']}:{cfg['task'].get('index', 0)}"
+
+
+def set_auto_shard_policy(dataset, policy="data"):
+    """Sets on purpose how a multi-worker strategy splits `dataset` between workers.
+
+    "data" (right for datasets built in memory or from a list of file names):
+    every worker runs the whole pipeline and keeps its own share of every
+    global batch. "file": each worker reads its own subset of input files
+    (needs at least as many files as workers). "off": no sharding. Left at
+    AUTO, TensorFlow tries FILE, fails for in-memory data and falls back to
+    DATA with a warning; this states the intent instead. Single-machine
+    strategies ignore it.
+    """
+    if policy not in _SHARD_POLICIES:
+        raise ValueError(f"unknown auto-shard policy {policy!r}; choose from {', '.join(_SHARD_POLICIES)}")
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = _SHARD_POLICIES[policy]
+    return dataset.with_options(options)
+
+
+def sync_batchnorm(model, enabled=True):
+    """Makes every BatchNormalization layer of `model` use global-batch statistics.
+
+    With `enabled`, each training step all-reduces the batch mean and variance
+    across replicas, so N replicas train exactly like one device on the same
+    global batch (otherwise each replica normalises with its own share, which
+    changes the result and gets noisy when that share is small). Costs one
+    small all-reduce per layer per step; with one replica it changes nothing.
+    Returns the number of layers set.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = bool(enabled)
+    return len(layers)
+
+
+def broadcast_from_chief(strategy, variables, extra=()):
+    """Gives every worker the chief's values of `variables` (and of ints `extra`).
+
+    After a resume only the chief has read the backup (the other workers keep
+    no files, and need no shared file system). An all-reduce sum of the
+    chief's values and zeros from the others copies them, one collective per
+    dtype. Returns `extra` as the chief had it. Outside multi-worker training
+    it changes nothing.
+    """
+    from keras_cnn import multiworker_fix
+
+    extra = [int(e) for e in extra]
+    if not multiworker_fix.is_multi_worker(strategy):
+        return extra
+    chief = is_chief(strategy)
+    groups = {}
+    for v in variables:
+        groups.setdefault(tf.as_dtype(v.dtype), []).append(v)
+    for dtype, group in groups.items():
+        flat = tf.concat([tf.reshape(tf.convert_to_tensor(v), [-1]) for v in group], 0)
+        flat = strategy.reduce(tf.distribute.ReduceOp.SUM, flat if chief else tf.zeros_like(flat), axis=None)
+        offset = 0
+        for v in group:
+            size = int(tf.size(tf.convert_to_tensor(v)))
+            v.assign(tf.reshape(flat[offset:offset + size], tf.shape(tf.convert_to_tensor(v))))
+            offset += size
+    if extra:
+        values = tf.constant(extra if chief else [0] * len(extra), tf.int64)
+        extra = [int(e) for e in strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy()]
+    return extra

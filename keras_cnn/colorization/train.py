@@ -30,8 +30,12 @@ def load_data(cfg):
                       archive=cfg.archive, max_examples=cfg.max_examples)
 
 
-def get_palette(cfg, train_images, run_dir):
-    """The palette of a run: the saved one on resume, a given file, or k-means."""
+def get_palette(cfg, train_images, run_dir, write=True):
+    """The palette of a run: the saved one on resume, a given file, or k-means.
+
+    `write=False` (non-chief workers) computes the same palette (k-means is
+    seeded) without saving it.
+    """
     saved = os.path.join(run_dir, "palette.npy")
     if os.path.exists(saved):
         return load_palette(saved)
@@ -43,7 +47,8 @@ def get_palette(cfg, train_images, run_dir):
                             f"palette_space {cfg.palette_space} needs {expected}")
     else:
         palette = fit_palette(train_images, cfg.num_colours, cfg.palette_space, cfg.seed)
-    save_palette(saved, palette)
+    if write:
+        save_palette(saved, palette)
     return palette
 
 
@@ -81,7 +86,7 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     with training.new_run(run_dir, cfg, resume) as cfg:
         runtime = training.setup_runtime(cfg, log)
         train_images, val_images = load_data(cfg)
-        palette = get_palette(cfg, train_images, run_dir)
+        palette = get_palette(cfg, train_images, run_dir, write=runtime.chief)
         log(f"data: {len(train_images)} training and {len(val_images)} validation images; "
             f"palette: {len(palette)} {palette.space} colours")
         model = build_and_compile(cfg, palette, train_images, runtime)
@@ -91,7 +96,7 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     extra = [plots.EpochStrip(strip_drawer(val_images, palette, cfg), run_dir)] if len(val_images) else []
     history = training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, chief=runtime.chief,
                            backup_every_steps=cfg.backup_every_steps, extra_callbacks=extra,
-                           verbose=verbose)
+                           verbose=verbose, sync_batchnorm=cfg.sync_batchnorm, log=log)
     if not runtime.chief:
         return history.history
     hist = plots.read_history_csv(os.path.join(run_dir, "history.csv"))
