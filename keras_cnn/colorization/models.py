@@ -200,11 +200,23 @@ def _cnn2020(**kwargs):
     return PoolUpsampleNet(middle_blocks=1, pool_after_activation=True, **kwargs)
 
 
+# ResUNet lives in resunet.py and builds on the blocks above, so it is imported
+# after them (importing it also registers it for `keras.saving.load_model`); it
+# is looked up at call time so either module may be imported first.
+from keras_cnn.colorization import resunet  # noqa: E402
+
+
+def _resunet(**kwargs):
+    """ResUNet (resunet.py): residual blocks, dilated context and image pooling."""
+    return resunet.ResUNet(**kwargs)
+
+
 MODELS = {
     "pool_upsample": PoolUpsampleNet,
     "conv_transpose": ConvTransposeNet,
     "unet": UNet,
     "cnn2020": _cnn2020,
+    "resunet": _resunet,
 }
 
 
