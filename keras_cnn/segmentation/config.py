@@ -1,0 +1,100 @@
+"""`SegmentationConfig`: every knob of a segmentation run, and the named presets.
+
+Presets:
+    flowers17_deeplabv3  the assignment's recipe: Oxford 17 Flowers at 224 px,
+                         DeepLabV3-ResNet-101 at stride 8, only a new 2-class
+                         classifier trained (Adam 0.05, batch 128, 10 epochs).
+                         It fine-tunes a trained segmenter: pass --base-model.
+    flowers17_imagenet   Oxford 17 from an ImageNet ResNet-101 backbone
+                         (downloaded by keras.applications): ASPP and head trained.
+    weizmann_scratch     DeepLabV3 with a small residual backbone trained from
+                         scratch on an image/mask folder (the Weizmann horses)
+                         on two CPU cores: 160 px, stride 16, augmentation, and a
+                         cosine learning-rate decay over 26 minutes of training.
+    smoke                a tiny backbone at 32 px for one short epoch (tests).
+"""
+
+import dataclasses
+
+from keras_cnn.config import TrainingConfig
+from keras_cnn.segmentation.backbones import BACKBONES
+
+
+def _f(default, help, choices=None):
+    metadata = {"help": help}
+    if choices:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationConfig(TrainingConfig):
+    # === Data ===
+    dataset: str = _f("folder", "data source: an images/ + masks/ folder, or Oxford 17 Flowers",
+                      ("folder", "flowers17"))
+    data_dir: str = _f("", "folder with images/ and masks/, or the Oxford 17 download/cache folder")
+    val_fraction: float = _f(0.25, "folder datasets: share of pairs held out for validation "
+                                   "(chosen by file-name hash)")
+    flowers_url: str = _f("https://www.robots.ox.ac.uk/~vgg/data/flowers/17/",
+                          "base URL of 17flowers.tgz, trimaps.tgz and datasplits.mat")
+    flowers_hashes: str = _f("", "override the archive checksums: 'file=md5_or_sha256,...'")
+    flowers_split: int = _f(0, "Oxford 17 split: 0 = the assignment's (train trn1+trn2+trn3, "
+                               "validation val1, test tst1); 1-3 = train trnN, val valN, test tstN",
+                            (0, 1, 2, 3))
+    ignore_unlabelled: bool = _f(False, "leave unlabelled trimap pixels out of the loss and metrics")
+    trimap_background: str = _f("0,0,0", "trimap colours that are labelled background ('r,g,b;...'); "
+                                         "other non-flower colours count as unlabelled")
+    num_classes: int = _f(2, "classes including background (2 = object / background)")
+
+    # === Model ===
+    backbone: str = _f("resnet101", "feature extractor", BACKBONES)
+    backbone_weights: str = _f("", "'imagenet', a weights file, or empty for random initialisation")
+    output_stride: int = _f(16, "input size / feature size; the last stages are dilated", (8, 16, 32))
+    image_size: int = _f(224, "fixed input height and width")
+    aspp_rates: str = _f("", "ASPP dilation rates 'a,b,c' (empty: 6,12,18 at stride 16, 12,24,36 at 8)")
+    aspp_channels: int = _f(256, "width of the ASPP branches and the decoder conv")
+    dropout: float = _f(0.5, "dropout after the ASPP projection")
+    preprocessing: str = _f("auto", "input normalisation (auto = the backbone's own)",
+                            ("auto", "imagenet", "caffe", "tf"))
+    base_model: str = _f("", "a .keras segmenter of this project to start from")
+    new_head: bool = _f(True, "with --base-model: replace the classifier by a new num_classes one")
+    finetune: str = _f("all", "what to train: the classifier only, ASPP + decoder + classifier, or all",
+                       ("head", "decoder", "all"))
+
+    # === Training (TrainingConfig adds epochs, batch_size, learning_rate,
+    # seed, strategy, precision, backups and max_examples) ===
+    epochs: int = 30
+    batch_size: int = _f(16, "batch size per replica; global = this x replicas")
+    optimizer: str = _f("adam", "optimiser", ("adam", "adamw", "sgd"))
+    lr_schedule: str = _f("constant", "learning rate over the run: constant; cosine decay over all "
+                                      "epochs; or cosine decay over --time-limit-minutes of "
+                                      "training time (cosine_time)", ("constant", "cosine", "cosine_time"))
+    weight_decay: float = _f(0.0, "decoupled weight decay (adamw, sgd)")
+    time_limit_minutes: float = _f(0.0, "stop after the epoch that passes this much training time "
+                                        "(0 = no limit)")
+    augment: bool = _f(True, "random scale-crop and flip while training")
+    min_crop: float = _f(0.5, "smallest random crop side, as a fraction of the image")
+    color_jitter: float = _f(0.0, "random brightness/contrast change per image (fraction)")
+    plot_examples: int = _f(8, "validation images in the per-epoch strip (0 = none)")
+
+
+PRESETS = {
+    "flowers17_deeplabv3": SegmentationConfig(
+        dataset="flowers17", image_size=224, backbone="resnet101", output_stride=8,
+        finetune="head", new_head=True, num_classes=2, optimizer="adam", learning_rate=0.05,
+        batch_size=128, epochs=10, augment=False, seed=0),
+    "flowers17_imagenet": SegmentationConfig(
+        dataset="flowers17", image_size=224, backbone="resnet101", backbone_weights="imagenet",
+        output_stride=16, finetune="decoder", learning_rate=1e-3, batch_size=16, epochs=20,
+        augment=True),
+    "weizmann_scratch": SegmentationConfig(
+        dataset="folder", val_fraction=0.25, backbone="small_resnet", output_stride=16,
+        image_size=160, aspp_rates="2,4,6", aspp_channels=128, dropout=0.1, finetune="all",
+        epochs=200, batch_size=16, optimizer="adamw", learning_rate=2e-3, weight_decay=1e-4,
+        lr_schedule="cosine_time", time_limit_minutes=26.0, augment=True, min_crop=0.6,
+        color_jitter=0.2),
+    "smoke": SegmentationConfig(
+        dataset="folder", val_fraction=0.25, backbone="tiny", output_stride=8, image_size=32,
+        aspp_rates="1,2,3", aspp_channels=16, epochs=1, batch_size=4, max_examples=16,
+        plot_examples=2),
+}

@@ -1,0 +1,223 @@
+"""DeepLabV3: atrous spatial pyramid pooling on a dilated backbone.
+
+Bottom-up: `SpatialPyramidPooling` (ASPP with image pooling, the projection and
+its dropout), then `DeepLabV3Segmenter`, the task model that puts ASPP, a
+3x3 conv and the 1x1 classifier on any backbone of `backbones.py` and
+upsamples the logits to the input size. The segmenter's input is the
+*normalised* image (see `data.preprocess` and the model's `preprocessing`
+attribute); its output is float32 logits `(batch, H, W, num_classes)`.
+"""
+
+import keras
+from keras import ops
+
+from keras_cnn.errors import UserError
+from keras_cnn.segmentation.backbones import BN_MOMENTUM
+
+# The SPEC's ASPP rates: 6/12/18 at output stride 16, doubled at stride 8.
+DEFAULT_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class SpatialPyramidPooling(keras.layers.Layer):
+    """Atrous spatial pyramid pooling with an image-pooling branch.
+
+    Five parallel branches over the backbone features, each `num_channels`
+    wide with BatchNorm and ReLU: a 1x1 conv, one 3x3 conv per dilation rate,
+    and global average pooling -> 1x1 conv, broadcast back to the feature
+    size. They are concatenated and projected by a 1x1 conv (BN, ReLU) and
+    dropout.
+
+    The pooled branch is broadcast rather than resized, so the layer has no
+    resize op and exports to SavedModel and TFLite with built-in ops only.
+
+    Args:
+        dilation_rates: rates of the 3x3 branches, e.g. (6, 12, 18).
+        num_channels: width of every branch and of the projection.
+        dropout: dropout rate after the projection.
+
+    Example:
+        aspp = SpatialPyramidPooling(dilation_rates=(6, 12, 18), num_channels=256)
+        aspp(np.zeros((2, 14, 14, 2048))).shape  # (2, 14, 14, 256)
+
+    Reference:
+        Chen et al. 2017, "Rethinking Atrous Convolution for Semantic Image
+        Segmentation", section 3.3.
+    """
+
+    def __init__(self, dilation_rates=(6, 12, 18), num_channels=256, dropout=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.dilation_rates = tuple(int(r) for r in dilation_rates)
+        self.num_channels = num_channels
+        self.dropout = dropout
+
+        def conv_bn(kernel, rate, prefix):
+            conv = keras.layers.Conv2D(num_channels, kernel, dilation_rate=rate, padding="same",
+                                       use_bias=False, name=f"{prefix}_conv")
+            bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{prefix}_bn")
+            return conv, bn
+
+        # === Layers ===
+        self.branches = [conv_bn(1, 1, "branch0")]
+        self.branches += [conv_bn(3, r, f"branch{i + 1}") for i, r in enumerate(self.dilation_rates)]
+        self.pool_conv, self.pool_bn = conv_bn(1, 1, "pool")
+        self.project_conv, self.project_bn = conv_bn(1, 1, "project")
+        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout")
+
+    def build(self, input_shape):
+        for conv, bn in self.branches + [(self.pool_conv, self.pool_bn)]:
+            conv.build(input_shape)
+            bn.build(input_shape[:-1] + (self.num_channels,))
+        concat_channels = self.num_channels * (len(self.branches) + 1)
+        self.project_conv.build(input_shape[:-1] + (concat_channels,))
+        self.project_bn.build(input_shape[:-1] + (self.num_channels,))
+
+    def call(self, inputs, training=None):
+        outputs = [ops.relu(bn(conv(inputs), training=training)) for conv, bn in self.branches]
+        pooled = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        pooled = ops.relu(self.pool_bn(self.pool_conv(pooled), training=training))
+        outputs.append(ops.broadcast_to(pooled, ops.shape(outputs[0])))
+        x = ops.concatenate(outputs, axis=-1)
+        x = ops.relu(self.project_bn(self.project_conv(x), training=training))
+        return self.dropout_layer(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dilation_rates": list(self.dilation_rates),
+                       "num_channels": self.num_channels, "dropout": self.dropout})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class DeepLabV3Segmenter(keras.Model):
+    """DeepLabV3: backbone -> ASPP -> 3x3 conv -> 1x1 classifier -> bilinear upsampling.
+
+    The head follows torchvision's `DeepLabHead`: ASPP (see
+    `SpatialPyramidPooling`), a 3x3 conv of `aspp_channels` with BN and ReLU,
+    then the 1x1 classifier conv (layer name "classifier": the layer the
+    assignment's fine-tuning replaces). Logits are resized bilinearly to the
+    fixed input size, so the model exports with static shapes.
+
+    Args:
+        backbone: a `Backbone` (fixes the input size and the output stride).
+        num_classes: number of output classes (2 for object/background).
+        aspp_rates: dilation rates of ASPP; None for the SPEC's rates at the
+            backbone's stride (6/12/18 at 16, 12/24/36 at 8).
+        aspp_channels: width of ASPP and of the 3x3 conv (256 in the paper).
+        dropout: dropout after the ASPP projection (0.5 in torchvision).
+        preprocessing: the input normalisation the model expects
+            ("imagenet", "caffe" or "tf", see `data.preprocess`); None takes
+            the backbone's own.
+
+    Example:
+        backbone = make_backbone("resnet101", 224, output_stride=16)
+        model = DeepLabV3Segmenter(backbone, num_classes=2)
+        logits = model(preprocess(images, model.preprocessing))  # (N, 224, 224, 2)
+
+    Reference:
+        Chen et al. 2017, "Rethinking Atrous Convolution for Semantic Image
+        Segmentation", arXiv:1706.05587.
+    """
+
+    def __init__(self, backbone, num_classes, aspp_rates=None, aspp_channels=256, dropout=0.5,
+                 preprocessing=None, **kwargs):
+        if num_classes < 1:
+            raise UserError(f"num_classes must be at least 1, got {num_classes}")
+        rates = tuple(aspp_rates) if aspp_rates else DEFAULT_RATES[backbone.output_stride]
+        height, width = backbone.image_shape[:2]
+
+        # === Layers ===
+        aspp = SpatialPyramidPooling(rates, aspp_channels, dropout, name="aspp")
+        decoder_conv = keras.layers.Conv2D(aspp_channels, 3, padding="same", use_bias=False,
+                                           name="decoder_conv")
+        decoder_bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name="decoder_bn")
+        classifier = keras.layers.Conv2D(num_classes, 1, name="classifier")
+        upsample = keras.layers.Resizing(height, width, interpolation="bilinear", name="upsample",
+                                         dtype="float32")
+
+        # === Functional model ===
+        inputs = keras.Input(shape=tuple(backbone.image_shape), name="images")
+        x = backbone(inputs)
+        x = aspp(x)
+        x = keras.layers.ReLU(name="decoder_relu")(decoder_bn(decoder_conv(x)))
+        outputs = upsample(classifier(x))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.aspp_rates = rates
+        self.aspp_channels = aspp_channels
+        self.dropout = dropout
+        self.preprocessing = preprocessing or backbone.preprocessing
+
+    @property
+    def image_size(self):
+        return tuple(self.backbone.image_shape[:2])
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "aspp_rates": list(self.aspp_rates),
+            "aspp_channels": self.aspp_channels,
+            "dropout": self.dropout,
+            "preprocessing": self.preprocessing,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+# Layers each fine-tuning mode trains; everything else is frozen. A frozen
+# BatchNormalization runs in inference mode in Keras 3 (moving statistics,
+# no updates), which is what fine-tuning on small batches needs.
+FINETUNE_MODES = {
+    "head": ("classifier",),
+    "decoder": ("aspp", "decoder_conv", "decoder_bn", "classifier"),
+    "all": None,
+}
+
+
+def set_finetune_mode(model, mode):
+    """Freezes the layers `mode` ("head", "decoder" or "all") does not train."""
+    if mode not in FINETUNE_MODES:
+        raise UserError(f"unknown fine-tuning mode {mode!r}; choose one of: {', '.join(FINETUNE_MODES)}")
+    trained = FINETUNE_MODES[mode]
+    # The model itself stays trainable: a frozen model reports no trainable
+    # weights at all, whatever its layers say.
+    model.trainable = True
+    for layer in model.layers:
+        layer.trainable = trained is None or layer.name in trained
+
+
+def rebuild(model, num_classes=None, image_size=None, source=""):
+    """A copy of `model` with a new classifier and/or input size, other weights kept.
+
+    A new `num_classes` gets a freshly initialised classifier (the
+    assignment's "replace the last conv"); a new `image_size` rebuilds the
+    backbone at that size (conv weights do not depend on it).
+    """
+    config = model.get_config()
+    if image_size and tuple(image_size) != model.image_size:
+        config["backbone"]["config"]["image_shape"] = [image_size[0], image_size[1], 3]
+    new_head = num_classes is not None and num_classes != model.num_classes
+    if new_head:
+        config["num_classes"] = num_classes
+    new = DeepLabV3Segmenter.from_config(config)
+    for old_layer, new_layer in zip(model.layers, new.layers):
+        if new_head and old_layer.name == "classifier":
+            continue
+        try:
+            new_layer.set_weights(old_layer.get_weights())
+        except ValueError as e:
+            raise UserError(f"{source or model.name}: cannot reuse layer {old_layer.name} ({e})") from None
+    return new

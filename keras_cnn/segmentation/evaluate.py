@@ -1,0 +1,55 @@
+"""Evaluating a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy, "mIOU".
+
+`evaluate(model, pairs, decode_mask)` runs `model.evaluate` on checked
+image/mask pairs at the model's own input size and preprocessing.
+`evaluate_run(run_dir, ...)` does it for a run folder, re-reading the run's
+config so the validation split is exactly the one training held out.
+"""
+
+import os
+
+from keras_cnn import config as config_lib
+from keras_cnn import training
+from keras_cnn.errors import UserError
+from keras_cnn.segmentation import data as data_lib
+from keras_cnn.segmentation.config import SegmentationConfig
+
+# Metric names in reporting order.
+METRICS = ("loss", "fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou")
+
+
+def evaluate(model, pairs, decode_mask, batch_size=16):
+    """A dict of the metrics over `pairs` (the whole set; no partial batch dropped)."""
+    from keras_cnn.segmentation.train import compile_segmenter
+
+    compile_segmenter(model)
+    ds = data_lib.make_dataset(pairs, decode_mask, model.image_size, batch_size, model.preprocessing,
+                               cache=False)
+    values = model.evaluate(ds, return_dict=True, verbose=0)
+    return {k: round(float(values[k]), 6) for k in METRICS if k in values}
+
+
+def evaluate_run(run_dir, checkpoint="best", split="validation", overrides=None, model_path=""):
+    """Evaluates `run_dir/<checkpoint>.keras` (or `model_path`) on a split of the run's data.
+
+    Args:
+        run_dir: a training run folder (its config.json picks the data).
+        checkpoint: "best" or "last".
+        split: "validation", "train" or (Oxford 17) "test".
+        overrides: config fields to change, e.g. {"data_dir": ...} when the
+            data moved.
+        model_path: evaluate this `.keras` file instead of the run's checkpoint.
+    """
+    from keras_cnn.segmentation.train import load_data
+
+    cfg = config_lib.load_config(SegmentationConfig, config_lib.config_path(run_dir))
+    if overrides:
+        cfg = config_lib.resolve(SegmentationConfig, {"run": cfg}, "run", overrides)
+    path = model_path or os.path.join(run_dir, f"{checkpoint}.keras")
+    if split not in ("train", "validation", "test"):
+        raise UserError(f"unknown split {split!r}; choose train, validation or test")
+    model = training.load_model(path)
+    data = load_data(cfg, splits=(split,))
+    results = evaluate(model, data.pairs(split), data.decode_mask, cfg.batch_size)
+    results["examples"] = len(data.pairs(split))
+    return results

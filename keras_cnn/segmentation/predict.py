@@ -1,0 +1,94 @@
+"""Segmenting photos with a trained model: a mask PNG and an overlay PNG per photo.
+
+The photo is resized to the model's input size, normalised with the model's
+`preprocessing`, and the logits are resized back to the photo's own size
+(bilinearly, before the argmax) so the mask lines up with the original.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images
+from keras_cnn.segmentation.data import preprocess, read_image
+from keras_cnn.segmentation.metrics import IGNORE_LABEL
+
+# Class colours for masks with more than two classes (PASCAL VOC's first colours).
+PALETTE = np.array([
+    (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128),
+    (0, 128, 128), (128, 128, 128), (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0),
+], dtype=np.float32) / 255.0
+
+
+def colorize(labels, num_classes):
+    """Label maps `(..., H, W)` -> RGB in [0, 1]: white object on black for two classes,
+    the VOC palette otherwise; ignored pixels (255) grey."""
+    labels = np.asarray(labels)
+    if num_classes <= 2:
+        rgb = np.repeat((labels == 1)[..., None], 3, axis=-1).astype(np.float32)
+    else:
+        rgb = PALETTE[np.mod(labels, len(PALETTE))]
+    rgb[labels == IGNORE_LABEL] = 0.5
+    return rgb
+
+
+def overlay(image, labels, alpha=0.5):
+    """The photo (uint8 RGB) with every non-background pixel tinted (red for class 1)."""
+    tint = (PALETTE[np.mod(labels, len(PALETTE))] * 255.0).astype(np.float32)
+    tint[labels == 1] = (255.0, 0.0, 0.0)
+    out = image.astype(np.float32)
+    fg = labels > 0
+    out[fg] = (1 - alpha) * out[fg] + alpha * tint[fg]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def predict_labels(model, image):
+    """Class labels `(h, w)` for one uint8 RGB photo at its own size."""
+    size = model.image_size
+    x = tf.image.resize(image, size, method="bilinear", antialias=True)
+    x = preprocess(tf.clip_by_value(tf.round(x), 0, 255)[None], model.preprocessing)
+    logits = model(x, training=False)
+    logits = tf.image.resize(logits, image.shape[:2], method="bilinear")
+    return tf.argmax(logits[0], axis=-1).numpy().astype(np.uint8)
+
+
+def _inputs(paths):
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += list_images(p, "input folder")
+        elif not os.path.exists(p):
+            raise UserError(f"{p}: no such file or folder")
+        elif not p.lower().endswith(IMAGE_EXTENSIONS):
+            raise UserError(f"{p}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        else:
+            files.append(p)
+    return files
+
+
+def _save_png(array, path):
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def segment_paths(model, paths, out_dir):
+    """Writes `NAME_mask.png` and `NAME_overlay.png` into `out_dir` for every photo.
+
+    The mask PNG holds 0/255 for a two-class model (255 = object) and the
+    class index otherwise. Returns the list of written files.
+    """
+    written = []
+    for path in _inputs(paths):
+        image = read_image(path)
+        labels = predict_labels(model, image)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        mask = (labels * 255).astype(np.uint8) if model.num_classes == 2 else labels
+        for suffix, array in (("mask", mask), ("overlay", overlay(image, labels))):
+            out = os.path.join(out_dir, f"{stem}_{suffix}.png")
+            _save_png(array, out)
+            written.append(out)
+    return written

@@ -1,0 +1,236 @@
+"""Training a DeepLabV3 segmenter: data from the config, model, compile, `fit`.
+
+`train(cfg, run_dir)` is what `scripts/train_segmentation.py` calls. It uses
+the shared plumbing: `training.prepare_run_dir` (config.json, resume),
+`distribute.get_strategy`, `training.fit` (checkpoints, CSV log, TensorBoard,
+BackupAndRestore) and `plots` (per-epoch strip, curves). At the end the best
+checkpoint is evaluated on the validation split into `metrics.json`.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_cnn import plots, training
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_write_text
+from keras_cnn.segmentation import data as data_lib
+from keras_cnn.segmentation.backbones import make_backbone
+from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, rebuild, set_finetune_mode
+from keras_cnn.segmentation.metrics import IGNORE_LABEL, segmentation_metrics
+
+MONITOR = "val_fg_iou"
+
+
+@dataclasses.dataclass
+class SegmentationData:
+    """Checked `(image, mask)` pairs per split and the mask decoder they share."""
+
+    splits: dict
+    decode_mask: object
+
+    def pairs(self, split):
+        if not self.splits.get(split):
+            raise UserError(f"this dataset has no {split!r} split (it has: "
+                            f"{', '.join(k for k, v in self.splits.items() if v)})")
+        return self.splits[split]
+
+
+def load_data(cfg, splits=("train", "validation")):
+    """The dataset `cfg` names, with every file of the wanted `splits` checked."""
+    if cfg.dataset == "folder":
+        if not cfg.data_dir:
+            raise UserError("dataset 'folder' needs --data-dir (a folder with images/ and masks/)")
+        pairs = data_lib.folder_pairs(cfg.data_dir)
+        train, val = data_lib.split_pairs(pairs, cfg.val_fraction)
+        all_splits = {"train": train, "validation": val}
+        decoder = data_lib.folder_mask_decoder([m for _, m in pairs], cfg.num_classes)
+    elif cfg.dataset == "flowers17":
+        from keras_cnn.segmentation import flowers
+
+        all_splits, decoder = flowers.load_flowers17(cfg)
+    else:
+        raise UserError(f"unknown dataset {cfg.dataset!r}")
+    if cfg.max_examples:
+        all_splits = {k: v[:cfg.max_examples] for k, v in all_splits.items()}
+    for split in splits:
+        if all_splits.get(split):
+            data_lib.check_pairs(all_splits[split])
+    return SegmentationData(all_splits, decoder)
+
+
+def _rates(cfg):
+    if not cfg.aspp_rates:
+        return None
+    try:
+        return tuple(int(r) for r in cfg.aspp_rates.split(","))
+    except ValueError:
+        raise UserError(f"aspp_rates must be integers like '6,12,18', got {cfg.aspp_rates!r}") from None
+
+
+def build_segmenter(cfg):
+    """A new DeepLabV3 from `cfg`, or `cfg.base_model` adapted to it."""
+    preprocessing = None if cfg.preprocessing == "auto" else cfg.preprocessing
+    size = (cfg.image_size, cfg.image_size)
+    if cfg.base_model:
+        base = training.load_model(cfg.base_model)
+        if not isinstance(base, DeepLabV3Segmenter):
+            raise UserError(f"{cfg.base_model}: not a DeepLabV3 segmenter of this project "
+                            f"(it is a {type(base).__name__})")
+        if not cfg.new_head and cfg.num_classes > base.num_classes:
+            raise UserError(f"{cfg.base_model}: the model predicts {base.num_classes} classes but "
+                            f"num_classes={cfg.num_classes}; pass --new-head to replace its classifier")
+        num_classes = cfg.num_classes if cfg.new_head else base.num_classes
+        model = rebuild(base, num_classes=num_classes, image_size=size, source=cfg.base_model)
+        if preprocessing and preprocessing != model.preprocessing:
+            raise UserError(f"{cfg.base_model}: was trained with {model.preprocessing!r} "
+                            f"preprocessing, not {preprocessing!r}")
+        return model
+    if cfg.finetune == "head":
+        raise UserError("finetune=head trains only the new classifier, so it needs a trained "
+                        "segmenter to start from: pass --base-model PATH.keras "
+                        "(or --finetune decoder/all)")
+    backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.output_stride, cfg.backbone_weights)
+    return DeepLabV3Segmenter(backbone, cfg.num_classes, aspp_rates=_rates(cfg),
+                              aspp_channels=cfg.aspp_channels, dropout=cfg.dropout,
+                              preprocessing=preprocessing, name="deeplab_v3")
+
+
+def make_optimizer(cfg, learning_rate, total_steps):
+    lr = learning_rate
+    if cfg.lr_schedule == "cosine":
+        # Decays to 1% of the peak over the whole run.
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, max(total_steps, 1), alpha=0.01)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=cfg.weight_decay or None)
+
+
+def compile_segmenter(model, optimizer="adam", jit_compile=False):
+    """Compiles with pixel-wise cross-entropy and the segmentation metrics; 255 is ignored."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL),
+        metrics=segmentation_metrics(model.num_classes), jit_compile=jit_compile)
+
+
+def strip_drawer(images, masks, num_classes, preprocessing):
+    """`draw(model, path)` for `plots.EpochStrip`: image / true mask / predicted mask rows."""
+    from keras_cnn.segmentation.predict import colorize
+
+    inputs = data_lib.preprocess(images, preprocessing)
+
+    def draw(model, path):
+        pred = keras.ops.convert_to_numpy(keras.ops.argmax(model(inputs, training=False), axis=-1))
+        plots.image_strip([images / 255.0, colorize(masks, num_classes), colorize(pred, num_classes)],
+                          ["image", "true mask", "predicted"], path,
+                          title=os.path.basename(path)[:-4].replace("_", " "))
+
+    return draw
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the first epoch that ends past `minutes` of training time.
+
+    With `peak_lr` set it also anneals the learning rate by a cosine over the
+    *time* budget instead of the epochs (down to 1% of the peak), so a run
+    ends annealed however fast the (shared) machine turns out to be: the
+    fixed-budget recipe of Li et al. 2020, "Budgeted Training". The training
+    time spent so far is kept in `time_budget.json` in the run folder, so a
+    resumed run continues the same clock.
+    """
+
+    def __init__(self, minutes, run_dir, peak_lr=None):
+        super().__init__()
+        self.seconds = minutes * 60.0
+        self.path = os.path.join(run_dir, "time_budget.json")
+        self.peak_lr = peak_lr
+        self.spent = 0.0
+        self.start = None
+
+    def _elapsed(self):
+        return self.spent + time.time() - self.start
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.spent = float(json.load(f)["seconds"])
+        self.start = time.time()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.peak_lr is not None:
+            fraction = min(self._elapsed() / self.seconds, 1.0)
+            lr = self.peak_lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * fraction)))
+            self.model.optimizer.learning_rate.assign(lr)
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = self._elapsed()
+        atomic_write_text(self.path, json.dumps({"seconds": round(elapsed, 1)}) + "\n")
+        if elapsed > self.seconds:
+            print(f"time budget: stopping after epoch {epoch + 1} ({elapsed / 60:.1f} min of training)")
+            self.model.stop_training = True
+
+
+def train(cfg, run_dir, resume=False, verbose="auto", log=print):
+    """Trains per `cfg` into `run_dir`; returns the validation metrics of the checkpoints."""
+    with training.new_run(run_dir, cfg, resume) as cfg:
+        runtime = training.setup_runtime(cfg, log)
+        data = load_data(cfg)
+        train_pairs, val_pairs = data.pairs("train"), data.pairs("validation")
+        steps_per_epoch = max(len(train_pairs) // runtime.global_batch, 1)
+        if cfg.lr_schedule == "cosine_time" and cfg.time_limit_minutes <= 0:
+            raise UserError("lr_schedule cosine_time needs --time-limit-minutes")
+        with runtime.strategy.scope():
+            model = build_segmenter(cfg)
+            set_finetune_mode(model, cfg.finetune)
+            compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps_per_epoch * cfg.epochs),
+                              jit_compile=cfg.jit_compile)
+    size = model.image_size
+    augment = data_lib.Augment(cfg.min_crop, True, cfg.color_jitter) if cfg.augment else None
+    train_ds = data_lib.make_dataset(train_pairs, data.decode_mask, size, runtime.global_batch,
+                                     model.preprocessing, training=True, augment=augment, seed=cfg.seed)
+    val_ds = data_lib.make_dataset(val_pairs, data.decode_mask, size, runtime.global_batch,
+                                   model.preprocessing)
+
+    extra = []
+    if cfg.time_limit_minutes > 0:
+        peak = runtime.learning_rate if cfg.lr_schedule == "cosine_time" else None
+        extra.append(TimeBudget(cfg.time_limit_minutes, run_dir, peak))
+    if cfg.plot_examples:
+        images, masks = data_lib.load_examples(val_pairs[:cfg.plot_examples], data.decode_mask, size)
+        extra.append(plots.EpochStrip(strip_drawer(images, masks, model.num_classes, model.preprocessing),
+                                      run_dir))
+    log(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs, {steps_per_epoch} "
+        f"steps of {runtime.global_batch} per epoch; model: {model.count_params():,} parameters, "
+        f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trained ({cfg.finetune})")
+    start = time.time()
+    training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, monitor=MONITOR, mode="max",
+                 backup_every_steps=cfg.backup_every_steps, chief=runtime.chief,
+                 extra_callbacks=extra, verbose=verbose, log=log)
+    train_seconds = time.time() - start
+    if not runtime.chief:
+        return {}
+
+    history = plots.read_history_csv(os.path.join(run_dir, "history.csv"))
+    plots.history_curves(history, os.path.join(run_dir, "plots", "loss_curve.png"), metrics=("loss",))
+    plots.history_curves(history, os.path.join(run_dir, "plots", "iou_curve.png"),
+                         metrics=("fg_iou", "mean_iou", "thresholded_iou"))
+    from keras_cnn.segmentation.evaluate import evaluate
+
+    results = {}
+    for checkpoint in ("best", "last"):
+        path = os.path.join(run_dir, f"{checkpoint}.keras")
+        if os.path.exists(path):
+            results[checkpoint] = evaluate(training.load_model(path), val_pairs, data.decode_mask,
+                                           runtime.global_batch)
+    results["train_seconds_this_session"] = round(train_seconds, 1)
+    results["validation_pairs"] = len(val_pairs)
+    atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(results, indent=2) + "\n")
+    return results
