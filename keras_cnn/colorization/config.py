@@ -48,6 +48,12 @@ class ColorizationConfig(TrainingConfig):
     decode: str = field(default="argmax", metadata={"choices": ("argmax", "annealed"),
                                                     "help": "how logits become colours"})
     temperature: float = field(default=0.38, metadata={"help": "annealed-mean temperature"})
+    # === Training ===
+    augment: bool = field(default=False, metadata={
+        "help": "random horizontal flips of the training images (their labels flip with them)"})
+    lr_schedule: str = field(default="constant", metadata={
+        "choices": ("constant", "cosine"),
+        "help": "constant, or cosine decay from learning_rate to 0 over all epochs"})
     # Training, distribution and speed fields come from TrainingConfig.
     epochs: int = 25
     batch_size: int = field(default=100, metadata={"help": "per replica"})

@@ -29,8 +29,11 @@ def net_input(images_uint8, downsize_input=False):
 
 
 def make_dataset(images_uint8, palette, batch_size, shuffle=False, seed=0, downsize_input=False,
-                 with_images=False):
+                 with_images=False, flip=False):
     """Batched `(input, labels)` pairs (plus the uint8 images when `with_images`).
+
+    `flip` mirrors each image left-right with probability 1/2 before the
+    input and the labels are made from it (training-time augmentation).
 
     Batching comes before the map so the palette search runs once per batch,
     and the deterministic part is cached so later epochs only shuffle.
@@ -41,6 +44,9 @@ def make_dataset(images_uint8, palette, batch_size, shuffle=False, seed=0, downs
     ds = ds.batch(batch_size)
 
     def to_pairs(images):
+        if flip:
+            # On a 4-D batch each image is flipped (or not) on its own.
+            images = tf.image.random_flip_left_right(images, seed=seed)
         x = net_input(images, downsize_input)
         y = palette.labels(images)
         return (x, y, images) if with_images else (x, y)

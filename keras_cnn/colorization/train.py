@@ -6,6 +6,7 @@ baselines).
 """
 
 import json
+import math
 import os
 
 import keras
@@ -52,6 +53,16 @@ def get_palette(cfg, train_images, run_dir, write=True):
     return palette
 
 
+def learning_rate(cfg, num_train, runtime):
+    """The run's learning rate: a float, or the cosine schedule over all its steps."""
+    if cfg.lr_schedule == "constant":
+        return runtime.learning_rate
+    # The schedule follows the optimizer's step count, which a resumed run
+    # restores, so a resumed run continues the same curve.
+    steps = cfg.epochs * max(1, math.ceil(num_train / runtime.global_batch))
+    return keras.optimizers.schedules.CosineDecay(runtime.learning_rate, decay_steps=steps)
+
+
 def build_and_compile(cfg, palette, train_images, runtime):
     weights = None
     if cfg.class_rebalance > 0:
@@ -60,7 +71,7 @@ def build_and_compile(cfg, palette, train_images, runtime):
     with runtime.strategy.scope():
         model = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters,
                             num_colours=len(palette), num_in_channels=3 if cfg.downsize_input else 1)
-        model.compile(optimizer=keras.optimizers.Adam(runtime.learning_rate),
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg, len(train_images), runtime)),
                       loss=PixelCrossEntropy(weights),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=cfg.jit_compile)
@@ -91,7 +102,7 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
             f"palette: {len(palette)} {palette.space} colours")
         model = build_and_compile(cfg, palette, train_images, runtime)
     train_ds = make_dataset(train_images, palette, runtime.global_batch, shuffle=True, seed=cfg.seed,
-                            downsize_input=cfg.downsize_input)
+                            downsize_input=cfg.downsize_input, flip=cfg.augment)
     val_ds = make_dataset(val_images, palette, runtime.global_batch, downsize_input=cfg.downsize_input)
     extra = [plots.EpochStrip(strip_drawer(val_images, palette, cfg), run_dir)] if len(val_images) else []
     history = training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, chief=runtime.chief,
