@@ -439,11 +439,8 @@ def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min"
 def load_model(path):
     """Loads a `.keras` file of this package with a one-line error when it cannot."""
     import keras_cnn.colorization.models  # noqa: F401  (registers the classes)
-
-    try:
-        import keras_cnn.segmentation  # noqa: F401
-    except ImportError:
-        pass
+    import keras_cnn.segmentation.deeplab_v3  # noqa: F401  (segmenter, ASPP and backbones)
+    import keras_cnn.segmentation.metrics  # noqa: F401  (metrics in a saved compile config)
     if not os.path.exists(path):
         raise UserError(f"{path}: model file does not exist")
     try:
