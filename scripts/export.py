@@ -1,4 +1,4 @@
-"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
+r"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
 
     python scripts/export.py --run-dir runs/unet --name unet \
         --formats saved_model,tflite_float32,tflite_float16,tflite_dynamic,tflite_int8
@@ -39,6 +39,8 @@ def run():
     parser.add_argument("--images", default=None,
                         help="folder of real images for int8 calibration and the checks "
                              "(default: the run's own data)")
+    parser.add_argument("--class-names", default=None,
+                        help="segmenter: comma-separated class names (default: background,foreground)")
     parser.add_argument("--representative-count", type=int, default=200,
                         help="training images used to calibrate int8 (default: 200)")
     parser.add_argument("--check-count", type=int, default=32,
@@ -55,7 +57,8 @@ def run():
     formats = parse_formats(args.formats)
     if args.representative_count < 1 or args.check_count < 1:
         raise UserError("--representative-count and --check-count must be at least 1")
-    servable = from_run_dir(args.run_dir, args.checkpoint, args.image_size, args.images)
+    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
+    servable = from_run_dir(args.run_dir, args.checkpoint, args.image_size, args.images, class_names)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
                            args.check_count, args.serving_base)
     for key in ("saved_model", "tflite"):

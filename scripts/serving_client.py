@@ -1,4 +1,4 @@
-"""Send photos to a running TensorFlow Serving over REST or gRPC and save what comes back.
+r"""Send photos to a running TensorFlow Serving over REST or gRPC and save what comes back.
 
     python scripts/serving_client.py --rest http://localhost:8501 --model unet \
         --size 32 --out client_out ../shared/data/cifar10-horse-train/0000.jpg

@@ -1,4 +1,4 @@
-"""Run an exported .tflite on a photo as a phone app would (LiteRT + NumPy, no TensorFlow).
+r"""Run an exported .tflite on a photo as a phone app would (LiteRT + NumPy, no TensorFlow).
 
     python scripts/tflite_predict.py --model exported_models/unet/tflite/1/unet_int8.tflite \
         --image ../shared/data/cifar10-horse-train/0000.jpg --out horse_colours.png

@@ -62,7 +62,7 @@ class Servable:
     Subclasses define `probabilities(images)` (fixed-size uint8 batch ->
     float32 class probabilities, the TFLite graph), `outputs(images)` (any
     size -> the SavedModel's named outputs), `metadata()` and
-    `_run_images()` (the run's own (train, validation) images).
+    `_split_images(split, count)` (the run's own training or validation images).
     """
 
     application = None
@@ -76,7 +76,6 @@ class Servable:
         self.image_size = int(image_size)
         self.source = source
         self.images_dir = images_dir
-        self._images = None
 
     def fit(self, image):
         """One decoded uint8 image (H, W, 3) -> (S, S, 3) at the export size, per `image_fit`."""
@@ -93,33 +92,31 @@ class Servable:
         """Up to `count` real uint8 images (N, S, S, 3) at the export size.
 
         `split` "train" feeds int8 calibration, "validation" the agreement
-        checks; with `images_dir` both come from that folder instead.
+        checks. With `images_dir` both come from that folder (calibration from
+        its first files, checks from its last), fitted as `fit` does.
         """
-        if self._images is None:
-            if self.images_dir:
-                from keras_cnn.data.cifar10 import load_image
+        if self.images_dir:
+            paths = list_images(self.images_dir, "image folder")
+            return self._load_files(paths[:count] if split == "train" else paths[::-1][:count])
+        try:
+            images = self._split_images(split, count)
+        except UserError as e:
+            raise UserError(f"cannot load the run's images for calibration and checks ({e}); "
+                            "pass --images DIR") from None
+        images = np.asarray(images, np.uint8)[:count]
+        if len(images) and images.shape[1:3] != (self.image_size, self.image_size):
+            images = self.fit_batch(tf.constant(images)).numpy()
+        return images
 
-                paths = readable_images(list_images(self.images_dir, "image folder"), "image folder")
-                folder = np.stack([self._resize_np(load_image(p, self.image_size))
-                                   for p in paths[:max(count, 1) * 2]])
-                self._images = (folder, folder)
-            else:
-                try:
-                    train, val = self._run_images()
-                except UserError as e:
-                    raise UserError(f"cannot load the run's images for calibration and checks ({e}); "
-                                    "pass --images DIR") from None
-                self._images = (self._resize_np(train), self._resize_np(val) if len(val) else
-                                self._resize_np(train))
-        return self._images[0 if split == "train" else 1][:count]
+    def _load_files(self, paths):
+        """Image files -> uint8 (N, S, S, 3) fitted to the export size; undecodable files skipped."""
+        from PIL import Image
 
-    def _resize_np(self, images):
-        images = np.asarray(images, np.uint8)
-        if images.ndim == 3:
-            images = images[None]
-        if images.shape[1:3] == (self.image_size, self.image_size):
-            return images
-        return self.fit_batch(tf.constant(images)).numpy()
+        arrays = []
+        for path in readable_images(paths, "image folder") if paths else []:
+            with Image.open(path) as im:
+                arrays.append(self.fit(tf.constant(np.asarray(im.convert("RGB"), np.uint8))).numpy())
+        return np.stack(arrays) if arrays else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def base_metadata(self):
         import keras
@@ -164,6 +161,7 @@ class ColorizerServable(Servable):
         super().__init__(model, image_size, source or {}, images_dir)
         self.palette = palette
         self.cfg = cfg
+        self._data = None
 
     def net_input(self, images):
         from keras_cnn.colorization.pipeline import net_input
@@ -184,10 +182,13 @@ class ColorizerServable(Servable):
         colours = self.palette.decode(logits, grey(images), self.cfg.decode, self.cfg.temperature)
         return {"colours": colours, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
-    def _run_images(self):
-        from keras_cnn.colorization.train import load_data
+    def _split_images(self, split, count):
+        if self._data is None:
+            from keras_cnn.colorization.train import load_data
 
-        return load_data(self.cfg)
+            self._data = load_data(self.cfg)
+        train, val = self._data
+        return (train if split == "train" or not len(val) else val)[:count]
 
     def metadata(self):
         meta = self.base_metadata()
@@ -202,6 +203,88 @@ class ColorizerServable(Servable):
             "decode": self.cfg.decode,
             "temperature": self.cfg.temperature,
             "downsize_input": self.cfg.downsize_input,
+        })
+        return meta
+
+
+class SegmenterServable(Servable):
+    """A `DeepLabV3Segmenter` with its preprocessing and class names.
+
+    The model has a fixed square input size: the SavedModel resizes each
+    image to it (bilinear with antialiasing, as training did), and resizes
+    the logits back to the image's own size before the softmax and argmax,
+    as `keras_cnn.segmentation.predict` does.
+
+    Args:
+        model: a trained `DeepLabV3Segmenter`.
+        cfg: the run's `SegmentationConfig` (data for calibration and checks).
+        class_names: one name per class (default: "background" then
+            "foreground" or "class_<i>").
+        source, images_dir: as `ColorizerServable`.
+    """
+
+    application = "segmentation"
+    output_names = ("mask", "probabilities")
+    image_fit = "stretch"
+
+    def __init__(self, model, cfg, class_names=None, source=None, images_dir=None):
+        height, width = model.image_size
+        if height != width:
+            raise UserError(f"segmenter input is {height}x{width}; export needs a square input size")
+        super().__init__(model, height, source or {}, images_dir)
+        self.cfg = cfg
+        n = model.num_classes
+        if class_names is None:
+            class_names = ["background"] + (["foreground"] if n == 2 else [f"class_{i}" for i in range(1, n)])
+        if len(class_names) != n:
+            raise UserError(f"{len(class_names)} class names given for a model of {n} classes")
+        self.class_names = list(class_names)
+        self._data = None
+
+    def logits(self, images):
+        from keras_cnn.segmentation.data import preprocess
+
+        return tf.cast(self.model(preprocess(images, self.model.preprocessing), training=False), tf.float32)
+
+    def probabilities(self, images):
+        return tf.nn.softmax(self.logits(images), axis=-1)
+
+    def outputs(self, images):
+        size = (self.image_size, self.image_size)
+        shape = tf.shape(images)[1:3]
+        same = tf.reduce_all(tf.equal(shape, size))
+        # Resizing to the same size is not exactly the identity with
+        # antialiasing, so images already at the model's size skip it.
+        x = tf.cond(same, lambda: images, lambda: tf.cast(tf.clip_by_value(tf.round(
+            tf.image.resize(images, size, method="bilinear", antialias=True)), 0.0, 255.0), tf.uint8))
+        logits = self.logits(x)
+        logits = tf.cond(same, lambda: logits, lambda: tf.image.resize(logits, shape, method="bilinear"))
+        return {"mask": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
+                "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    def _split_images(self, split, count):
+        from keras_cnn.segmentation.train import load_data
+
+        if self._data is None:
+            # Only the photos are needed here; skip checking every mask.
+            self._data = load_data(self.cfg, splits=())
+        pairs = self._data.splits.get(split) or self._data.splits.get("train") or []
+        return self._load_files([image for image, _ in pairs[:count]])
+
+    def metadata(self):
+        from keras_cnn.segmentation import data as data_lib
+
+        mode = self.model.preprocessing
+        meta = self.base_metadata()
+        meta.update({
+            "preprocessing": {"mode": mode, "imagenet": "(x / 255 - mean) / std",
+                              "caffe": "RGB -> BGR, minus mean_bgr", "tf": "x / 127.5 - 1"}[mode],
+            "normalisation": {"mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD)}
+            if mode == "imagenet" else {"mean_bgr": list(data_lib.CAFFE_MEAN_BGR)} if mode == "caffe" else {},
+            "class_names": self.class_names,
+            "num_classes": self.model.num_classes,
+            "backbone": type(self.model.backbone).__name__,
+            "output_stride": self.model.backbone.output_stride,
         })
         return meta
 
@@ -221,8 +304,12 @@ def _read_config_keys(run_dir):
     return set(data)
 
 
-def from_run_dir(run_dir, checkpoint="best", image_size=None, images_dir=None):
-    """The `Servable` of a finished run folder of either application."""
+def from_run_dir(run_dir, checkpoint="best", image_size=None, images_dir=None, class_names=None):
+    """The `Servable` of a finished run folder of either application.
+
+    `image_size` is the fixed export size of a colourizer (default 32); a
+    segmenter has its own. `class_names` names a segmenter's classes.
+    """
     if checkpoint not in CHECKPOINTS:
         raise UserError(f"unknown checkpoint {checkpoint!r}; choose one of: {', '.join(CHECKPOINTS)}")
     if not os.path.isdir(run_dir):
@@ -239,4 +326,16 @@ def from_run_dir(run_dir, checkpoint="best", image_size=None, images_dir=None):
         palette = load_palette(os.path.join(run_dir, "palette.npy"))
         model = training.load_model(model_path)
         return ColorizerServable(model, palette, cfg, image_size or 32, source, images_dir)
+    if "backbone" in keys:
+        from keras_cnn.segmentation.config import SegmentationConfig
+        from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+
+        cfg = load_config(SegmentationConfig, config_path(run_dir))
+        model = training.load_model(model_path)
+        if not isinstance(model, DeepLabV3Segmenter):
+            raise UserError(f"{model_path}: not a DeepLabV3 segmenter (it is a {type(model).__name__})")
+        if image_size and image_size != model.image_size[0]:
+            raise UserError(f"a segmenter exports at its own input size {model.image_size[0]}, "
+                            f"not --image-size {image_size}")
+        return SegmenterServable(model, cfg, class_names, source, images_dir)
     raise UserError(f"{config_path(run_dir)}: not a colourization or segmentation run config")
