@@ -278,7 +278,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.restored = (epoch, step) if (epoch or step) else None
         if self.restored:
             where = f"after step {step} of epoch {epoch + 1}" if step else f"after epoch {epoch}"
-            self.log(f"resuming from backup {self.backup_dir}: epoch {epoch}, step {step} ({where}; "
+            source = self.backup_dir if self.chief else "the chief's backup"
+            self.log(f"resuming from {source}: epoch {epoch}, step {step} ({where}; "
                      f"training continues with epoch {epoch + 1}"
                      f"{', which restarts from its first batch' if step else ''})")
             model._initial_epoch = epoch

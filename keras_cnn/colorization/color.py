@@ -5,13 +5,16 @@ roughly in [-128, 127]. The formulas are those of `skimage.color.rgb2lab` /
 `lab2rgb` (tested against it).
 """
 
+import numpy as np
 import tensorflow as tf
 
-# sRGB (linear) -> XYZ, D65 white, as in skimage.
-_RGB_TO_XYZ = tf.constant([[0.412453, 0.357580, 0.180423],
-                           [0.212671, 0.715160, 0.072169],
-                           [0.019334, 0.119193, 0.950227]], dtype=tf.float32)
-_WHITE_D65 = tf.constant([0.95047, 1.0, 1.08883], dtype=tf.float32)
+# sRGB (linear) -> XYZ, D65 white, as in skimage. NumPy, not tf.constant: a
+# TensorFlow op at import would initialise the runtime, after which neither
+# MultiWorkerMirroredStrategy nor logical devices can be set up.
+_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
+                        [0.212671, 0.715160, 0.072169],
+                        [0.019334, 0.119193, 0.950227]], dtype=np.float32)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883], dtype=np.float32)
 
 
 def _linearize(rgb):
