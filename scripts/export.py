@@ -50,13 +50,17 @@ def run():
     args = parser.parse_args()
 
     from keras_cnn.errors import UserError
-    from keras_cnn.export.layout import check_name, export_model, parse_formats
-    from keras_cnn.export.servable import from_run_dir
+    from keras_cnn.export.layout import check_version_free, export_model, parse_formats
 
-    name = check_name(args.name or os.path.basename(os.path.normpath(args.run_dir)))
+    name = args.name or os.path.basename(os.path.normpath(args.run_dir))
     formats = parse_formats(args.formats)
     if args.representative_count < 1 or args.check_count < 1:
         raise UserError("--representative-count and --check-count must be at least 1")
+    # Before loading anything: a taken version or a bad name fails in a second.
+    check_version_free(args.out, name, formats, args.version)
+
+    from keras_cnn.export.servable import from_run_dir
+
     class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
     servable = from_run_dir(args.run_dir, args.checkpoint, args.image_size, args.images, class_names)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,

@@ -35,9 +35,9 @@ def run():
 
     meta = rt.read_metadata(args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)),
                                                          "metadata.json"))
-    interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
-    size = rt.input_size(interpreter)[0]
+    size = meta["input_size"][0]
     photo, (height, width) = rt.load_photo(args.image, size, meta.get("image_fit", "centre_crop"))
+    interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
     probabilities = rt.predict_probabilities(interpreter, photo[None])
     if meta["application"] == "colorization":
         result = Image.fromarray(rt.decode_colours(probabilities, photo[None], meta)[0])

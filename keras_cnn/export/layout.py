@@ -97,6 +97,27 @@ def write_models_config(root, serving_base=DEFAULT_SERVING_BASE):
     return path
 
 
+def check_version_free(root, name, formats, version=None):
+    """(version, folders it will occupy); a `UserError` if any is taken.
+
+    Scripts call it before loading a model, so a taken version fails fast.
+    """
+    check_name(name)
+    formats = parse_formats(formats)
+    if version is None:
+        version = next_version(root, name)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"version must be a positive integer, got {version!r}")
+    targets = ([saved_model_dir(root, name, version)] if "saved_model" in formats else []) + \
+              ([tflite_dir(root, name, version)] if any(f.startswith("tflite_") for f in formats) else [])
+    for target in targets:
+        if os.path.lexists(target):
+            raise UserError(f"{target}: version {version} of model {name!r} already exists and versions are "
+                            f"never overwritten; leave out --version for the next free one "
+                            f"({next_version(root, name)})")
+    return version, targets
+
+
 def export_model(servable, root, name, formats=FORMATS, version=None, representative_count=200,
                  check_count=32, serving_base=DEFAULT_SERVING_BASE, log=print):
     """Exports `servable` as version `version` (default: the next free one) of `name`.
@@ -107,21 +128,10 @@ def export_model(servable, root, name, formats=FORMATS, version=None, representa
     """
     from keras_cnn.export import saved_model, tflite
 
-    check_name(name)
     formats = parse_formats(formats)
-    if version is None:
-        version = next_version(root, name)
-    if not isinstance(version, int) or version < 1:
-        raise UserError(f"version must be a positive integer, got {version!r}")
+    version, targets = check_version_free(root, name, formats, version)
     want_sm = "saved_model" in formats
     variants = [f[len("tflite_"):] for f in formats if f.startswith("tflite_")]
-    targets = ([saved_model_dir(root, name, version)] if want_sm else []) + \
-              ([tflite_dir(root, name, version)] if variants else [])
-    for target in targets:
-        if os.path.lexists(target):
-            raise UserError(f"{target}: version {version} of model {name!r} already exists and versions are "
-                            f"never overwritten; leave out --version for the next free one "
-                            f"({next_version(root, name)})")
 
     metadata = {"name": name, "version": version,
                 "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -132,34 +142,39 @@ def export_model(servable, root, name, formats=FORMATS, version=None, representa
         raise UserError("int8 export needs representative images, but the representative dataset is empty")
     images_source = servable.images_dir or f"the run's validation images ({servable.source.get('run_dir', '?')})"
     summary = {"name": name, "version": version, "formats": list(formats)}
-
-    with contextlib.ExitStack() as stack:
-        if want_sm:
-            sm_tmp = stack.enter_context(atomic_path(targets[0], overwrite=False))
-            log(f"writing SavedModel {name} version {version}")
-            saved_model.write_saved_model(servable, sm_tmp)
-            check = saved_model.check_saved_model(sm_tmp, servable, check_images)
-            worst = max(check["max_abs_diff_probabilities"].values())
-            if worst > 1e-4:
-                raise UserError(f"exported SavedModel disagrees with the Keras model (max |dp| {worst:.2e}); "
-                                "nothing was written")
-            log(f"SavedModel check: max |dp| {worst:.2e} against Keras on {check['images']} images")
-            saved_model.write_metadata(os.path.join(sm_tmp, saved_model.METADATA_PATH),
-                                       {**metadata, "signatures": {
-                                           "serving_default": {"inputs": {saved_model.IMAGES_KEY: "uint8 (N, H, W, 3)"}},
-                                           "serving_bytes": {"inputs": {saved_model.BYTES_KEY:
-                                                                        "string (N,) encoded JPEG/PNG/GIF/BMP"}}},
-                                        "check": check})
-            summary["saved_model"] = {"path": targets[0], "check": check}
-        if variants:
-            tfl_target = targets[-1]
-            tfl_tmp = stack.enter_context(atomic_path(tfl_target, overwrite=False))
-            os.makedirs(tfl_tmp)
-            reports = tflite.export_tflite(servable, variants, tfl_tmp, name, check_images, representative,
-                                           images_source, log)
-            saved_model.write_metadata(os.path.join(tfl_tmp, "metadata.json"),
-                                       {**metadata, "tflite": {v: r["file"] for v, r in reports.items()}})
-            summary["tflite"] = {"path": tfl_target, "reports": reports}
+    # Folders this export creates around the version: removed again if it fails.
+    new_folders = [f for f in (os.path.join(root, name, "tflite"), os.path.join(root, name), root)
+                   if not os.path.exists(f)]
+    try:
+        with contextlib.ExitStack() as stack:
+            if want_sm:
+                sm_tmp = stack.enter_context(atomic_path(targets[0], overwrite=False))
+                log(f"writing SavedModel {name} version {version}")
+                saved_model.write_saved_model(servable, sm_tmp)
+                check = saved_model.check_saved_model(sm_tmp, servable, check_images)
+                worst = max(check["max_abs_diff_probabilities"].values())
+                if worst > 1e-4:
+                    raise UserError(f"exported SavedModel disagrees with the Keras model "
+                                    f"(max |dp| {worst:.2e}); nothing was written")
+                log(f"SavedModel check: max |dp| {worst:.2e} against Keras on {check['images']} images")
+                saved_model.write_metadata(os.path.join(sm_tmp, saved_model.METADATA_PATH),
+                                           {**metadata, "signatures": saved_model.SIGNATURE_INPUTS,
+                                            "check": check})
+                summary["saved_model"] = {"path": targets[0], "check": check}
+            if variants:
+                tfl_target = targets[-1]
+                tfl_tmp = stack.enter_context(atomic_path(tfl_target, overwrite=False))
+                os.makedirs(tfl_tmp)
+                reports = tflite.export_tflite(servable, variants, tfl_tmp, name, check_images,
+                                               representative, images_source, log)
+                saved_model.write_metadata(os.path.join(tfl_tmp, "metadata.json"),
+                                           {**metadata, "tflite": {v: r["file"] for v, r in reports.items()}})
+                summary["tflite"] = {"path": tfl_target, "reports": reports}
+    except BaseException:
+        for folder in new_folders:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty
+        raise
     if want_sm:
         summary["models_config"] = write_models_config(root, serving_base)
     return summary

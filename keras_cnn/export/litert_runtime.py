@@ -10,6 +10,7 @@ phone port has a reference to follow.
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -124,7 +125,10 @@ def decode_colours(probabilities, images_uint8, metadata):
 
         grey = np.asarray(images_uint8, np.float32).mean(axis=-1, keepdims=True) / 256.0
         lightness = rgb2lab(np.repeat(grey * 256.0 / 255.0, 3, axis=-1))[..., :1]
-        rgb = lab2rgb(np.concatenate([lightness, mixed], axis=-1))
+        with warnings.catch_warnings():
+            # Out-of-gamut colours are clipped, as `color.lab_to_rgb` does silently.
+            warnings.simplefilter("ignore", UserWarning)
+            rgb = lab2rgb(np.concatenate([lightness, mixed], axis=-1))
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 

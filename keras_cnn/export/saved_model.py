@@ -23,7 +23,10 @@ from keras_cnn.errors import UserError
 
 IMAGES_KEY = "images"
 BYTES_KEY = "image_bytes"
-SIGNATURES = ("serving_default", "serving_bytes")
+SIGNATURE_INPUTS = {
+    "serving_default": {IMAGES_KEY: "uint8 (N, H, W, 3) RGB, any H and W"},
+    "serving_bytes": {BYTES_KEY: "string (N,): encoded JPEG, PNG, GIF or BMP files"},
+}
 METADATA_PATH = os.path.join("assets.extra", "metadata.json")
 
 

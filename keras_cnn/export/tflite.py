@@ -57,6 +57,10 @@ def convert(saved_model_dir, variant, representative_images=None):
     """`.tflite` bytes of the SavedModel at `saved_model_dir` in one of `VARIANTS`."""
     if variant not in VARIANTS:
         raise UserError(f"unknown TFLite variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    if variant == "int8":
+        images = np.asarray(representative_images if representative_images is not None else [], np.uint8)
+        if len(images) == 0:
+            raise UserError("int8 export needs representative images, but the representative dataset is empty")
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "float16":
@@ -65,10 +69,6 @@ def convert(saved_model_dir, variant, representative_images=None):
     elif variant == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif variant == "int8":
-        images = np.asarray(representative_images if representative_images is not None else [], np.uint8)
-        if len(images) == 0:
-            raise UserError("int8 export needs representative images, but the representative dataset is empty")
-
         def representative():
             for image in images:
                 yield {IMAGES_KEY: image[None]}

@@ -1,0 +1,211 @@
+"""TFLite export: the four variants against Keras, built-in ops only, reports, the phone-side runtime.
+
+The float checks use a small random-weight UNet; the quantised ones need
+argmax decisions that mean something, so they train a tiny colourizer on real
+CIFAR-10 horses from ../shared/data for a few epochs (skipped without it).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import blocky_images, colour_run
+from PIL import Image
+
+from keras_cnn import training
+from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette
+from keras_cnn.colorization.pipeline import net_input
+from keras_cnn.errors import UserError
+from keras_cnn.export import layout, litert_runtime, tflite
+from keras_cnn.export.servable import from_run_dir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANT_FORMATS = tuple(f"tflite_{v}" for v in tflite.VARIANTS)
+
+
+def quiet(*args):
+    pass
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A random-weight UNet exported in every TFLite variant; (run_dir, root, tflite folder)."""
+    root = tmp_path_factory.mktemp("tfl")
+    run_dir, _ = colour_run(str(root))
+    out = str(root / "exported_models")
+    summary = layout.export_model(from_run_dir(run_dir), out, "unet", VARIANT_FORMATS, log=quiet)
+    return run_dir, out, summary["tflite"]["path"]
+
+
+def keras_probabilities(run_dir, images, downsize_input=False):
+    model = training.load_model(os.path.join(run_dir, "best.keras"))
+    return tf.nn.softmax(model(net_input(images, downsize_input), training=False), -1).numpy()
+
+
+def tflite_probabilities(path, images):
+    return litert_runtime.predict_probabilities(litert_runtime.load_interpreter(path), images)
+
+
+def test_float32_and_float16_match_keras(exported):
+    run_dir, _, folder = exported
+    images = blocky_images(4, seed=21)
+    want = keras_probabilities(run_dir, images)
+    f32 = tflite_probabilities(os.path.join(folder, "unet_float32.tflite"), images)
+    f16 = tflite_probabilities(os.path.join(folder, "unet_float16.tflite"), images)
+    assert f32.shape == want.shape == (4, 32, 32, 12)
+    assert np.max(np.abs(f32 - want)) < 1e-5
+    assert np.max(np.abs(f16 - want)) < 1e-3
+
+
+def test_reports_ops_and_metadata_beside_each_model(exported):
+    run_dir, out, folder = exported
+    sizes = {}
+    for variant in tflite.VARIANTS:
+        path = os.path.join(folder, f"unet_{variant}.tflite")
+        with open(os.path.join(folder, f"unet_{variant}_report.json")) as f:
+            report = json.load(f)
+        sizes[variant] = os.path.getsize(path)
+        assert report["file"] == os.path.basename(path) and report["size_bytes"] == sizes[variant]
+        assert report["ops"] == litert_runtime.op_names(path)
+        assert "CONV_2D" in report["ops"] and "TRANSPOSE_CONV" in report["ops"]
+        assert not [op for op in report["ops"] if op.startswith("Flex") or op == "CUSTOM"]
+        assert report["input"]["shape"] == [1, 32, 32, 3] and report["input"]["dtype"] == "uint8"
+        assert report["agreement_with_keras"]["images"] == 6  # the run's validation images
+    assert json.load(open(os.path.join(folder, "unet_float32_report.json")))[
+        "agreement_with_keras"]["max_abs_diff"] < 1e-5
+    int8 = json.load(open(os.path.join(folder, "unet_int8_report.json")))
+    assert int8["output"]["dtype"] == "uint8" and int8["output"]["quantization"]["scale"] == 1 / 256
+    assert int8["representative_images"] == 18  # every training image of the run
+    # Quantisation shrinks the file (less than 2x / 4x here: the graph itself
+    # weighs a few KiB next to this tiny net's weights).
+    assert sizes["float16"] < 0.75 * sizes["float32"]
+    assert sizes["dynamic"] < 0.6 * sizes["float32"] and sizes["int8"] < 0.6 * sizes["float32"]
+    meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
+    np.testing.assert_allclose(meta["palette"]["colours"], load_palette(os.path.join(run_dir, "palette.npy")).colours)
+    assert meta["tflite"]["int8"] == "unet_int8.tflite" and meta["image_fit"] == "centre_crop"
+    # A TFLite-only export is a version outside the folders TF Serving loads.
+    assert folder == os.path.join(out, "unet", "tflite", "1")
+    assert not os.path.exists(os.path.join(out, "unet", "1"))
+    assert not os.path.exists(os.path.join(out, "models.config"))
+
+
+def test_empty_representative_dataset_is_refused_and_leaves_nothing(tmp_path):
+    run_dir, _ = colour_run(str(tmp_path))
+    with pytest.raises(UserError, match="representative dataset is empty"):
+        tflite.convert(str(tmp_path), "int8", np.zeros((0, 32, 32, 3), np.uint8))
+    empty = tmp_path / "no_images"
+    empty.mkdir()
+    out = str(tmp_path / "exported_models")
+    with pytest.raises(UserError, match="no_images: image folder holds no image files"):
+        layout.export_model(from_run_dir(run_dir, images_dir=str(empty)), out, "unet", ("tflite_int8",),
+                            log=quiet)
+    servable = from_run_dir(run_dir)
+    servable._split_images = lambda split, count: np.zeros((0, 32, 32, 3), np.uint8) \
+        if split == "train" else blocky_images(2)
+    with pytest.raises(UserError, match="representative dataset is empty"):
+        layout.export_model(servable, out, "unet", ("saved_model", "tflite_int8"), log=quiet)
+    assert not os.path.exists(out)
+
+
+def test_not_a_tflite_file_and_wrong_input_are_one_line_errors(tmp_path, exported):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="bad.tflite: not a loadable TFLite model"):
+        litert_runtime.load_interpreter(str(bad))
+    interpreter = litert_runtime.load_interpreter(os.path.join(exported[2], "unet_float32.tflite"))
+    with pytest.raises(UserError, match=r"uint8 images of shape \(N, 32, 32, 3\), got float32"):
+        litert_runtime.predict_probabilities(interpreter, np.zeros((1, 32, 32, 3), np.float32))
+
+
+@pytest.mark.parametrize("space,decode", [("rgb", "argmax"), ("rgb", "annealed"), ("ab", "argmax"),
+                                          ("ab", "annealed")])
+def test_numpy_decoding_matches_palette_decode(space, decode):
+    images = blocky_images(3, seed=1)
+    palette = fit_palette(images, 8, space, 0)
+    logits = np.random.RandomState(2).normal(0, 3, (3, 32, 32, 8)).astype(np.float32)
+    want = Palette(palette.colours).decode(logits, grey(images), decode, 0.38).numpy()
+    probabilities = tf.nn.softmax(logits, -1).numpy()
+    meta = {"palette": {"space": space, "colours": palette.colours.tolist()}, "decode": decode,
+            "temperature": 0.38}
+    got = litert_runtime.decode_colours(probabilities, images, meta)
+    # float32 maths on both sides; Lab round trips may land one level apart.
+    assert np.max(np.abs(got.astype(int) - want.astype(int))) <= 1
+    assert np.mean(got == want) > 0.99
+
+
+def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
+    _, _, folder = exported
+    photo = blocky_images(1, 64, seed=8)[0][:48]  # not square: the app crops the centre
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    model = os.path.join(folder, "unet_int8.tflite")
+    done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
+                           "--image", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "wrote" in done.stdout
+    meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
+    fitted, _ = litert_runtime.load_photo(str(tmp_path / "photo.png"), 32, "centre_crop")
+    want = litert_runtime.decode_colours(tflite_probabilities(model, fitted[None]), fitted[None], meta)[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), want)
+    missing = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
+                              "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x.png")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: image file does not exist"
+    assert not (tmp_path / "x.png").exists()
+
+
+# === Quantisation on real photos ===
+
+def train_horse_colourizer(root, shared_data, n_images, epochs, batch_size, num_filters):
+    """A colourizer trained with the project's own `train` on the first `n_images` real horses."""
+    from keras_cnn.colorization.config import ColorizationConfig
+    from keras_cnn.colorization.train import train
+
+    source = os.path.join(shared_data, "cifar10-horse-train")
+    images = os.path.join(root, "horses")
+    os.makedirs(images)
+    for name in sorted(os.listdir(source))[:n_images]:
+        os.symlink(os.path.join(source, name), os.path.join(images, name))
+    cfg = ColorizationConfig(source="folder", data_dir=images, epochs=epochs, batch_size=batch_size,
+                             num_filters=num_filters, val_fraction=0.2)
+    run_dir = os.path.join(root, "run")
+    train(cfg, run_dir, verbose=0, log=quiet)
+    return run_dir
+
+
+def check_quantised_agreement(run_dir, out, check_count):
+    """Exports dynamic and int8; checks the reports and recomputes their argmax agreement here."""
+    servable = from_run_dir(run_dir)
+    summary = layout.export_model(servable, out, "horses", ("tflite_dynamic", "tflite_int8"),
+                                  representative_count=200, check_count=check_count, log=quiet)
+    reports = summary["tflite"]["reports"]
+    images = servable.images("validation", check_count)
+    assert len(images) == check_count
+    want = keras_probabilities(run_dir, images).argmax(-1)
+    agreement = {}
+    for variant in ("dynamic", "int8"):
+        got = tflite_probabilities(os.path.join(summary["tflite"]["path"], f"horses_{variant}.tflite"), images)
+        agreement[variant] = float(np.mean(got.argmax(-1) == want))
+        assert reports[variant]["agreement_with_keras"]["argmax_agreement"] == pytest.approx(agreement[variant])
+    assert agreement["dynamic"] >= 0.97, agreement
+    assert agreement["int8"] >= 0.90, agreement
+    return agreement
+
+
+def test_quantised_models_keep_argmax_decisions_on_real_photos(tmp_path, shared_data):
+    # 400 horses, 3 epochs: about 25% pixel accuracy, enough for decisions
+    # that quantisation can flip (measured: dynamic 99%, int8 94%).
+    run_dir = train_horse_colourizer(str(tmp_path), shared_data, 400, 3, 20, 16)
+    check_quantised_agreement(run_dir, str(tmp_path / "out"), 64)
+
+
+@pytest.mark.slow
+def test_quantised_course_unet_keeps_argmax_decisions_on_real_photos(tmp_path, shared_data):
+    # The course's UNet (NF = 32) on 2,000 horses for 6 epochs (~41% accuracy),
+    # checked on 200 held-out photos.
+    run_dir = train_horse_colourizer(str(tmp_path), shared_data, 2500, 6, 50, 32)
+    check_quantised_agreement(run_dir, str(tmp_path / "out"), 200)
