@@ -440,6 +440,7 @@ def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min"
 def load_model(path):
     """Loads a `.keras` file of this package with a one-line error when it cannot."""
     import keras_cnn.colorization.models  # noqa: F401  (registers the classes)
+    import keras_cnn.colorization.pipeline  # noqa: F401  (PixelCrossEntropy in a saved compile config)
     import keras_cnn.segmentation.deeplab_v3  # noqa: F401  (segmenter, ASPP and backbones)
     import keras_cnn.segmentation.metrics  # noqa: F401  (metrics in a saved compile config)
     if not os.path.exists(path):
