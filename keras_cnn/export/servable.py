@@ -29,20 +29,17 @@ from keras_cnn.fileio import list_images, readable_images
 CHECKPOINTS = ("best", "last")
 
 
-def _fit_square(image, size):
-    """One uint8 image (H, W, 3) centre-cropped to a square and resized to (size, size)."""
+def _resize_uint8(images, size):
+    """uint8 image(s) (..., H, W, 3) -> (..., size, size, 3): bilinear with antialiasing, as training resized."""
+    x = tf.image.resize(images, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+
+def _crop_square(image):
+    """The central square of one image (H, W, C)."""
     shape = tf.shape(image)
     side = tf.minimum(shape[0], shape[1])
-    image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2,
-                                          side, side)
-    image = tf.image.resize(image, (size, size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-
-
-def _fit_stretch(image, size):
-    """One uint8 image (H, W, 3) resized to (size, size), aspect ratio not kept."""
-    image = tf.image.resize(image, (size, size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    return tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
 
 
 def _pad_edge(images, multiple):
@@ -80,8 +77,8 @@ class Servable:
     def fit(self, image):
         """One decoded uint8 image (H, W, 3) -> (S, S, 3) at the export size, per `image_fit`."""
         if self.image_fit == "centre_crop":
-            return _fit_square(image, self.image_size)
-        return _fit_stretch(image, self.image_size)
+            image = _crop_square(image)
+        return _resize_uint8(image, self.image_size)
 
     def fit_batch(self, images):
         return tf.map_fn(lambda im: self.fit(im), images,
@@ -207,6 +204,11 @@ class ColorizerServable(Servable):
         return meta
 
 
+# In words, for app developers; the graph applies `keras_cnn.segmentation.data.preprocess`.
+_SEGMENTER_FORMULAS = {"imagenet": "(x / 255 - mean) / std", "caffe": "RGB -> BGR, then x - mean_bgr",
+                       "tf": "x / 127.5 - 1"}
+
+
 class SegmenterServable(Servable):
     """A `DeepLabV3Segmenter` with its preprocessing and class names.
 
@@ -255,8 +257,7 @@ class SegmenterServable(Servable):
         same = tf.reduce_all(tf.equal(shape, size))
         # Resizing to the same size is not exactly the identity with
         # antialiasing, so images already at the model's size skip it.
-        x = tf.cond(same, lambda: images, lambda: tf.cast(tf.clip_by_value(tf.round(
-            tf.image.resize(images, size, method="bilinear", antialias=True)), 0.0, 255.0), tf.uint8))
+        x = tf.cond(same, lambda: images, lambda: _resize_uint8(images, self.image_size))
         logits = self.logits(x)
         logits = tf.cond(same, lambda: logits, lambda: tf.image.resize(logits, shape, method="bilinear"))
         return {"mask": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
@@ -275,12 +276,11 @@ class SegmenterServable(Servable):
         from keras_cnn.segmentation import data as data_lib
 
         mode = self.model.preprocessing
+        constants = {"imagenet": {"mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD)},
+                     "caffe": {"mean_bgr": list(data_lib.CAFFE_MEAN_BGR)}}.get(mode, {})
         meta = self.base_metadata()
         meta.update({
-            "preprocessing": {"mode": mode, "imagenet": "(x / 255 - mean) / std",
-                              "caffe": "RGB -> BGR, minus mean_bgr", "tf": "x / 127.5 - 1"}[mode],
-            "normalisation": {"mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD)}
-            if mode == "imagenet" else {"mean_bgr": list(data_lib.CAFFE_MEAN_BGR)} if mode == "caffe" else {},
+            "preprocessing": {"mode": mode, "formula": _SEGMENTER_FORMULAS.get(mode, mode), **constants},
             "class_names": self.class_names,
             "num_classes": self.model.num_classes,
             "backbone": type(self.model.backbone).__name__,
