@@ -62,6 +62,20 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json(path, what="JSON file"):
+    """The parsed content of a JSON file, or a one-line `UserError` naming it."""
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        detail = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else e.reason
+        raise UserError(f"{path}: {what} is not valid JSON ({detail})") from None
+
+
 def list_images(folder, what="image folder"):
     """Sorted image files directly inside `folder`; fails clearly if none."""
     folder = os.fspath(folder)

@@ -211,6 +211,10 @@ def test_missing_and_corrupt_checkpoints_and_bad_names(tmp_path):
         from_run_dir(str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="cannot read the run's config"):
         from_run_dir(str(tmp_path / "images"))
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        f.write('{"model": "unet",')
+    with pytest.raises(UserError, match=r"config.json: the run's config is not valid JSON \(Expecting"):
+        from_run_dir(run_dir)
     for name in ("", "../evil", "models.config", "a b"):
         with pytest.raises(UserError, match="model name"):
             layout.check_name(name)

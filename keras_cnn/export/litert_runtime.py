@@ -8,13 +8,13 @@ palette colours for a colourizer, class indices for a segmenter.
 phone port has a reference to follow.
 """
 
-import json
 import os
 import warnings
 
 import numpy as np
 
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import read_json
 
 
 def load_interpreter(model, num_threads=None, with_delegates=True):
@@ -74,13 +74,8 @@ def predict_probabilities(interpreter, images):
 
 
 def read_metadata(path):
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read metadata ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    """The `metadata.json` written beside the `.tflite` files."""
+    meta = read_json(path, "export metadata")
     if not isinstance(meta, dict) or meta.get("application") not in ("colorization", "segmentation"):
         raise UserError(f"{path}: not a keras_cnn export metadata file")
     return meta

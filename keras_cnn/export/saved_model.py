@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import read_json
 
 IMAGES_KEY = "images"
 BYTES_KEY = "image_bytes"
@@ -63,14 +64,8 @@ def write_metadata(path, metadata):
 
 
 def read_metadata(export_dir):
-    path = os.path.join(export_dir, METADATA_PATH)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read export metadata ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    """The metadata of the SavedModel in `export_dir` (its `assets.extra/metadata.json`)."""
+    return read_json(os.path.join(export_dir, METADATA_PATH), "export metadata")
 
 
 def check_saved_model(path, servable, images, batch_sizes=(1, 4)):

@@ -15,7 +15,6 @@ are both built from it, so a server and a phone compute the same thing.
   size; the SavedModel resizes any image to it and the results back.
 """
 
-import json
 import os
 
 import numpy as np
@@ -24,7 +23,7 @@ import tensorflow as tf
 from keras_cnn import training
 from keras_cnn.config import config_path, load_config
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import list_images, readable_images
+from keras_cnn.fileio import list_images, read_json, readable_images
 
 CHECKPOINTS = ("best", "last")
 
@@ -291,14 +290,7 @@ class SegmenterServable(Servable):
 
 def _read_config_keys(run_dir):
     path = config_path(run_dir)
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the run's config ({e.strerror}); is {run_dir} a run folder?") \
-            from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = read_json(path, "the run's config")
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a run config (expected a JSON object)")
     return set(data)
@@ -320,7 +312,6 @@ def from_run_dir(run_dir, checkpoint="best", image_size=None, images_dir=None, c
     if "palette_space" in keys:
         from keras_cnn.colorization.config import ColorizationConfig
         from keras_cnn.colorization.palette import load_palette
-        from keras_cnn.colorization.pipeline import PixelCrossEntropy  # noqa: F401  (the saved loss)
 
         cfg = load_config(ColorizationConfig, config_path(run_dir))
         palette = load_palette(os.path.join(run_dir, "palette.npy"))
