@@ -72,6 +72,12 @@ def setup_runtime(cfg, log=print):
     keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_global_policy(mixed_policy() if cfg.mixed_precision else "float32")
     replicas = strategy.num_replicas_in_sync
+    if cfg.jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
+        # Keras XLA-compiles the whole distributed step, all-reduce included;
+        # TensorFlow: "Collective ops not yet implemented for CPU devices when
+        # compiling with XLA" (MirroredStrategy over logical CPUs fails alike).
+        raise UserError(f"--jit-compile with {replicas} CPU replicas: XLA cannot compile collective ops on "
+                        "CPU; train with one replica or without --jit-compile")
     factor = {"none": 1.0, "linear": float(replicas), "sqrt": math.sqrt(replicas)}[cfg.lr_scaling]
     runtime = Runtime(strategy, replicas, cfg.batch_size * replicas, cfg.learning_rate * factor,
                       distribute.is_chief(strategy))
@@ -277,11 +283,15 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         epoch, step = distribute.broadcast_from_chief(model.distribute_strategy, variables, (epoch, step))
         self.restored = (epoch, step) if (epoch or step) else None
         if self.restored:
-            where = f"after step {step} of epoch {epoch + 1}" if step else f"after epoch {epoch}"
+            # Epochs and steps counted from 1, as Keras' progress lines do.
             source = self.backup_dir if self.chief else "the chief's backup"
-            self.log(f"resuming from {source}: epoch {epoch}, step {step} ({where}; "
-                     f"training continues with epoch {epoch + 1}"
-                     f"{', which restarts from its first batch' if step else ''})")
+            if step:
+                self.log(f"resuming from {source}, made after step {step} of epoch {epoch + 1}: epoch "
+                         f"{epoch + 1} starts again from its first batch with the weights and optimizer "
+                         "state of that step")
+            else:
+                self.log(f"resuming from {source}, made after epoch {epoch}: training continues with "
+                         f"epoch {epoch + 1}")
             model._initial_epoch = epoch
         self._current_epoch = epoch
         self._last_batch_seen = 0

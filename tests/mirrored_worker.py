@@ -82,6 +82,17 @@ def main(out_path):
     # Per-replica BatchNorm statistics: what synchronising them buys.
     result["colourizer"]["final_diff_unsynced_bn"] = max_diff(
         train(default, colourizer)[1], train(mirrored, colourizer, sync_batchnorm=False)[1])
+    # XLA cannot compile the all-reduce of CPU replicas: a clear error up front.
+    from keras_cnn.colorization.config import PRESETS, ColorizationConfig
+    from keras_cnn.config import resolve
+    from keras_cnn.errors import UserError
+
+    try:
+        training.setup_runtime(resolve(ColorizationConfig, PRESETS, "cifar10_unet",
+                                       dict(strategy="mirrored", jit_compile=True)), log=lambda *_: None)
+        result["xla_error"] = None
+    except UserError as e:
+        result["xla_error"] = str(e)
     with open(out_path, "w") as f:
         json.dump(result, f)
 

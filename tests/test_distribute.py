@@ -151,3 +151,5 @@ def test_mirrored_two_cpus_matches_default_strategy(tmp_path):
     # Without synchronized BatchNorm each replica normalises its half batch:
     # the same check then fails by orders of magnitude.
     assert result["colourizer"]["final_diff_unsynced_bn"] > 1e-3
+    assert result["xla_error"] == ("--jit-compile with 2 CPU replicas: XLA cannot compile collective ops "
+                                   "on CPU; train with one replica or without --jit-compile")

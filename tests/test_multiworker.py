@@ -201,9 +201,9 @@ def test_two_workers_resume_from_the_chiefs_backup_after_sigkill(tmp_path, image
 
     codes, outputs = run_cluster(tmp_path, args(resume=True))
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    assert f"resuming from {tmp_path / 'run0' / 'backup'}: epoch 1, step 2" in outputs[0]
+    assert f"resuming from {tmp_path / 'run0' / 'backup'}, made after step 2 of epoch 2" in outputs[0]
     # The other worker keeps no backup of its own: it gets the chief's by all-reduce.
-    assert "resuming from the chief's backup: epoch 1, step 2" in outputs[1]
+    assert "resuming from the chief's backup, made after step 2 of epoch 2" in outputs[1]
     assert all("Epoch 1/3" not in out and "Epoch 3/3" in out for out in outputs)
     _check_identical_and_chief_only(tmp_path, outputs)
     with open(tmp_path / "run0" / "history.csv") as f:

@@ -80,14 +80,14 @@ def test_every_epoch_once_after_crashes_at_any_point(tmp_path):
     #    backup, which must be filed under epoch 2 (Keras' own callback files
     #    step backups made after a resume under epoch 0).
     _, lines = tiny_fit(run, Crash(epoch=2, step=3))
-    assert any("resuming from" in l and "epoch 1, step 4" in l for l in lines), lines
+    assert any("resuming from" in l and "made after step 4 of epoch 2" in l for l in lines), lines
     assert epochs_in_history(run) == [0, 1]
     state = backup_state(run)
     assert (state["epoch"], state["step"]) == (2, 2)
     assert sorted(os.listdir(run / "backup")) == [state["weights"], "state.json"]
     # 3. Restart again: finishes, each epoch once, backup gone.
     model, lines = tiny_fit(run)
-    assert any("epoch 2, step 2" in l for l in lines), lines
+    assert any("made after step 2 of epoch 3" in l for l in lines), lines
     assert epochs_in_history(run) == [0, 1, 2]
     assert not os.path.exists(run / "backup")
     assert model._initial_epoch is None  # a later fit of this model starts at epoch 0 again
@@ -126,7 +126,7 @@ def test_leftovers_of_a_killed_save_are_harmless(tmp_path):
     # What a kill during the next save would leave: a torn temporary file.
     (run / "backup" / ".tmp-999-deadbeef-epoch00001-step0000004.weights.h5").write_bytes(b"\x89HDF torn")
     _, lines = tiny_fit(run, Crash(epoch=2, step=1))
-    assert any("epoch 1, step 2" in l for l in lines)
+    assert any("made after step 2 of epoch 2" in l for l in lines)
     assert not [n for n in os.listdir(run / "backup") if n.startswith(".tmp-")]
     # A broken state file is a clear error naming the fix, not a stack trace.
     (run / "backup" / "state.json").write_text("{")
@@ -198,7 +198,8 @@ def test_sigkill_mid_epoch_then_resume_with_the_script(tmp_path, image_folder):
     second = subprocess.run([sys.executable, script, "--run-dir", run, "--resume"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert f"resuming from {os.path.join(run, 'backup')}: epoch 1, step 2" in second.stdout
+    assert (f"resuming from {os.path.join(run, 'backup')}, made after step 2 of epoch 2: epoch 2 starts "
+            "again from its first batch") in second.stdout
     assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
     assert epochs_in_history(run) == [0, 1, 2]
     assert not os.path.exists(os.path.join(run, "backup"))
