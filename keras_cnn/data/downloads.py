@@ -51,6 +51,9 @@ def download(url, fname, file_hash, cache_dir=None, local_flag="--data-dir"):
     import keras
 
     cache_dir = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
+    # get_file silently falls back to /tmp/.keras when cache_dir does not
+    # exist yet (it tests os.access first), so create it here.
+    os.makedirs(cache_dir, exist_ok=True)
     target = os.path.join(cache_dir, "datasets", fname)
     try:
         path = keras.utils.get_file(fname, origin=url, file_hash=file_hash,
