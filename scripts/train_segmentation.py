@@ -1,10 +1,17 @@
-"""Train a DeepLabV3 segmenter (SPEC part B).
+r"""Train a DeepLabV3 segmenter (SPEC part B).
 
     python scripts/train_segmentation.py --preset weizmann_scratch \
         --data-dir ../shared/data/weizmann-horses --run-dir runs/weizmann
+    python scripts/train_segmentation.py --preset flowers17_imagenet --run-dir runs/flowers
+    python scripts/train_segmentation.py --preset flowers17_deeplabv3 \
+        --base-model runs/flowers/best.keras --run-dir runs/flowers_head
+    python scripts/train_segmentation.py --run-dir runs/weizmann --resume
 
-Every `SegmentationConfig` field is a flag (`--image-size 160`, `--backbone
-mobilenetv2`, ...) overriding the preset; `--resume` continues a run folder.
+Every SegmentationConfig field is a flag (--image-size 160, --backbone
+mobilenetv2, ...) overriding the preset. The run folder gets config.json,
+best.keras (by validation foreground IoU), last.keras, history.csv, logs/,
+plots/ (per-epoch image / true mask / predicted strips, loss and IoU curves)
+and metrics.json.
 """
 
 import argparse
@@ -21,7 +28,8 @@ def run():
     from keras_cnn import config as config_lib
     from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="weizmann_scratch", choices=sorted(PRESETS))
     parser.add_argument("--run-dir", required=True, help="folder for checkpoints, logs and plots")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")

@@ -9,8 +9,10 @@ Presets:
                          (downloaded by keras.applications): ASPP and head trained.
     weizmann_scratch     DeepLabV3 with a small residual backbone trained from
                          scratch on an image/mask folder (the Weizmann horses)
-                         on two CPU cores: 160 px, stride 16, augmentation, and a
-                         cosine learning-rate decay over 26 minutes of training.
+                         on two CPU cores: 160 px, output stride 8 (20x20
+                         features: at stride 16 the 10x10 logits cap the
+                         foreground IoU near 0.78), augmentation, and a cosine
+                         learning-rate decay over 26 minutes of training.
     smoke                a tiny backbone at 32 px for one short epoch (tests).
 """
 
@@ -88,9 +90,9 @@ PRESETS = {
         output_stride=16, finetune="decoder", learning_rate=1e-3, batch_size=16, epochs=20,
         augment=True),
     "weizmann_scratch": SegmentationConfig(
-        dataset="folder", val_fraction=0.25, backbone="small_resnet", output_stride=16,
-        image_size=160, aspp_rates="2,4,6", aspp_channels=128, dropout=0.1, finetune="all",
-        epochs=200, batch_size=16, optimizer="adamw", learning_rate=2e-3, weight_decay=1e-4,
+        dataset="folder", val_fraction=0.25, backbone="small_resnet", output_stride=8,
+        image_size=160, aspp_rates="3,6,9", aspp_channels=96, dropout=0.1, finetune="all",
+        epochs=300, batch_size=8, optimizer="adamw", learning_rate=2e-3, weight_decay=1e-4,
         lr_schedule="cosine_time", time_limit_minutes=26.0, augment=True, min_crop=0.6,
         color_jitter=0.2),
     "smoke": SegmentationConfig(

@@ -210,26 +210,23 @@ def folder_mask_decoder(mask_paths, num_classes):
     return MaskDecoder(binary=False)
 
 
-def check_pairs(pairs):
-    """Decodes every image once; a file that does not decode is a `UserError` naming it.
+def check_pairs(pairs, decode_mask):
+    """Decodes every image and mask once; one that fails is a `UserError` naming the file.
 
     Also warns when an image and its mask differ in aspect ratio by more than
-    5%, which usually means the pair is mismatched (sizes may differ: both are
+    5%, which usually means a mismatched pair (sizes may differ: both are
     resized to the model's input size).
     """
-    from PIL import Image
 
     def check(pair):
         image_path, mask_path = pair
-        read_image(image_path)
-        with Image.open(mask_path) as m:
-            mask_size = m.size
-        with Image.open(image_path) as im:
-            size = im.size
-        ratio = (size[0] / size[1]) / (mask_size[0] / mask_size[1])
+        image = read_image(image_path)
+        mask = decode_mask(mask_path)
+        ratio = (image.shape[1] / image.shape[0]) / (mask.shape[1] / mask.shape[0])
         if abs(ratio - 1.0) > 0.05:
             warnings.warn(f"{mask_path}: aspect ratio differs from its image {image_path} "
-                          f"({mask_size[0]}x{mask_size[1]} vs {size[0]}x{size[1]})", stacklevel=3)
+                          f"({mask.shape[1]}x{mask.shape[0]} vs {image.shape[1]}x{image.shape[0]})",
+                          stacklevel=3)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(check, pairs))

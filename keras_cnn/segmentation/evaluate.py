@@ -29,27 +29,32 @@ def evaluate(model, pairs, decode_mask, batch_size=16):
     return {k: round(float(values[k]), 6) for k in METRICS if k in values}
 
 
-def evaluate_run(run_dir, checkpoint="best", split="validation", overrides=None, model_path=""):
-    """Evaluates `run_dir/<checkpoint>.keras` (or `model_path`) on a split of the run's data.
-
-    Args:
-        run_dir: a training run folder (its config.json picks the data).
-        checkpoint: "best" or "last".
-        split: "validation", "train" or (Oxford 17) "test".
-        overrides: config fields to change, e.g. {"data_dir": ...} when the
-            data moved.
-        model_path: evaluate this `.keras` file instead of the run's checkpoint.
-    """
-    from keras_cnn.segmentation.train import load_data
-
+def run_config(run_dir, overrides=None):
+    """The saved config of a run folder, with `overrides` (e.g. a moved data_dir) applied."""
     cfg = config_lib.load_config(SegmentationConfig, config_lib.config_path(run_dir))
     if overrides:
         cfg = config_lib.resolve(SegmentationConfig, {"run": cfg}, "run", overrides)
-    path = model_path or os.path.join(run_dir, f"{checkpoint}.keras")
+    return cfg
+
+
+def evaluate_config(cfg, model_path, split="validation"):
+    """Evaluates the `.keras` file `model_path` on `split` of the data `cfg` names.
+
+    The split is the one training used: the same hash-chosen validation share
+    of a folder, or the same Oxford 17 split.
+    """
+    from keras_cnn.segmentation.train import load_data
+
     if split not in ("train", "validation", "test"):
         raise UserError(f"unknown split {split!r}; choose train, validation or test")
-    model = training.load_model(path)
+    model = training.load_model(model_path)
     data = load_data(cfg, splits=(split,))
     results = evaluate(model, data.pairs(split), data.decode_mask, cfg.batch_size)
     results["examples"] = len(data.pairs(split))
     return results
+
+
+def evaluate_run(run_dir, checkpoint="best", split="validation", overrides=None):
+    """Evaluates `run_dir/<checkpoint>.keras` on a split of the run's own data."""
+    cfg = run_config(run_dir, overrides)
+    return evaluate_config(cfg, os.path.join(run_dir, f"{checkpoint}.keras"), split)

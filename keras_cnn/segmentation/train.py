@@ -60,7 +60,7 @@ def load_data(cfg, splits=("train", "validation")):
         all_splits = {k: v[:cfg.max_examples] for k, v in all_splits.items()}
     for split in splits:
         if all_splits.get(split):
-            data_lib.check_pairs(all_splits[split])
+            data_lib.check_pairs(all_splits[split], decoder)
     return SegmentationData(all_splits, decoder)
 
 
