@@ -168,10 +168,11 @@ def test_versions_are_never_overwritten_and_models_config_lists_every_model(tmp_
     out = str(tmp_path / "exported_models")
     quiet = dict(log=lambda *a: None)
     assert layout.export_model(servable, out, "unet", ("saved_model",), **quiet)["version"] == 1
-    assert layout.export_model(servable, out, "unet", ("saved_model",), **quiet)["version"] == 2
     layout.export_model(servable, out, "other", ("saved_model",), version=7, **quiet)
     assert _config_names(os.path.join(out, "models.config")) == {"unet": "/models/unet",
                                                                  "other": "/models/other"}
+    assert layout.next_version(out, "unet") == 2 and layout.next_version(out, "other") == 8
+    os.makedirs(os.path.join(out, "unet", "2"))  # a version someone else is writing or wrote
     before = sorted(os.listdir(os.path.join(out, "unet")))
     pb = os.path.join(out, "unet", "1", "saved_model.pb")
     stamp = os.stat(pb).st_mtime_ns

@@ -31,8 +31,9 @@ def quiet(*args):
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
     run_dir = segmenter_run(str(root))
-    # Dynamic range is left to the slow test: one conversion less, same ops as int8's weights.
-    formats = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
+    # float16 and dynamic range are left to the slow test (the colourizer tests
+    # cover them fast): DeepLabV3 conversions are the slow part here.
+    formats = ("saved_model", "tflite_float32", "tflite_int8")
     summary = layout.export_model(from_run_dir(run_dir, class_names=["background", "horse"]),
                                   str(root / "exported_models"), "seg", formats,
                                   representative_count=8, check_count=4, log=quiet)
@@ -75,7 +76,7 @@ def test_every_tflite_variant_converts_with_builtin_ops_and_agrees(exported):
     folder = summary["tflite"]["path"]
     images = blocky_images(3, 32, seed=43)
     want = keras_probabilities(model, images)
-    for variant in ("float32", "float16", "int8"):
+    for variant in ("float32", "int8"):
         path = os.path.join(folder, f"seg_{variant}.tflite")
         ops = litert_runtime.op_names(path)
         assert "RESIZE_BILINEAR" in ops and "CONV_2D" in ops, ops
@@ -84,8 +85,8 @@ def test_every_tflite_variant_converts_with_builtin_ops_and_agrees(exported):
         diff = np.max(np.abs(got - want))
         if variant == "float32":
             assert diff < 1e-5
-        elif variant == "float16":
-            assert diff < 1e-3
+        else:
+            assert np.mean(got.argmax(-1) == want.argmax(-1)) > 0.8  # random weights: weak decisions
         with open(os.path.join(folder, f"seg_{variant}_report.json")) as f:
             assert json.load(f)["size_bytes"] == os.path.getsize(path)
     meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
@@ -124,8 +125,10 @@ def test_trained_segmenter_quantised_on_real_horses(tmp_path, shared_data):
     summary = layout.export_model(from_run_dir(run_dir), str(tmp_path / "out"), "horses", layout.FORMATS,
                                   representative_count=100, check_count=40, log=quiet)
     reports = summary["tflite"]["reports"]
+    assert set(reports) == {"float32", "float16", "dynamic", "int8"}
     for report in reports.values():
         assert "RESIZE_BILINEAR" in report["ops"] and not [op for op in report["ops"] if op.startswith("Flex")]
     assert reports["float32"]["agreement_with_keras"]["max_abs_diff"] < 1e-5
+    assert reports["float16"]["agreement_with_keras"]["argmax_agreement"] >= 0.995
     assert reports["dynamic"]["agreement_with_keras"]["argmax_agreement"] >= 0.97
     assert reports["int8"]["agreement_with_keras"]["argmax_agreement"] >= 0.90
