@@ -1,0 +1,175 @@
+"""Segmentation training end to end (tiny backbone, 32 px), fine-tuning bases, evaluation, prediction, scripts."""
+
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, shared_data_dir
+from keras_cnn.errors import UserError
+from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
+from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+from keras_cnn.segmentation.evaluate import evaluate_run
+from keras_cnn.segmentation.predict import segment_paths
+from keras_cnn.segmentation.train import train
+from keras_cnn.training import load_model
+from test_segmentation_data import make_folder
+
+
+def smoke(data_dir, **overrides):
+    fields = dict(data_dir=str(data_dir), epochs=2, batch_size=4, max_examples=0, learning_rate=3e-3,
+                  plot_examples=2)
+    fields.update(overrides)
+    return dataclasses.replace(PRESETS["smoke"], **fields)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    data_dir = make_folder(root / "data", n=12)
+    run_dir = str(root / "run")
+    results = train(smoke(data_dir), run_dir, verbose=0, log=quiet)
+    return data_dir, run_dir, results
+
+
+def test_training_writes_the_run_folder(trained):
+    data_dir, run_dir, results = trained
+    for name in ("config.json", "best.keras", "last.keras", "history.csv", "metrics.json",
+                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/iou_curve.png", "plots/loss_curve.png"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert {"fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou", "val_fg_iou"} <= set(rows[0])
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        saved = json.load(f)
+    assert saved["validation_pairs"] == 3
+    assert set(saved["best"]) == {"loss", "fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou"}
+    # best.keras is the epoch with the highest validation foreground IoU.
+    best_epoch = max(float(r["val_fg_iou"]) for r in rows)
+    assert saved["best"]["fg_iou"] == pytest.approx(best_epoch, abs=1e-4)
+
+
+def test_resume_continues_the_same_run(trained, tmp_path):
+    data_dir, run_dir, _ = trained
+    with pytest.raises(UserError, match="already holds a run"):
+        train(smoke(data_dir), run_dir, verbose=0, log=quiet)
+    copy = str(tmp_path / "copy")
+    import shutil
+
+    shutil.copytree(run_dir, copy)
+    cfg_path = os.path.join(copy, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["epochs"] = 3
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    train(smoke(data_dir), copy, resume=True, verbose=0, log=quiet)
+    with open(os.path.join(copy, "history.csv")) as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+
+
+def test_evaluate_run_matches_the_saved_metrics(trained):
+    _, run_dir, results = trained
+    values = evaluate_run(run_dir, "best")
+    assert values["examples"] == 3
+    for k in ("fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou"):
+        assert values[k] == pytest.approx(results["best"][k], abs=1e-5)
+
+
+def test_fine_tuning_a_saved_segmenter_with_a_new_head(trained, tmp_path):
+    data_dir, run_dir, _ = trained
+    base = os.path.join(run_dir, "best.keras")
+    cfg = smoke(data_dir, base_model=base, finetune="head", learning_rate=0.05, epochs=1, plot_examples=0)
+    train(cfg, str(tmp_path / "head"), verbose=0, log=quiet)
+    tuned = load_model(str(tmp_path / "head" / "last.keras"))
+    original = load_model(base)
+    for a, b in zip(original.backbone.get_weights(), tuned.backbone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Three classes from a two-class base: only with a new head.
+    with pytest.raises(UserError, match=r"best.keras: the model predicts 2 classes but num_classes=3"):
+        train(smoke(data_dir, base_model=base, new_head=False, num_classes=3), str(tmp_path / "x"),
+              verbose=0, log=quiet)
+    assert not os.path.exists(tmp_path / "x")  # a failed set-up leaves no run folder
+    with pytest.raises(UserError, match="finetune=head .* needs a trained segmenter"):
+        train(smoke(data_dir, finetune="head"), str(tmp_path / "y"), verbose=0, log=quiet)
+
+
+def test_segment_writes_mask_and_overlay_at_the_photo_size(trained, tmp_path):
+    data_dir, run_dir, _ = trained
+    model = load_model(os.path.join(run_dir, "best.keras"))
+    assert isinstance(model, DeepLabV3Segmenter)
+    photo = os.path.join(data_dir, "images", "img00.jpg")
+    written = segment_paths(model, [photo], str(tmp_path / "out"))
+    assert sorted(os.path.basename(p) for p in written) == ["img00_mask.png", "img00_overlay.png"]
+    mask = np.asarray(Image.open(tmp_path / "out" / "img00_mask.png"))
+    assert mask.shape == (40, 48) and set(np.unique(mask)) <= {0, 255}
+    overlay = Image.open(tmp_path / "out" / "img00_overlay.png")
+    assert overlay.size == (48, 40) and overlay.mode == "RGB"
+    with pytest.raises(UserError, match="nothing.jpg: no such file"):
+        segment_paths(model, [str(tmp_path / "nothing.jpg")], str(tmp_path / "out"))
+
+
+def script(name, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_scripts_evaluate_segment_and_summary(trained, tmp_path):
+    data_dir, run_dir, _ = trained
+    out = script("evaluate_segmentation.py", "--run-dir", run_dir, "--checkpoint", "last",
+                 "--out", str(tmp_path / "m.json"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["examples"] == 3
+    assert os.path.exists(tmp_path / "m.json")
+    out = script("segment.py", "--run-dir", run_dir, "--input", os.path.join(data_dir, "images"),
+                 "--out-dir", str(tmp_path / "masks"))
+    assert out.returncode == 0, out.stderr
+    assert len(os.listdir(tmp_path / "masks")) == 24
+    out = script("segmentation_summary.py", "--backbones", "tiny", "--image-size", "64")
+    assert out.returncode == 0, out.stderr
+    assert "tiny" in out.stdout and "64x64x21" in out.stdout
+
+
+def test_train_script_bad_input_is_one_line_error(tmp_path):
+    out = script("train_segmentation.py", "--preset", "smoke", "--data-dir", str(tmp_path / "none"),
+                 "--run-dir", str(tmp_path / "run"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "images folder does not exist" in out.stderr
+    assert not os.path.exists(tmp_path / "run")
+    out = script("train_segmentation.py", "--preset", "smoke", "--run-dir", str(tmp_path / "run"),
+                 "--backbone", "vgg")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_config_presets_are_valid():
+    assert set(PRESETS) >= {"flowers17_deeplabv3", "weizmann_scratch", "smoke"}
+    recipe = PRESETS["flowers17_deeplabv3"]
+    # The assignment's fine-tuning recipe, field by field.
+    assert (recipe.finetune, recipe.optimizer, recipe.learning_rate, recipe.batch_size, recipe.epochs,
+            recipe.num_classes, recipe.image_size) == ("head", "adam", 0.05, 128, 10, 2, 224)
+    assert all(isinstance(p, SegmentationConfig) for p in PRESETS.values())
+
+
+@pytest.mark.slow
+def test_weizmann_from_scratch_reaches_the_iou_floor(tmp_path):
+    """The headline recipe: <= 30 min on 2 CPU cores, foreground IoU >= 0.80 on the held-out quarter."""
+    root = os.path.join(shared_data_dir(), "weizmann-horses")
+    if not os.path.isdir(root):
+        pytest.skip(f"real data not found at {root} (set KERAS_CNN_SHARED_DATA)")
+    cfg = dataclasses.replace(PRESETS["weizmann_scratch"], data_dir=root)
+    results = train(cfg, str(tmp_path / "run"), verbose=2)
+    assert results["validation_pairs"] == 62
+    assert results["last"]["fg_iou"] >= 0.80
