@@ -135,8 +135,6 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
     check_images = np.asarray(check_images, np.uint8)
     if len(check_images) == 0:
         raise UserError("no images to check the TFLite export with")
-    if "int8" in variants and (representative_images is None or len(representative_images) == 0):
-        raise UserError("int8 export needs representative images, but the representative dataset is empty")
     reference = servable.probabilities(tf.constant(check_images)).numpy()
     reports = {}
     with tempfile.TemporaryDirectory(prefix="keras_cnn_tflite_") as scratch:
