@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from keras_cnn.colorization.pipeline import net_input
 from keras_cnn.errors import UserError
 from keras_cnn.export import layout, saved_model
 from keras_cnn.export.servable import from_run_dir
+from keras_cnn.fileio import atomic_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -239,3 +241,23 @@ def test_export_script_writes_a_version_and_refuses_to_overwrite_it(tmp_path):
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_atomic_path_without_overwrite_keeps_what_exists(tmp_path):
+    target = tmp_path / "1"
+    with atomic_path(str(target), overwrite=False) as tmp:
+        os.makedirs(tmp)
+        (Path(tmp) / "saved_model.pb").write_text("mine")
+    assert (target / "saved_model.pb").read_text() == "mine"
+    with pytest.raises(UserError, match="1: already exists; not overwriting it"):
+        with atomic_path(str(target), overwrite=False):
+            pass
+    # Another writer finishing the same version first wins; ours is dropped.
+    other = tmp_path / "2"
+    with pytest.raises(UserError, match="appeared while writing it"):
+        with atomic_path(str(other), overwrite=False) as tmp:
+            os.makedirs(tmp)
+            other.mkdir()
+            (other / "saved_model.pb").write_text("theirs")
+    assert (other / "saved_model.pb").read_text() == "theirs"
+    assert sorted(os.listdir(tmp_path)) == ["1", "2"]
