@@ -68,4 +68,11 @@ PRESETS = {
     "cifar10_cnn2020": ColorizationConfig(model="cnn2020", learning_rate=0.3),
     "cifar10_unet2020": ColorizationConfig(model="unet", batch_size=10),
     "cifar10_superres": ColorizationConfig(model="unet", downsize_input=True),
+    # Beyond the course (docs/BENCHMARKS.md): a residual, dilated UNet over
+    # Zhang et al.'s Lab ab palette, decoded with the annealed mean; flips,
+    # a higher peak learning rate with cosine decay, sized for 20 minutes of
+    # training on two CPU cores.
+    "cifar10_resunet": ColorizationConfig(
+        model="resunet", palette_space="ab", num_colours=24, decode="annealed", temperature=0.7,
+        augment=True, lr_schedule="cosine", learning_rate=2e-3, epochs=12),
 }

@@ -1,0 +1,7 @@
+"""Measured quality and speed of the package's models (`scripts/benchmark.py`).
+
+- `colorization`: each colourizer preset trained and scored, baselines, the comparison strip, training speed.
+- `segmentation`: the DeepLabV3 preset on an image/mask folder, trained and timed.
+- `inference`: Keras, SavedModel and TFLite inference of a run, after `keras_cnn.export`.
+- `timing`: how every figure is timed; `report`: the Markdown tables; `suite`: all of it in one run.
+"""

@@ -1,0 +1,103 @@
+"""The whole benchmark: colourization quality, speed, segmentation; one JSON result.
+
+`run(...)` is what `scripts/benchmark.py` calls. Everything a comparison
+needs is measured inside one call, so ratios (ours / course, pipeline /
+training, TFLite / Keras) never mix machines or load conditions.
+"""
+
+import json
+import os
+import sys
+import time
+
+from keras_cnn.benchmarks import colorization, inference, report, segmentation
+from keras_cnn.colorization.config import PRESETS
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_write_text
+
+PARTS = ("quality", "speed", "segmentation")
+HORSES = "cifar10-horse-train"
+WEIZMANN = "weizmann-horses"
+
+
+def parse_parts(text):
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise UserError(f"unknown benchmark part(s) {', '.join(unknown) or '(none given)'}; "
+                        f"choose from: {', '.join(PARTS)}")
+    return tuple(p for p in PARTS if p in parts)
+
+
+def _data_folder(data_root, name):
+    path = os.path.join(data_root, name)
+    if not os.path.isdir(path):
+        raise UserError(f"{path}: data folder not found (pass --data-root, the folder holding {name}/)")
+    return path
+
+
+def with_course_ratio(rows):
+    """Adds each training-speed row's images/s as a ratio to the course UNet's."""
+    ref = next((r for r in rows if r["name"] == colorization.COURSE), None)
+    for r in rows:
+        r["speed_vs_course"] = r["train_images_per_s"] / ref["train_images_per_s"] if ref else None
+    return rows
+
+
+def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False, strip_path=None,
+        tflite_threads=None, overrides=None, segmentation_preset=segmentation.PRESET, export_formats=None,
+        log=print):
+    """Runs the chosen parts and returns the result dict (see `report.markdown` for its tables).
+
+    `overrides` change every colourization preset (tests shrink the nets with
+    them); `segmentation_preset` names the segmentation config; `export_formats`
+    limits the timed exports (default: SavedModel and every TFLite variant).
+    """
+    presets = list(presets or PRESETS)
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise UserError(f"unknown colourization preset(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(sorted(PRESETS))}")
+    result = {"quick": quick, "parts": list(parts), "command": " ".join([os.path.basename(sys.argv[0])]
+                                                                         + sys.argv[1:]),
+              "started_at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": report.machine()}
+    min_seconds = 0.3 if quick else 2.0
+    if "quality" in parts or "speed" in parts:
+        horses = _data_folder(data_root, HORSES)
+    if "quality" in parts:
+        log("== colourization quality ==")
+        result["colorization_quality"] = colorization.quality(
+            presets, horses, work_dir, quick=quick, overrides=overrides, reuse=reuse, strip_path=strip_path,
+            log=log)
+    if "speed" in parts:
+        log("== colourization speed ==")
+        training_rows = with_course_ratio(colorization.training_speed(presets, horses, quick, overrides,
+                                                                       log=log))
+        exported = {name.replace("cifar10_", "colorizer_"): colorization.ensure_run(name, horses, work_dir,
+                                                                                     overrides, log)
+                    for name in colorization.EXPORTED if name in presets}
+        result["speed"] = {"training": training_rows, "inference": inference.runtimes(
+            exported, os.path.join(work_dir, "exported_models"), batch=100, tflite_threads=tflite_threads,
+            min_seconds=min_seconds, formats=export_formats, log=log)}
+    if "segmentation" in parts:
+        log("== segmentation ==")
+        weizmann = _data_folder(data_root, WEIZMANN)
+        quality = segmentation.quality(weizmann, work_dir, segmentation_preset, quick=quick, reuse=reuse, log=log)
+        result["segmentation"] = {
+            "quality": quality,
+            "training": segmentation.training_speed(weizmann, segmentation_preset, quick=quick, log=log),
+            "inference": inference.runtimes({"segmenter_weizmann": quality["run_dir"]},
+                                            os.path.join(work_dir, "exported_models"), batch=16,
+                                            tflite_threads=tflite_threads, min_seconds=min_seconds,
+                                            formats=export_formats, log=log)}
+    result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    result["load_average_at_end"] = list(os.getloadavg())
+    return result
+
+
+def write(result, out_path):
+    """The JSON result at `out_path` and its tables beside it (`.md`), both written atomically."""
+    atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
+    md_path = os.path.splitext(out_path)[0] + ".md"
+    atomic_write_text(md_path, report.markdown(result) + "\n")
+    return md_path

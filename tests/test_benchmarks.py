@@ -1,0 +1,256 @@
+"""The benchmark code on tiny inputs: timing maths, every part of the suite, tables, script errors.
+
+One module-scoped run of `suite.run` on a 40-image folder and a 12-pair
+segmentation folder (tiny nets) feeds most tests; the real benchmark is
+`scripts/benchmark.py` (and the slow test at the end).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.color import rgb2lab
+
+from conftest import REPO, shared_data_dir, write_images
+from keras_cnn.benchmarks import colorization, inference, report, segmentation, suite, timing
+from keras_cnn.colorization.evaluate import evaluate
+from keras_cnn.colorization.models import UNet
+from keras_cnn.colorization.palette import Palette
+from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
+from keras_cnn.colorization.train import load_data, load_run
+from keras_cnn.errors import UserError
+from test_segmentation_data import make_folder
+
+PRESETS = ["cifar10_unet", "cifar10_resunet"]
+TINY = {"num_filters": 4, "batch_size": 8}
+# A float and the int8 variant are enough to check the timing code; the export tests check them all.
+FORMATS = ("saved_model", "tflite_float32", "tflite_int8")
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def colour_folder(path, n=40, seed=0):
+    """Smooth random colour images (a gradient per image plus noise), 32x32."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[:32, :32] / 31.0
+    images = []
+    for _ in range(n):
+        a, b = rng.uniform(0, 255, (2, 3))
+        img = a * xx[..., None] + b * (1 - yy[..., None]) / 2 + rng.normal(0, 8, (32, 32, 3))
+        images.append(np.clip(img, 0, 255).astype(np.uint8))
+    return write_images(path, images)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Every benchmark part on tiny data and nets, once for the module."""
+    root = tmp_path_factory.mktemp("bench")
+    data_root = root / "data"
+    horses = colour_folder(data_root / suite.HORSES)
+    weizmann = make_folder(data_root / suite.WEIZMANN, n=12)
+    work, strip = str(root / "work"), str(root / "strip.png")
+    exports = os.path.join(work, "exported_models")
+    quality = colorization.quality(PRESETS, horses, work, quick=True, overrides=TINY, strip_path=strip, log=quiet)
+    training = suite.with_course_ratio(colorization.training_speed(PRESETS, horses, True, TINY, log=quiet))
+    course_run = colorization.ensure_run("cifar10_unet", horses, work, TINY, quiet)
+    runtimes = inference.runtimes({"colorizer_unet": course_run}, exports, batch=8, min_seconds=0.1,
+                                  formats=FORMATS, log=quiet)
+    seg_quality = segmentation.quality(weizmann, work, "smoke", quick=True, log=quiet)
+    seg_training = segmentation.training_speed(weizmann, "smoke", quick=True, log=quiet)
+    return {"data_root": str(data_root), "work": work, "strip": strip, "course_run": course_run,
+            "result": {"quick": True, "machine": report.machine(), "colorization_quality": quality,
+                       "speed": {"training": training, "inference": runtimes},
+                       "segmentation": {"quality": seg_quality, "training": seg_training}}}
+
+
+# === Timing ===
+
+def test_time_calls_and_summary_maths():
+    calls = []
+    times = timing.time_calls(lambda: calls.append(1), min_seconds=0.0, min_calls=4, warmup=3)
+    assert len(times) == 4 and len(calls) == 7
+    s = timing.summarize([0.1, 0.2, 0.3], batch=10)
+    assert s["images_per_s"] == pytest.approx(50.0)
+    assert s["latency_ms"] == pytest.approx(200.0)
+    assert s["latency_ms_p90"] == pytest.approx(280.0)
+
+
+def test_training_and_pipeline_rates_on_a_tiny_net():
+    keras.utils.set_random_seed(0)
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (16, 16, 16, 3)).astype(np.uint8)
+    ds = make_dataset(images, Palette(rng.uniform(0, 1, (4, 3))), 8, shuffle=True)
+    model = UNet(num_filters=4, num_colours=4)
+    model.compile(keras.optimizers.Adam(), PixelCrossEntropy())
+    fit = timing.training_rate(model, ds, 8, steps=3, warmup=1)
+    assert fit["images_per_s"] > 0 and fit["steps"] == 3
+    assert fit["images_per_s"] == pytest.approx(8 * 1000 / fit["step_ms"])
+    pipe = timing.pipeline_rate(ds, batches=4)
+    assert pipe["images_per_s"] > 0 and pipe["batches"] == 4
+
+
+def test_mean_chroma_matches_skimage():
+    images = np.array([[[[255, 0, 0], [128, 128, 128]], [[20, 200, 90], [0, 0, 255]]]], np.uint8)
+    lab = rgb2lab(images[0] / 255.0)
+    expected = np.hypot(lab[..., 1], lab[..., 2]).mean()
+    assert colorization.mean_chroma(images) == pytest.approx(expected, abs=1e-3)
+    assert colorization.mean_chroma(np.full((1, 2, 2, 3), 77, np.uint8)) == pytest.approx(0.0, abs=0.01)
+
+
+# === Colourization quality ===
+
+def test_quality_rows_match_the_runs_and_baselines(tiny):
+    q = tiny["result"]["colorization_quality"]
+    names = [r["name"] for r in q["rows"]]
+    assert names == ["cifar10_unet", "cifar10_unet, decoded annealed", "cifar10_resunet"]
+    course, decoded, ours = q["rows"]
+    # Each row is the run's own evaluation on the shared validation split.
+    model, palette, cfg = load_run(os.path.join(tiny["work"], "colorization", "cifar10_resunet"))
+    val = load_data(cfg)[1]
+    assert q["validation_images"] == len(val) == 4
+    again = evaluate(model, val, palette, decode=cfg.decode, temperature=cfg.temperature)
+    assert ours["delta_e"] == pytest.approx(again["delta_e"], rel=1e-5)
+    assert (ours["model"], ours["palette"], ours["decode"]) == ("resunet", "ab 24", "annealed T=0.7")
+    assert (course["palette"], course["decode"], course["epochs"]) == ("rgb 24", "argmax", 1)
+    # Decoding only: the same net, so the same loss and accuracy.
+    assert decoded["val_loss"] == course["val_loss"] and decoded["decode"] == ours["decode"]
+    assert decoded["train_seconds"] is None and course["train_seconds"] > 0
+    ratio = q["ratios"]["cifar10_resunet / cifar10_unet"]
+    assert ratio["delta_e_ratio"] == pytest.approx(ours["delta_e"] / course["delta_e"])
+    assert ratio["delta_e_lower_percent"] == pytest.approx(100 * (1 - ours["delta_e"] / course["delta_e"]))
+    assert ratio["train_time_ratio"] == pytest.approx(ours["train_seconds"] / course["train_seconds"])
+    base = {(b["name"], b["palette"]): b for b in q["baselines"]}
+    assert base[("truth", "-")]["delta_e"] == 0.0
+    assert base[("truth", "-")]["chroma"] == pytest.approx(colorization.mean_chroma(val), rel=1e-6)
+    assert base[("grey input as colour", "rgb 24")]["chroma"] == 0.0
+    assert base[("truth snapped to palette", "rgb 24")]["accuracy"] == 1.0
+    assert ("truth snapped to palette", "ab 24") in base
+
+
+def test_strip_is_a_png_of_four_rows(tiny):
+    with Image.open(tiny["strip"]) as im:
+        # grey, course UNet, ours, truth: four rows of one image per validation image (4 here).
+        assert im.format == "PNG" and 300 < im.height < 700 and 200 < im.width < 700
+
+
+def test_reuse_takes_finished_runs_and_a_used_folder_is_an_error(tiny):
+    with pytest.raises(UserError, match="benchmark run folder exists already"):
+        colorization.quality(["cifar10_unet"], os.path.join(tiny["data_root"], suite.HORSES), tiny["work"],
+                             quick=True, overrides=TINY, log=quiet)
+    again = colorization.quality(["cifar10_unet"], os.path.join(tiny["data_root"], suite.HORSES), tiny["work"],
+                                 quick=True, overrides=TINY, reuse=True, log=quiet)
+    first = tiny["result"]["colorization_quality"]["rows"][0]
+    assert again["rows"][0]["reused"] and again["rows"][0]["train_seconds"] == first["train_seconds"]
+    assert again["rows"][0]["delta_e"] == pytest.approx(first["delta_e"], rel=1e-5)
+
+
+# === Speed ===
+
+def test_training_speed_rows(tiny):
+    rows = tiny["result"]["speed"]["training"]
+    assert [r["name"] for r in rows] == PRESETS
+    for r in rows:
+        assert r["batch"] == 8 and r["train_images_per_s"] > 0
+        assert r["pipeline_ratio"] == pytest.approx(r["pipeline_images_per_s"] / r["train_images_per_s"])
+    assert rows[0]["speed_vs_course"] == 1.0
+    assert rows[1]["speed_vs_course"] == pytest.approx(rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"])
+
+
+def test_inference_rows_cover_every_runtime_of_the_export(tiny):
+    assert tiny["course_run"] == os.path.join(tiny["work"], "colorization", "cifar10_unet")
+    rows = {r["runtime"]: r for r in tiny["result"]["speed"]["inference"]}
+    assert sorted(rows) == sorted(["keras", "saved_model", "tflite_float32", "tflite_int8"])
+    assert rows["keras"]["latency_vs_keras"] == 1.0 and rows["keras"]["batch"] == 8
+    for r in rows.values():
+        assert r["images_per_s"] > 0 and r["latency_ms"] > 0
+        assert r["latency_vs_keras"] == pytest.approx(r["latency_ms"] / rows["keras"]["latency_ms"])
+    assert rows["tflite_float32"]["argmax_agreement"] > 0.99 and rows["tflite_float32"]["batch"] == 1
+    assert rows["tflite_int8"]["size_bytes"] < rows["tflite_float32"]["size_bytes"]
+    assert os.path.isfile(os.path.join(tiny["work"], "exported_models", "colorizer_unet", "1", "saved_model.pb"))
+
+
+def test_keras_input_is_what_each_model_takes(tiny):
+    from keras_cnn.colorization.palette import grey
+    from keras_cnn.export.servable import from_run_dir
+    from keras_cnn.segmentation.data import preprocess
+
+    images = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    colour = from_run_dir(tiny["course_run"])
+    np.testing.assert_allclose(inference.keras_input(colour, images), grey(images), atol=1e-7)
+    seg = from_run_dir(tiny["result"]["segmentation"]["quality"]["run_dir"])
+    np.testing.assert_allclose(inference.keras_input(seg, images), preprocess(images, seg.model.preprocessing),
+                               atol=1e-6)
+
+
+# === Segmentation ===
+
+def test_segmentation_part(tiny):
+    g = tiny["result"]["segmentation"]
+    (row,) = g["quality"]["rows"]
+    metrics = json.load(open(os.path.join(g["quality"]["run_dir"], "metrics.json")))["best"]
+    assert row["fg_iou"] == metrics["fg_iou"] and row["thresholded_iou"] == metrics["thresholded_iou"]
+    background, foreground = g["quality"]["baselines"]
+    assert background["pixel_accuracy"] + foreground["pixel_accuracy"] == pytest.approx(1.0)
+    assert foreground["fg_iou"] == foreground["pixel_accuracy"]
+    (speed,) = g["training"]
+    assert speed["train_images_per_s"] > 0 and speed["batch"] == 4
+    assert speed["pipeline_ratio"] == pytest.approx(speed["pipeline_images_per_s"] / speed["train_images_per_s"])
+
+
+# === Report and script ===
+
+def test_tables_and_json(tiny, tmp_path):
+    assert report.table([{"a": 0.5, "b": None}], [("A", "a", ".2f"), ("B", "b", None)]) == \
+        "| A | B |\n|---|---|\n| 0.50 | - |"
+    md_path = suite.write(tiny["result"], str(tmp_path / "r.json"))
+    text = open(md_path).read()
+    for heading in ("Colourization quality (4 validation images)", "Training speed and input pipeline",
+                    "Inference speed", "Segmentation (3 validation pairs)"):
+        assert f"### {heading}" in text
+    assert "| cifar10_resunet | resunet | ab 24 | annealed T=0.7 |" in text
+    loaded = json.load(open(tmp_path / "r.json"))
+    assert loaded["quick"] is True and loaded["machine"]["usable_cpus"] >= 1
+
+
+def test_suite_run_reuses_finished_runs(tiny):
+    result = suite.run(tiny["data_root"], tiny["work"], parts=("quality",), quick=True, presets=PRESETS,
+                       reuse=True, overrides=TINY, log=quiet)
+    assert result["parts"] == ["quality"] and "speed" not in result
+    again, first = result["colorization_quality"]["rows"], tiny["result"]["colorization_quality"]["rows"]
+    assert [r["name"] for r in again] == [r["name"] for r in first]
+    assert all(r["reused"] for r in again if r["train_seconds"])
+    with pytest.raises(UserError, match="unknown colourization preset.*cifar10_vgg"):
+        suite.run(tiny["data_root"], tiny["work"], parts=("quality",), presets=["cifar10_vgg"], log=quiet)
+
+
+def script(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "benchmark.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_script_bad_input_is_one_line_error(tmp_path):
+    out = script("--parts", "quality,colour", "--out", str(tmp_path / "r.json"))
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == \
+        "error: unknown benchmark part(s) colour; choose from: quality, speed, segmentation"
+    out = script("--quick", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "r.json"))
+    assert out.returncode == 2 and "cifar10-horse-train: data folder not found" in out.stderr.splitlines()[-1]
+    assert not os.path.exists(tmp_path / "r.json")
+
+
+@pytest.mark.slow
+def test_quick_benchmark_on_the_shared_data(tmp_path):
+    data = shared_data_dir()
+    if not os.path.isdir(os.path.join(data, suite.HORSES)):
+        pytest.skip(f"real data not found at {data} (set KERAS_CNN_SHARED_DATA)")
+    out = script("--quick", "--data-root", data, "--out", str(tmp_path / "quick.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.load(open(tmp_path / "quick.json"))
+    for r in result["speed"]["training"]:
+        assert r["pipeline_ratio"] >= 10, r
