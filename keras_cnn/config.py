@@ -30,7 +30,8 @@ class TrainingConfig:
         "help": "learning rate x replicas (linear) or x sqrt(replicas) (sqrt)"})
     seed: int = 0
     strategy: str = field(default="auto", metadata={
-        "choices": ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")})
+        "choices": ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"),
+        "help": "auto: multi_worker if TF_CONFIG names a cluster, mirrored if 2+ GPUs, else default"})
     mixed_precision: bool = field(default=False, metadata={
         "help": "mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU; logits and loss stay float32"})
     jit_compile: bool = field(default=False, metadata={"help": "XLA-compile the train step"})
@@ -38,7 +39,7 @@ class TrainingConfig:
         "help": "BatchNorm statistics over the global batch when there are several replicas "
                 "(same results as one device); --no-sync-batchnorm: per replica"})
     backup_every_steps: int = field(default=0, metadata={
-        "help": "BackupAndRestore every N steps (0: every epoch)"})
+        "help": "back up weights and optimizer every N steps as well as every epoch (0: every epoch)"})
     max_examples: int = field(default=0, metadata={"help": "use at most this many training examples (0: all)"})
 
 

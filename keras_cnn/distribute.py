@@ -62,10 +62,6 @@ def tf_config():
     return cfg
 
 
-def _tf_config_cluster():
-    return tf_config()
-
-
 def get_strategy(name="auto"):
     """Returns the `tf.distribute.Strategy` named by `name` (see module doc).
 

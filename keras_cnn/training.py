@@ -73,9 +73,10 @@ def setup_runtime(cfg, log=print):
     keras.mixed_precision.set_global_policy(mixed_policy() if cfg.mixed_precision else "float32")
     replicas = strategy.num_replicas_in_sync
     if cfg.jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
-        # Keras XLA-compiles the whole distributed step, all-reduce included;
-        # TensorFlow: "Collective ops not yet implemented for CPU devices when
-        # compiling with XLA" (MirroredStrategy over logical CPUs fails alike).
+        # Keras XLA-compiles the whole distributed step, all-reduce included,
+        # and TensorFlow has no XLA collectives on CPU (UnimplementedError
+        # under MultiWorkerMirroredStrategy; MirroredStrategy over logical
+        # CPUs fails with "Trying to access resource ... on CPU:1 from CPU:0").
         raise UserError(f"--jit-compile with {replicas} CPU replicas: XLA cannot compile collective ops on "
                         "CPU; train with one replica or without --jit-compile")
     factor = {"none": 1.0, "linear": float(replicas), "sqrt": math.sqrt(replicas)}[cfg.lr_scaling]

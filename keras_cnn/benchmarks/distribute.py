@@ -164,7 +164,10 @@ def run(cases=None, task="colorization", batch_size=None, image_size=None, steps
     cases = cases if cases is not None else available_cases()
     results = [[] for _ in cases]
     for round_ in range(repeats):
-        for i, spec in enumerate(cases):
+        # Each round starts at another case, so no case is always first (or
+        # always right after the heaviest one).
+        for i in [(round_ + k) % len(cases) for k in range(len(cases))]:
+            spec = cases[i]
             if results[i] and results[i][-1].get("error"):
                 continue  # a failed case is not tried again
             row = _measure_in_subprocess(spec, task, batch_size, image_size, steps, warmup, timeout)
