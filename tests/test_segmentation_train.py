@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, shared_data_dir
+from keras_cnn import plots
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
@@ -60,22 +61,25 @@ def test_training_writes_the_run_folder(trained):
     assert saved["best"]["fg_iou"] == pytest.approx(best_epoch, abs=1e-4)
 
 
-def test_resume_continues_the_same_run(trained, tmp_path):
+def test_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
     data_dir, run_dir, _ = trained
     with pytest.raises(UserError, match="already holds a run"):
         train(smoke(data_dir), run_dir, verbose=0, log=quiet)
-    copy = str(tmp_path / "copy")
-    import shutil
 
-    shutil.copytree(run_dir, copy)
-    cfg_path = os.path.join(copy, "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["epochs"] = 3
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f)
-    train(smoke(data_dir), copy, resume=True, verbose=0, log=quiet)
-    with open(os.path.join(copy, "history.csv")) as f:
+    class Interrupt(plots.EpochStrip):
+        # Ctrl-C at the start of the second epoch, after the first one's backup.
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    run = str(tmp_path / "run")
+    cfg = smoke(data_dir, epochs=3)
+    monkeypatch.setattr(plots, "EpochStrip", Interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, verbose=0, log=quiet)
+    monkeypatch.undo()
+    train(cfg, run, resume=True, verbose=0, log=quiet)
+    with open(os.path.join(run, "history.csv")) as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1", "2"]
 
 
