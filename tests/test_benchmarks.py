@@ -126,6 +126,13 @@ def test_quality_rows_match_the_runs_and_baselines(tiny):
     assert ratio["delta_e_ratio"] == pytest.approx(ours["delta_e"] / course["delta_e"])
     assert ratio["delta_e_lower_percent"] == pytest.approx(100 * (1 - ours["delta_e"] / course["delta_e"]))
     assert ratio["train_time_ratio"] == pytest.approx(ours["train_seconds"] / course["train_seconds"])
+    assert 0 < course["train_cpu_seconds"] and 0 < ours["train_cpu_seconds"]
+    # The sweep decodes the same two nets four ways; its annealed 0.7 row of ours is our table row.
+    sweep = {(r["name"], r["decode"]): r for r in q["decoding"]}
+    assert len(sweep) == 8
+    assert sweep[("cifar10_resunet", "annealed T=0.7")]["delta_e"] == pytest.approx(ours["delta_e"], rel=1e-6)
+    assert sweep[("cifar10_unet", "argmax")]["delta_e"] == pytest.approx(course["delta_e"], rel=1e-6)
+    assert sweep[("cifar10_unet", "annealed T=0.7")]["chroma"] == pytest.approx(decoded["chroma"], rel=1e-6)
     base = {(b["name"], b["palette"]): b for b in q["baselines"]}
     assert base[("truth", "-")]["delta_e"] == 0.0
     assert base[("truth", "-")]["chroma"] == pytest.approx(colorization.mean_chroma(val), rel=1e-6)

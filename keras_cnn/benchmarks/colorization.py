@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn import plots
+from keras_cnn.benchmarks.timing import cpu_seconds
 from keras_cnn.colorization import color
 from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.evaluate import baselines, evaluate
@@ -32,6 +33,8 @@ BETTER = "cifar10_resunet"
 EXPORTED = (COURSE, BETTER)
 QUICK = {"epochs": 1, "max_examples": 400}
 STRIP_IMAGES = 10
+# Decodings compared on the course UNet and ours: argmax, Zhang's T = 0.38, and milder annealing.
+SWEEP = (("argmax", 1.0), ("annealed", 0.38), ("annealed", 0.7), ("annealed", 1.0))
 
 
 def preset_config(preset, data_dir, quick=False, overrides=None):
@@ -84,11 +87,12 @@ def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=F
         raise UserError(f"{run_dir}: benchmark run folder exists already; remove it, choose another "
                         "--work-dir, or pass --reuse to take finished runs as they are")
     cfg = preset_config(preset, data_dir, quick, overrides)
-    load_before = os.getloadavg()[0]
+    load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
     start = time.perf_counter()
     train(cfg, run_dir, verbose=0, log=lambda msg: log(f"{preset}: {msg}"))
     seconds = time.perf_counter() - start
-    timing = {"train_seconds": seconds, "load_before": load_before, "load_after": os.getloadavg()[0],
+    timing = {"train_seconds": seconds, "train_cpu_seconds": cpu_seconds() - cpu_before,
+              "load_before": load_before, "load_after": os.getloadavg()[0],
               "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_text(timing_path, json.dumps(timing, indent=2) + "\n")
     log(f"{preset}: trained in {seconds:.0f} s (load average {load_before:.1f} -> {timing['load_after']:.1f})")
@@ -117,8 +121,8 @@ def quality(presets, data_dir, work_dir, quick=False, overrides=None, reuse=Fals
         scores = evaluate(model, val_images, palette, cfg.downsize_input, 250, cfg.decode, cfg.temperature)
         pred = decoded(model, palette, val_images, cfg.downsize_input, cfg.decode, cfg.temperature)
         rows.append(_row(preset, cfg, palette, scores, mean_chroma(pred), train_seconds=timing["train_seconds"],
-                         load_before=timing["load_before"], load_after=timing["load_after"],
-                         reused=timing["reused"]))
+                         train_cpu_seconds=timing.get("train_cpu_seconds"), load_before=timing["load_before"],
+                         load_after=timing["load_after"], reused=timing["reused"]))
     if COURSE in runs and BETTER in runs and runs[BETTER][2].decode == "annealed":
         model, palette, cfg = runs[COURSE]
         t = runs[BETTER][2].temperature
@@ -128,12 +132,25 @@ def quality(presets, data_dir, work_dir, quick=False, overrides=None, reuse=Fals
                     _row(f"{COURSE}, decoded annealed", cfg, palette, scores, mean_chroma(pred),
                          decode=decode_name("annealed", t), train_seconds=None, note="same net, decoding only"))
     base_rows = baseline_rows(val_images, palettes) if val_images is not None else []
-    result = {"rows": rows, "baselines": base_rows, "ratios": quality_ratios(rows),
+    sweep = decoding_sweep({n: runs[n] for n in (COURSE, BETTER) if n in runs}, val_images)
+    result = {"rows": rows, "baselines": base_rows, "ratios": quality_ratios(rows), "decoding": sweep,
               "validation_images": 0 if val_images is None else int(len(val_images))}
     if strip_path and COURSE in runs and BETTER in runs:
         comparison_strip(runs[COURSE], runs[BETTER], val_images[:STRIP_IMAGES], strip_path)
         result["strip"] = strip_path
     return result
+
+
+def decoding_sweep(runs, val_images, settings=SWEEP):
+    """Delta E, PSNR and chroma of each trained net under each decoding: what the temperature buys."""
+    rows = []
+    for name, (model, palette, cfg) in runs.items():
+        for mode, t in settings:
+            scores = evaluate(model, val_images, palette, cfg.downsize_input, 250, mode, t)
+            pred = decoded(model, palette, val_images, cfg.downsize_input, mode, t)
+            rows.append({"name": name, "palette": palette_name(palette), "decode": decode_name(mode, t),
+                         "delta_e": scores["delta_e"], "psnr": scores["psnr"], "chroma": mean_chroma(pred)})
+    return rows
 
 
 def baseline_rows(val_images, palettes):

@@ -51,7 +51,10 @@ QUALITY_COLUMNS = [("run", "name", None), ("net", "model", None), ("palette", "p
                    ("decoding", "decode", None), ("epochs", "epochs", None), ("val loss", "val_loss", ".3f"),
                    ("pixel accuracy", "accuracy", _pct), ("mean delta E", "delta_e", ".2f"),
                    ("PSNR dB", "psnr", ".2f"), ("mean chroma", "chroma", ".2f"),
-                   ("training wall time", "train_seconds", _seconds)]
+                   ("training wall time", "train_seconds", _seconds),
+                   ("training CPU time", "train_cpu_seconds", _seconds)]
+DECODING_COLUMNS = [("net", "name", None), ("palette", "palette", None), ("decoding", "decode", None),
+                    ("mean delta E", "delta_e", ".2f"), ("PSNR dB", "psnr", ".2f"), ("mean chroma", "chroma", ".2f")]
 BASELINE_COLUMNS = [("baseline", "name", None), ("palette", "palette", None), ("pixel accuracy", "accuracy", _pct),
                     ("mean delta E", "delta_e", ".2f"), ("PSNR dB", "psnr", ".2f"), ("mean chroma", "chroma", ".2f")]
 RATIO_COLUMNS = [("comparison", "name", None), ("delta E ratio", "delta_e_ratio", ".3f"),
@@ -71,7 +74,8 @@ SEG_QUALITY_COLUMNS = [("run", "name", None), ("backbone", "backbone", None), ("
                        ("val loss", "loss", ".3f"), ("foreground IoU", "fg_iou", ".3f"),
                        ("mean IoU", "mean_iou", ".3f"), ("pixel accuracy", "pixel_accuracy", _pct),
                        ('assignment "mIOU"', "thresholded_iou", ".3f"),
-                       ("training wall time", "train_seconds", _seconds)]
+                       ("training wall time", "train_seconds", _seconds),
+                       ("training CPU time", "train_cpu_seconds", _seconds)]
 SEG_BASELINE_COLUMNS = [("baseline", "name", None), ("pixel accuracy", "pixel_accuracy", _pct),
                         ("foreground IoU", "fg_iou", ".3f")]
 
@@ -86,6 +90,8 @@ def markdown(result):
         if q.get("ratios"):
             ratios = [{"name": k, **v} for k, v in q["ratios"].items()]
             out += [table(ratios, RATIO_COLUMNS), ""]
+        if q.get("decoding"):
+            out += ["Decoding the same trained nets differently:", "", table(q["decoding"], DECODING_COLUMNS), ""]
     s = result.get("speed")
     if s:
         if s.get("training"):

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from keras_cnn.benchmarks.timing import cpu_seconds
 from keras_cnn.config import resolve
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
@@ -46,10 +47,11 @@ def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=F
         raise UserError(f"{run_dir}: benchmark run folder exists already; remove it, choose another "
                         "--work-dir, or pass --reuse to take finished runs as they are")
     cfg = preset_config(preset, data_dir, quick, overrides)
-    load_before = os.getloadavg()[0]
+    load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
     start = time.perf_counter()
     metrics = train(cfg, run_dir, verbose=0, log=lambda msg: log(f"{preset}: {msg}"))
-    timing = {"train_seconds": time.perf_counter() - start, "load_before": load_before,
+    timing = {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": cpu_seconds() - cpu_before,
+              "load_before": load_before,
               "load_after": os.getloadavg()[0], "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     atomic_write_text(timing_path, json.dumps(timing, indent=2) + "\n")
     log(f"{preset}: trained in {timing['train_seconds']:.0f} s")
@@ -82,6 +84,7 @@ def quality(data_dir, work_dir, preset=PRESET, quick=False, overrides=None, reus
     best = metrics.get("best", {})
     row = {"name": preset, "backbone": cfg.backbone, "image_size": cfg.image_size,
            **{m: best.get(m) for m in METRICS}, "train_seconds": timing["train_seconds"],
+           "train_cpu_seconds": timing.get("train_cpu_seconds"),
            "load_before": timing["load_before"], "load_after": timing["load_after"],
            "reused": timing["reused"]}
     return {"rows": [row], "baselines": trivial_scores(masks), "validation_pairs": len(val),
