@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from keras_cnn.errors import UserError
-from keras_cnn.segmentation.backbones import BN_MOMENTUM
+from keras_cnn.segmentation.backbones import BN_MOMENTUM, PREPROCESSING_MODES
 
 # The SPEC's ASPP rates: 6/12/18 at output stride 16, doubled at stride 8.
 DEFAULT_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
@@ -126,6 +126,9 @@ class DeepLabV3Segmenter(keras.Model):
                  preprocessing=None, **kwargs):
         if num_classes < 1:
             raise UserError(f"num_classes must be at least 1, got {num_classes}")
+        if preprocessing and preprocessing not in PREPROCESSING_MODES:
+            raise UserError(f"unknown preprocessing {preprocessing!r}; choose one of: "
+                            f"{', '.join(PREPROCESSING_MODES)}")
         rates = tuple(aspp_rates) if aspp_rates else DEFAULT_RATES[backbone.output_stride]
         height, width = backbone.image_shape[:2]
 
