@@ -220,3 +220,15 @@ def test_hash_and_colour_flags_are_checked():
     with pytest.raises(UserError, match="trimap colour"):
         flowers.parse_colours("0,0")
     assert flowers.parse_colours("0,0,0; 1,2,3") == [(0, 0, 0), (1, 2, 3)]
+
+
+def test_training_on_flowers_with_unlabelled_pixels_ignored(served, tmp_path):
+    from keras_cnn.segmentation.train import train
+
+    url, hashes, cache = served
+    cfg = config(url, cache, hashes, flowers_split=1, ignore_unlabelled=True, epochs=1, batch_size=2,
+                 plot_examples=1)
+    results = train(cfg, str(tmp_path / "run"), verbose=0, log=lambda *a: None)
+    assert results["validation_pairs"] == len(flowers.load_flowers17(cfg)[0]["validation"])
+    assert 0.0 <= results["last"]["fg_iou"] <= 1.0
+    assert os.path.exists(tmp_path / "run" / "plots" / "epoch_001.png")
