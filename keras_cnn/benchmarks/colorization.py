@@ -9,23 +9,18 @@ pipeline on its own, and inference of the Keras model, its SavedModel and
 every TFLite variant.
 """
 
-import json
 import os
-import time
 
-import numpy as np
 import tensorflow as tf
 
 from keras_cnn import plots
-from keras_cnn.benchmarks.timing import cpu_seconds
+from keras_cnn.benchmarks.timing import timed_training
 from keras_cnn.colorization import color
 from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.evaluate import baselines, evaluate
 from keras_cnn.colorization.palette import fit_palette, grey
 from keras_cnn.colorization.pipeline import make_dataset, net_input
 from keras_cnn.config import resolve
-from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
 
 COURSE = "cifar10_unet"
 BETTER = "cifar10_resunet"
@@ -74,29 +69,11 @@ def _row(name, cfg, palette, scores, chroma, **extra):
 
 
 def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=False, log=print):
-    """Trains `preset` into `run_dir` (or reuses a finished run there); returns seconds and load."""
+    """Trains `preset` into `run_dir` (or reuses a finished run there); returns its timing."""
     from keras_cnn.colorization.train import train
 
-    timing_path = os.path.join(run_dir, "benchmark_timing.json")
-    if reuse and os.path.exists(timing_path) and os.path.exists(os.path.join(run_dir, "metrics.json")):
-        with open(timing_path) as f:
-            timing = json.load(f)
-        log(f"{preset}: reusing the finished run in {run_dir}")
-        return {**timing, "reused": True}
-    if os.path.exists(run_dir):
-        raise UserError(f"{run_dir}: benchmark run folder exists already; remove it, choose another "
-                        "--work-dir, or pass --reuse to take finished runs as they are")
     cfg = preset_config(preset, data_dir, quick, overrides)
-    load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
-    start = time.perf_counter()
-    train(cfg, run_dir, verbose=0, log=lambda msg: log(f"{preset}: {msg}"))
-    seconds = time.perf_counter() - start
-    timing = {"train_seconds": seconds, "train_cpu_seconds": cpu_seconds() - cpu_before,
-              "load_before": load_before, "load_after": os.getloadavg()[0],
-              "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(timing_path, json.dumps(timing, indent=2) + "\n")
-    log(f"{preset}: trained in {seconds:.0f} s (load average {load_before:.1f} -> {timing['load_after']:.1f})")
-    return {**timing, "reused": False}
+    return timed_training(train, cfg, run_dir, preset, reuse, log)
 
 
 def quality(presets, data_dir, work_dir, quick=False, overrides=None, reuse=False, strip_path=None,

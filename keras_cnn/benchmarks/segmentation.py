@@ -10,14 +10,11 @@ TFLite variants exported by `keras_cnn.export`.
 
 import json
 import os
-import time
 
 import numpy as np
 
-from keras_cnn.benchmarks.timing import cpu_seconds
+from keras_cnn.benchmarks.timing import timed_training
 from keras_cnn.config import resolve
-from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
 
 PRESET = "weizmann_scratch"
 # One short epoch on a few pairs; the time-based schedule needs a time limit, so it goes.
@@ -37,25 +34,10 @@ def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=F
     """Trains into `run_dir` (or reuses a finished run there); returns the metrics and the timing."""
     from keras_cnn.segmentation.train import train
 
-    timing_path = os.path.join(run_dir, "benchmark_timing.json")
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    if reuse and os.path.exists(timing_path) and os.path.exists(metrics_path):
-        log(f"{preset}: reusing the finished run in {run_dir}")
-        with open(timing_path) as f, open(metrics_path) as g:
-            return json.load(g), {**json.load(f), "reused": True}
-    if os.path.exists(run_dir):
-        raise UserError(f"{run_dir}: benchmark run folder exists already; remove it, choose another "
-                        "--work-dir, or pass --reuse to take finished runs as they are")
     cfg = preset_config(preset, data_dir, quick, overrides)
-    load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
-    start = time.perf_counter()
-    metrics = train(cfg, run_dir, verbose=0, log=lambda msg: log(f"{preset}: {msg}"))
-    timing = {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": cpu_seconds() - cpu_before,
-              "load_before": load_before,
-              "load_after": os.getloadavg()[0], "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(timing_path, json.dumps(timing, indent=2) + "\n")
-    log(f"{preset}: trained in {timing['train_seconds']:.0f} s")
-    return metrics, {**timing, "reused": False}
+    timing = timed_training(train, cfg, run_dir, preset, reuse, log)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return json.load(f), timing
 
 
 def trivial_scores(masks, foreground=1):

@@ -9,6 +9,7 @@
   at a batch size and the latency of one image, for each runtime.
 """
 
+import json
 import os
 import resource
 import statistics
@@ -18,11 +19,43 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_write_text
+
 
 def cpu_seconds():
     """CPU time of this process so far, all threads (user + system): contention does not inflate it."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def timed_training(train, cfg, run_dir, name, reuse=False, log=print):
+    """Runs `train(cfg, run_dir, verbose=0, log=...)` and records how long it took.
+
+    Wall time, this process's CPU time and the load average before and after
+    go to `run_dir/benchmark_timing.json`. With `reuse`, a finished run
+    already there (timing file and `metrics.json`) is taken as it is; any
+    other existing folder is an error, so a benchmark never mixes two runs.
+    Returns the timing dict, with "reused".
+    """
+    timing_path = os.path.join(run_dir, "benchmark_timing.json")
+    if reuse and os.path.exists(timing_path) and os.path.exists(os.path.join(run_dir, "metrics.json")):
+        log(f"{name}: reusing the finished run in {run_dir}")
+        with open(timing_path) as f:
+            return {**json.load(f), "reused": True}
+    if os.path.exists(run_dir):
+        raise UserError(f"{run_dir}: benchmark run folder exists already; remove it, choose another "
+                        "--work-dir, or pass --reuse to take finished runs as they are")
+    load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
+    start = time.perf_counter()
+    train(cfg, run_dir, verbose=0, log=lambda msg: log(f"{name}: {msg}"))
+    timing = {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": cpu_seconds() - cpu_before,
+              "load_before": load_before, "load_after": os.getloadavg()[0],
+              "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(timing_path, json.dumps(timing, indent=2) + "\n")
+    log(f"{name}: trained in {timing['train_seconds']:.0f} s, {timing['train_cpu_seconds']:.0f} CPU s "
+        f"(load average {load_before:.1f} -> {timing['load_after']:.1f})")
+    return {**timing, "reused": False}
 
 
 def time_calls(fn, min_seconds=1.0, min_calls=5, warmup=2):
