@@ -65,7 +65,8 @@ TRAIN_SPEED_COLUMNS = [("run", "name", None), ("net", "model", None), ("paramete
                        ("ms/step", "step_ms", ".0f"), ("tf.data alone images/s", "pipeline_images_per_s", ".0f"),
                        ("pipeline / training", "pipeline_ratio", lambda v: f"{v:.0f}x"),
                        ("training speed / course UNet", "speed_vs_course", ".2f")]
-INFERENCE_COLUMNS = [("model", "name", None), ("runtime", "runtime", None), ("batch", "batch", None),
+INFERENCE_COLUMNS = [("model", "name", None), ("runtime", "runtime", None), ("threads", "threads", None),
+                     ("batch", "batch", None),
                      ("images/s", "images_per_s", ".1f"), ("latency 1 image ms", "latency_ms", ".2f"),
                      ("p90 ms", "latency_ms_p90", ".2f"), ("latency / Keras", "latency_vs_keras", ".2f"),
                      ("file KiB", "size_bytes", lambda v: f"{v / 1024:.0f}"),

@@ -155,4 +155,4 @@ def tflite_inference(path, images_uint8, num_threads=None, min_seconds=1.0):
     one = summarize(time_calls(invoke, min_seconds), 1)
     return {"images_per_s": one["images_per_s"], "batch": 1, "latency_ms": one["latency_ms"],
             "latency_ms_p90": one["latency_ms_p90"], "size_bytes": os.path.getsize(path),
-            "threads": num_threads}
+            "threads": num_threads or 1}  # LiteRT runs one thread unless told otherwise
