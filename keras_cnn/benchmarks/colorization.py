@@ -61,11 +61,10 @@ def decoded(model, palette, images_uint8, downsize_input=False, decode="argmax",
 
 
 def _row(name, cfg, palette, scores, chroma, **extra):
-    return {"name": name, "model": cfg.model if cfg else "-", "palette": palette_name(palette) if palette else "-",
-            "decode": decode_name(cfg.decode, cfg.temperature) if cfg else "-",
-            "epochs": cfg.epochs if cfg else 0, "val_loss": scores.get("loss"),
-            "accuracy": scores.get("accuracy"), "delta_e": scores["delta_e"], "psnr": scores["psnr"],
-            "chroma": chroma, **extra}
+    return {"name": name, "model": cfg.model, "palette": palette_name(palette),
+            "decode": decode_name(cfg.decode, cfg.temperature), "epochs": cfg.epochs,
+            "val_loss": scores["loss"], "accuracy": scores["accuracy"], "delta_e": scores["delta_e"],
+            "psnr": scores["psnr"], "chroma": chroma, **extra}
 
 
 def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=False, log=print):
