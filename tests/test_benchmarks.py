@@ -200,9 +200,13 @@ def test_keras_input_is_what_each_model_takes(tiny):
 
 def test_segmentation_part(tiny):
     g = tiny["result"]["segmentation"]
-    (row,) = g["quality"]["rows"]
-    metrics = json.load(open(os.path.join(g["quality"]["run_dir"], "metrics.json")))["best"]
-    assert row["fg_iou"] == metrics["fg_iou"] and row["thresholded_iou"] == metrics["thresholded_iou"]
+    last, best = g["quality"]["rows"]
+    metrics = json.load(open(os.path.join(g["quality"]["run_dir"], "metrics.json")))
+    assert (last["name"], best["name"]) == ("smoke (last epoch)", "smoke (best by val fg IoU)")
+    for row, checkpoint in ((last, "last"), (best, "best")):
+        assert row["fg_iou"] == metrics[checkpoint]["fg_iou"]
+        assert row["thresholded_iou"] == metrics[checkpoint]["thresholded_iou"]
+    assert last["train_seconds"] > 0 and best["train_seconds"] is None
     background, foreground = g["quality"]["baselines"]
     assert background["pixel_accuracy"] + foreground["pixel_accuracy"] == pytest.approx(1.0)
     assert foreground["fg_iou"] == foreground["pixel_accuracy"]
