@@ -70,8 +70,8 @@ PRESETS = {
     "cifar10_superres": ColorizationConfig(model="unet", downsize_input=True),
     # Beyond the course (docs/BENCHMARKS.md): a residual, dilated UNet over
     # Zhang et al.'s Lab ab palette, decoded with the annealed mean; flips,
-    # a higher peak learning rate with cosine decay, sized for 20 minutes of
-    # training on two CPU cores.
+    # a higher peak learning rate with cosine decay; 12 epochs train in about
+    # 10 minutes on two shared CPU cores (mean delta E 17.8% below cifar10_unet).
     "cifar10_resunet": ColorizationConfig(
         model="resunet", palette_space="ab", num_colours=24, decode="annealed", temperature=0.7,
         augment=True, lr_schedule="cosine", learning_rate=2e-3, epochs=12),

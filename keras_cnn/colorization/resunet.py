@@ -62,8 +62,8 @@ class ResUNet(ColourNet):
     conv-BN-ReLU to 2NF and `decoder_blocks` residual blocks; transposed conv
     to NF@H, concat with the stem output and the input image, conv-BN-ReLU
     to NF; a final conv to the logits. With the defaults and 24 colours:
-    1,709,432 parameters (BatchNorm statistics included), about 6x the
-    course UNet's compute per image.
+    1,709,432 parameters (BatchNorm statistics included); it trains about
+    7.5x slower per image than the course UNet on CPU (docs/BENCHMARKS.md).
 
     Args:
         kernel: convolution kernel size (odd).
