@@ -104,8 +104,12 @@ def resolve(cls, presets, preset, overrides=None):
     return dataclasses.replace(cfg, **overrides)
 
 
-def save_config(cfg, path):
-    atomic_write_text(path, json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True) + "\n")
+def save_config(cfg, path, task=None):
+    """Writes `cfg` as JSON, plus the name of its `task` (see `keras_cnn.tasks`)."""
+    data = dataclasses.asdict(cfg)
+    if task:
+        data["task"] = task
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(cls, path):
@@ -117,6 +121,10 @@ def load_config(cls, path):
         raise UserError(f"{path}: cannot read config ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a run config (expected a JSON object, got {type(data).__name__})")
+    data = dict(data)
+    data.pop("task", None)  # the run's task name, read by keras_cnn.tasks
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:

@@ -1,4 +1,4 @@
-"""Atomic file and folder writes, and image-file listing.
+"""Atomic file and folder writes, image-file listing, and the one image reader.
 
 Every output of this package is written under a temporary name in the same
 folder and renamed into place, so a crash or a bad input never leaves a
@@ -14,6 +14,11 @@ import warnings
 from keras_cnn.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+# The largest photo read, in pixels (10,000 x 10,000). A decoded RGB image
+# takes 3 bytes a pixel, so this bounds one read at 300 MB; a small file that
+# claims more (a decompression bomb) is refused before it is decoded.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 @contextlib.contextmanager
@@ -90,14 +95,52 @@ def list_images(folder, what="image folder"):
     return [os.path.join(folder, n) for n in names]
 
 
-def check_image_file(path):
-    """Returns None if `path` decodes as an image, else a short reason."""
+def _open_image(path, max_pixels):
+    """`PIL.Image` of `path`, size-checked before decoding, or a `UserError` naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        im = Image.open(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
+    width, height = im.size
+    if width * height > max_pixels:
+        im.close()
+        raise UserError(f"{path}: image is {width}x{height} pixels, more than the {max_pixels:,} "
+                        "this package reads (keras_cnn.fileio.MAX_IMAGE_PIXELS)")
+    return im
+
+
+def read_image(path, mode="RGB", max_pixels=None):
+    """The pixels of an image file: uint8 (H, W, 3) for mode "RGB" (grey files repeated).
+
+    The one image reader of the package. `mode` is a Pillow mode ("RGB",
+    "L", or None for the stored values, e.g. a palette PNG's indices).
+    Unreadable, truncated or oversized files (more than `MAX_IMAGE_PIXELS`)
+    are a one-line `UserError` naming the file.
+    """
+    import numpy as np
+
+    im = _open_image(path, max_pixels or MAX_IMAGE_PIXELS)
+    try:
+        with im:
+            if mode and im.mode != mode:
+                im = im.convert(mode)
+            return np.asarray(im).copy()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
+
+
+def check_image_file(path):
+    """Returns None if `path` decodes as an image, else a short reason."""
+    try:
+        with _open_image(path, MAX_IMAGE_PIXELS) as im:
             im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UserError as e:
+        return str(e).split(": ", 1)[-1]
+    except (OSError, SyntaxError, ValueError) as e:
         return f"cannot be decoded as an image ({type(e).__name__})"
     return None
 

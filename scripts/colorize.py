@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from keras_cnn import cli  # noqa: E402
+from keras_cnn.errors import UserError  # noqa: E402
 
 
 def run():
@@ -30,13 +31,16 @@ def run():
     args = parser.parse_args()
 
     from keras_cnn.colorization.predict import colorize_files
-    from keras_cnn.colorization.train import load_run
+    from keras_cnn.tasks import open_run
 
-    model, palette, cfg = load_run(args.run_dir)
-    written = colorize_files(model, palette, args.input, args.out_dir, args.batch_size,
+    run = open_run(args.run_dir)
+    if run.task.name != "colorization":
+        raise UserError(f"{args.run_dir}: a {run.task.name} run, not a colourization run")
+    cfg = run.config
+    written = colorize_files(run.model, run.assets["palette"], args.input, args.out_dir, args.batch_size,
                              args.decode or cfg.decode,
                              cfg.temperature if args.temperature is None else args.temperature,
-                             compare=not args.no_compare, downsize_input=cfg.downsize_input)
+                             compare=not args.no_compare)
     print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
 
 

@@ -37,23 +37,25 @@ def run():
 
     from keras_cnn.colorization.evaluate import baselines, evaluate
     from keras_cnn.colorization.predict import save_activations, superres_figure
-    from keras_cnn.colorization.train import load_data, load_run
+    from keras_cnn.tasks import open_run
     from keras_cnn.data.cifar10 import load_folder
     from keras_cnn.errors import UserError
     from keras_cnn.fileio import atomic_write_text
 
-    model, palette, cfg = load_run(args.run_dir)
+    run = open_run(args.run_dir)
+    if run.task.name != "colorization":
+        raise UserError(f"{args.run_dir}: a {run.task.name} run, not a colourization run")
+    model, palette, cfg = run.model, run.assets["palette"], run.config
     cfg = dataclasses.replace(cfg, decode=args.decode or cfg.decode,
                               temperature=cfg.temperature if args.temperature is None else args.temperature)
     if args.data_dir:
         images, _ = load_folder(args.data_dir, val_fraction=0.0)
     else:
-        _, images = load_data(cfg)
+        _, images = run.task.load_data(cfg)
     if len(images) == 0:
         raise UserError("no validation images to evaluate on")
     result = {"decode": cfg.decode, "temperature": cfg.temperature, "images": len(images),
-              "model": evaluate(model, images, palette, cfg.downsize_input, args.batch_size,
-                                cfg.decode, cfg.temperature),
+              "model": evaluate(model, images, palette, args.batch_size, cfg.decode, cfg.temperature),
               **baselines(images, palette)}
     print(f"{'':16s} {'loss':>7s} {'accuracy':>9s} {'delta E':>8s} {'PSNR dB':>8s}")
     for name in ("model", "grey_input", "palette_truth"):
@@ -65,8 +67,7 @@ def run():
     if args.activations_dir:
         if not 0 <= args.image_index < len(images):
             raise UserError(f"--image-index {args.image_index} is out of range 0..{len(images) - 1}")
-        written = save_activations(model, palette, images[args.image_index], args.activations_dir,
-                                   cfg.downsize_input)
+        written = save_activations(model, palette, images[args.image_index], args.activations_dir)
         if cfg.downsize_input:
             path = os.path.join(args.activations_dir, "superres.png")
             superres_figure(model, palette, images[:10], path)

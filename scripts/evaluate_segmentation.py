@@ -40,17 +40,23 @@ def run():
     args = parser.parse_args()
     overrides = config_lib.overrides_from_args(args, SegmentationConfig)
 
-    from keras_cnn.segmentation.evaluate import evaluate_config, run_config
+    from keras_cnn.tasks import get_task, open_run
+    from keras_cnn.training import load_model
 
     if args.run_dir:
-        cfg = run_config(args.run_dir, overrides)
+        cfg = open_run(args.run_dir, overrides).config
         model = args.model or os.path.join(args.run_dir, f"{args.checkpoint}.keras")
     elif args.model:
         cfg = config_lib.resolve(SegmentationConfig, PRESETS, args.preset, overrides)
         model = args.model
     else:
         raise UserError("pass --run-dir (a training run) or --model (a .keras file)")
-    results = evaluate_config(cfg, model, args.split)
+    from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+
+    segmenter = load_model(model)
+    if not isinstance(segmenter, DeepLabV3Segmenter):
+        raise UserError(f"{model}: not a DeepLabV3 segmenter (it is a {type(segmenter).__name__})")
+    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split)
     results.update({"model": model, "split": args.split})
     text = json.dumps(results, indent=2) + "\n"
     print(text, end="")

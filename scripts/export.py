@@ -59,10 +59,11 @@ def run():
     # Before loading anything: a taken version or a bad name fails in a second.
     check_version_free(args.out, name, formats, args.version)
 
-    from keras_cnn.export.servable import from_run_dir
+    from keras_cnn.tasks import open_run
 
     class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
-    servable = from_run_dir(args.run_dir, args.checkpoint, args.image_size, args.images, class_names)
+    servable = open_run(args.run_dir).servable(args.checkpoint, image_size=args.image_size,
+                                               images_dir=args.images, class_names=class_names)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
                            args.check_count, args.serving_base)
     for key in ("saved_model", "tflite"):

@@ -32,10 +32,11 @@ def run():
 
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
     from keras_cnn.segmentation.predict import segment_paths
+    from keras_cnn.tasks import open_run
     from keras_cnn.training import load_model
 
-    path = args.model or os.path.join(args.run_dir, "best.keras")
-    model = load_model(path)
+    path = args.model
+    model = load_model(path) if path else open_run(args.run_dir).model
     if not isinstance(model, DeepLabV3Segmenter):
         raise UserError(f"{path}: not a segmenter of this project (it is a {type(model).__name__})")
     written = segment_paths(model, args.input, args.out_dir)

@@ -34,7 +34,7 @@ def run():
     args = parser.parse_args()
     cfg = resolve(ColorizationConfig, PRESETS, args.preset, overrides_from_args(args, ColorizationConfig))
 
-    from keras_cnn.colorization.train import train
+    from keras_cnn.tasks import train
 
     metrics = train(cfg, args.run_dir, resume=args.resume,
                     verbose="auto" if args.verbose is None else args.verbose)

@@ -38,7 +38,7 @@ def run():
     cfg = config_lib.resolve(SegmentationConfig, PRESETS, args.preset,
                              config_lib.overrides_from_args(args, SegmentationConfig))
 
-    from keras_cnn.segmentation.train import train
+    from keras_cnn.tasks import train
 
     # Progress bars redraw with carriage returns, which garble a log file.
     verbose = "auto" if sys.stdout.isatty() else 2

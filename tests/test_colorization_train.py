@@ -8,10 +8,10 @@ import pytest
 
 from conftest import write_images
 from keras_cnn.colorization.config import PRESETS
-from keras_cnn.colorization.train import load_run, train
 from keras_cnn.config import resolve
 from keras_cnn.colorization.config import ColorizationConfig
 from keras_cnn.errors import UserError
+from keras_cnn.tasks import open_run, train
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,15 @@ def tiny(data_dir, **overrides):
 def test_training_modes(data_dir, tmp_path, overrides):
     metrics = train(tiny(data_dir, **overrides), str(tmp_path / "run"), verbose=0, log=lambda *_: None)
     assert np.isfinite(metrics["validation"]["loss"])
-    model, palette, cfg = load_run(str(tmp_path / "run"))
-    channels = 3 if overrides.get("downsize_input") else 1
-    assert model.input_shape[-1] == channels
+    run = open_run(str(tmp_path / "run"))
+    model, palette, cfg = run.model, run.assets["palette"], run.config
+    # The saved model takes RGB pixels and converts them itself.
+    assert model.input_shape[-1] == 3
+    assert model.net.input_shape[-1] == (3 if overrides.get("downsize_input") else 1)
     assert palette.colours.shape == (5, 2 if overrides.get("palette_space") == "ab" else 3)
-    assert dataclasses.asdict(cfg) == json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved.pop("task") == "colorization" and run.task.name == "colorization"
+    assert dataclasses.asdict(cfg) == saved
 
 
 def test_same_seed_same_result(data_dir, tmp_path):

@@ -19,7 +19,6 @@ from keras_cnn.colorization import color
 from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.evaluate import baselines, evaluate
 from keras_cnn.colorization.palette import fit_palette, grey
-from keras_cnn.colorization.pipeline import make_dataset, net_input
 from keras_cnn.config import resolve
 
 COURSE = "cifar10_unet"
@@ -53,10 +52,9 @@ def mean_chroma(images_uint8):
     return float(tf.reduce_mean(tf.norm(lab[..., 1:], axis=-1)))
 
 
-def decoded(model, palette, images_uint8, downsize_input=False, decode="argmax", temperature=0.38,
-            batch_size=250):
-    """The model's colour images (uint8) for `images_uint8`."""
-    logits = model.predict(net_input(images_uint8, downsize_input), batch_size=batch_size, verbose=0)
+def decoded(model, palette, images_uint8, decode="argmax", temperature=0.38, batch_size=250):
+    """The `Colorizer`'s colour images (uint8) for `images_uint8`."""
+    logits = model.predict(images_uint8, batch_size=batch_size, verbose=0)
     return palette.decode(logits, grey(images_uint8), decode, temperature).numpy()
 
 
@@ -69,7 +67,7 @@ def _row(name, cfg, palette, scores, chroma, **extra):
 
 def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=False, log=print):
     """Trains `preset` into `run_dir` (or reuses a finished run there); returns its timing."""
-    from keras_cnn.colorization.train import train
+    from keras_cnn.tasks import train
 
     cfg = preset_config(preset, data_dir, quick, overrides)
     return timed_training(train, cfg, run_dir, preset, reuse, log)
@@ -83,26 +81,27 @@ def quality(presets, data_dir, work_dir, quick=False, overrides=None, reuse=Fals
     also decoded with the better preset's annealed mean, so the table tells
     what decoding alone buys from what the better net and training buy.
     """
-    from keras_cnn.colorization.train import load_data, load_run
+    from keras_cnn.tasks import open_run
 
     rows, palettes, runs, val_images = [], {}, {}, None
     for preset in presets:
         run_dir = os.path.join(work_dir, "colorization", preset)
         timing = train_preset(preset, data_dir, run_dir, quick, overrides, reuse, log)
-        model, palette, cfg = load_run(run_dir)
+        run = open_run(run_dir)
+        model, palette, cfg = run.model, run.assets["palette"], run.config
         if val_images is None:
-            val_images = load_data(cfg)[1]
+            val_images = run.task.load_data(cfg)[1]
         runs[preset] = (model, palette, cfg)
         palettes.setdefault(palette_name(palette), palette)
-        scores = evaluate(model, val_images, palette, cfg.downsize_input, 250, cfg.decode, cfg.temperature)
-        pred = decoded(model, palette, val_images, cfg.downsize_input, cfg.decode, cfg.temperature)
+        scores = evaluate(model, val_images, palette, 250, cfg.decode, cfg.temperature)
+        pred = decoded(model, palette, val_images, cfg.decode, cfg.temperature)
         rows.append(_row(preset, cfg, palette, scores, mean_chroma(pred), train_seconds=timing["train_seconds"],
                          train_cpu_seconds=timing.get("train_cpu_seconds"), load_before=timing["load_before"],
                          load_after=timing["load_after"], reused=timing["reused"]))
     if COURSE in runs and BETTER in runs and runs[BETTER][2].decode == "annealed":
         model, palette, cfg = runs[COURSE]
         t = runs[BETTER][2].temperature
-        scores = evaluate(model, val_images, palette, cfg.downsize_input, 250, "annealed", t)
+        scores = evaluate(model, val_images, palette, 250, "annealed", t)
         pred = decoded(model, palette, val_images, decode="annealed", temperature=t)
         rows.insert([r["name"] for r in rows].index(COURSE) + 1,
                     _row(f"{COURSE}, decoded annealed", cfg, palette, scores, mean_chroma(pred),
@@ -122,8 +121,8 @@ def decoding_sweep(runs, val_images, settings=SWEEP):
     rows = []
     for name, (model, palette, cfg) in runs.items():
         for mode, t in settings:
-            scores = evaluate(model, val_images, palette, cfg.downsize_input, 250, mode, t)
-            pred = decoded(model, palette, val_images, cfg.downsize_input, mode, t)
+            scores = evaluate(model, val_images, palette, 250, mode, t)
+            pred = decoded(model, palette, val_images, mode, t)
             rows.append({"name": name, "palette": palette_name(palette), "decode": decode_name(mode, t),
                          "delta_e": scores["delta_e"], "psnr": scores["psnr"], "chroma": mean_chroma(pred)})
     return rows
@@ -170,7 +169,7 @@ def comparison_strip(course, better, images_uint8, path):
     """grey / course UNet / better colourizer / truth, one column per image, as a PNG."""
     rows, titles = [grey(images_uint8).numpy() * 256 / 255], ["grey input"]
     for (model, palette, cfg), title in ((course, "course UNet"), (better, "ResUNet (ours)")):
-        rows.append(decoded(model, palette, images_uint8, cfg.downsize_input, cfg.decode, cfg.temperature) / 255.0)
+        rows.append(decoded(model, palette, images_uint8, cfg.decode, cfg.temperature) / 255.0)
         titles.append(title)
     rows.append(images_uint8 / 255.0)
     titles.append("truth")
@@ -183,18 +182,20 @@ def training_speed(presets, data_dir, quick=False, overrides=None, steps=None, l
     """`model.fit` images/s of each preset's net at its batch size, and the input pipeline's own rate."""
     from keras_cnn import training
     from keras_cnn.benchmarks.timing import pipeline_rate, training_rate
-    from keras_cnn.colorization.train import build_and_compile, load_data
+    from keras_cnn.tasks import get_task
 
     steps = steps or (4 if quick else 20)
     rows = []
     for preset in presets:
         cfg = preset_config(preset, data_dir, quick, overrides)
         runtime = training.setup_runtime(cfg, log=lambda msg: None)
-        train_images, _ = load_data(cfg)
-        palette = fit_palette(train_images, cfg.num_colours, cfg.palette_space, cfg.seed)
-        model = build_and_compile(cfg, palette, train_images, runtime)
-        ds = make_dataset(train_images, palette, runtime.global_batch, shuffle=True, seed=cfg.seed,
-                          downsize_input=cfg.downsize_input, flip=cfg.augment)
+        task = get_task("colorization")
+        data = task.load_data(cfg)
+        # The run's own model and training pipeline, without a run folder.
+        assets = {"palette": fit_palette(data[0], cfg.num_colours, cfg.palette_space, cfg.seed)}
+        with runtime.strategy.scope():
+            model = task.build_model(cfg, data, assets, runtime)
+        ds, _ = task.datasets(cfg, data, assets, model, runtime)
         fit = training_rate(model, ds, runtime.global_batch, steps=steps)
         pipe = pipeline_rate(ds, batches=max(10, 3 * steps))
         rows.append({"name": preset, "model": cfg.model, "params": int(model.count_params()),

@@ -10,18 +10,8 @@ same process.
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from keras_cnn.benchmarks.timing import keras_inference, saved_model_inference, tflite_inference
-
-
-def keras_input(servable, images_uint8):
-    """What the Keras model itself takes for these uint8 images (the servable preprocesses in-graph)."""
-    if servable.application == "colorization":
-        return servable.net_input(tf.constant(images_uint8)).numpy()
-    from keras_cnn.segmentation.data import preprocess
-
-    return preprocess(tf.constant(images_uint8), servable.model.preprocessing).numpy()
 
 
 def runtimes(run_dirs, export_root, batch=100, tflite_threads=None, min_seconds=1.0, formats=None, log=print):
@@ -31,18 +21,19 @@ def runtimes(run_dirs, export_root, batch=100, tflite_threads=None, min_seconds=
     SavedModel is always among them.
     """
     from keras_cnn.export.layout import FORMATS, export_model
-    from keras_cnn.export.servable import from_run_dir
+    from keras_cnn.tasks import open_run
 
     rows = []
     for name, run_dir in run_dirs.items():
-        servable = from_run_dir(run_dir)
+        servable = open_run(run_dir).servable()
         wanted = tuple(formats or FORMATS)
         summary = export_model(servable, export_root, name, formats=("saved_model",) + wanted,
                                log=lambda msg: log(f"{name}: {msg}"))
         images = servable.images("validation", batch)
         if len(images) < batch:  # a small validation split is cycled to fill the batch
             images = np.concatenate([images] * (batch // max(len(images), 1) + 1))[:batch]
-        keras_row = keras_inference(servable.model, keras_input(servable, images), batch, min_seconds)
+        # The Keras model takes the same uint8 pixels as every other runtime.
+        keras_row = keras_inference(servable.model, images.astype(np.float32), batch, min_seconds)
         entries = [("keras", keras_row, None),
                    ("saved_model", saved_model_inference(summary["saved_model"]["path"], images, batch,
                                                          min_seconds), None)]

@@ -32,7 +32,7 @@ def preset_config(preset, data_dir, quick=False, overrides=None):
 
 def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=False, log=print):
     """Trains into `run_dir` (or reuses a finished run there); returns the metrics and the timing."""
-    from keras_cnn.segmentation.train import train
+    from keras_cnn.tasks import train
 
     cfg = preset_config(preset, data_dir, quick, overrides)
     timing = timed_training(train, cfg, run_dir, preset, reuse, log)
@@ -54,13 +54,13 @@ def trivial_scores(masks, foreground=1):
 
 def quality(data_dir, work_dir, preset=PRESET, quick=False, overrides=None, reuse=False, log=print):
     """Trains `preset` and returns its validation row (best checkpoint) and the trivial baselines."""
-    from keras_cnn.segmentation.train import load_data
     from keras_cnn.segmentation.data import load_examples
+    from keras_cnn.tasks import get_task
 
     run_dir = os.path.join(work_dir, "segmentation", preset)
     metrics, timing = train_preset(preset, data_dir, run_dir, quick, overrides, reuse, log)
     cfg = preset_config(preset, data_dir, quick, overrides)
-    data = load_data(cfg, splits=("validation",))
+    data = get_task("segmentation").load_data(cfg, splits=("validation",))
     val = data.pairs("validation")
     _, masks = load_examples(val, data.decode_mask, (cfg.image_size, cfg.image_size))
     rows = []
@@ -80,20 +80,18 @@ def training_speed(data_dir, preset=PRESET, quick=False, steps=None, log=print):
     """`model.fit` images/s at the preset's batch size (augmentation on), and the pipeline's own rate."""
     from keras_cnn import training
     from keras_cnn.benchmarks.timing import pipeline_rate, training_rate
-    from keras_cnn.segmentation import data as data_lib
-    from keras_cnn.segmentation.train import build_segmenter, compile_segmenter, load_data, make_optimizer
+    from keras_cnn.tasks import get_task
 
     steps = steps or (2 if quick else 10)
     cfg = preset_config(preset, data_dir, quick)
     runtime = training.setup_runtime(cfg, log=lambda msg: None)
-    data = load_data(cfg, splits=("train",))
+    task = get_task("segmentation")
+    data = task.load_data(cfg, splits=("train",))
     pairs = data.pairs("train")
+    # The run's own model and training pipeline, without a run folder.
     with runtime.strategy.scope():
-        model = build_segmenter(cfg)
-        compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, 1000))
-    augment = data_lib.Augment(cfg.min_crop, True, cfg.color_jitter) if cfg.augment else None
-    ds = data_lib.make_dataset(pairs, data.decode_mask, model.image_size, runtime.global_batch,
-                               model.preprocessing, training=True, augment=augment, seed=cfg.seed)
+        model = task.build_model(cfg, data, {}, runtime)
+    ds, _ = task.datasets(cfg, data, {}, model, runtime)
     fit = training_rate(model, ds, runtime.global_batch, steps=steps, warmup=2)
     # The pipeline caches decoded images after one pass, as it does after training's first epoch.
     pipe = pipeline_rate(ds, batches=max(10, 3 * steps), warmup=max(2, len(pairs) // runtime.global_batch))

@@ -39,14 +39,13 @@ class _Totals:
         return {k: self.sums[k] / max(self.counts[k], 1) for k in self.sums}
 
 
-def evaluate(model, images_uint8, palette, downsize_input=False, batch_size=100,
-             decode="argmax", temperature=0.38):
-    """Loss, pixel accuracy, mean delta E and PSNR of `model` on uint8 images (N, H, W, 3)."""
+def evaluate(model, images_uint8, palette, batch_size=100, decode="argmax", temperature=0.38):
+    """Loss, pixel accuracy, mean delta E and PSNR of a `Colorizer` on uint8 images (N, H, W, 3)."""
     totals = _Totals()
 
     @tf.function(reduce_retracing=True)
-    def step(x, y, images):
-        logits = tf.cast(model(x, training=False), tf.float32)
+    def step(images, y):
+        logits = tf.cast(model(images, training=False), tf.float32)
         ce = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
                                         tf.float32))
@@ -54,9 +53,8 @@ def evaluate(model, images_uint8, palette, downsize_input=False, batch_size=100,
         de, ps = colour_errors(images, decoded)
         return tf.reduce_sum(ce), correct, de, ps
 
-    for x, y, images in make_dataset(images_uint8, palette, batch_size,
-                                     downsize_input=downsize_input, with_images=True):
-        ce, correct, de, ps = step(x, y, images)
+    for images, y in make_dataset(images_uint8, palette, batch_size):
+        ce, correct, de, ps = step(images, y)
         n, pixels = int(images.shape[0]), int(np.prod(y.shape))
         totals.add("loss", ce, pixels)
         totals.add("accuracy", correct, pixels)

@@ -1,42 +1,22 @@
-"""`tf.data` input pipelines: uint8 images -> (net input, palette labels).
+"""`tf.data` input pipelines: uint8 images -> (the same images, palette labels), and the loss.
 
-All per-pixel work (grey conversion, super-resolution downsizing, nearest
-palette colour) is TensorFlow inside `Dataset.map`, vectorised per batch.
+The model converts the pixels itself (`colorizer.ColorizerInput`); the
+pipeline only augments and computes each pixel's nearest palette colour, in
+TensorFlow inside `Dataset.map`, vectorised per batch.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.colorization.palette import grey
 
-
-def downsize(images_uint8, factor=4):
-    """Super-resolution input: average-pool 2 twice, then nearest upsampling 4x (3 channels, /256)."""
-    x = tf.cast(images_uint8, tf.float32) / 256.0
-    squeeze = x.shape.rank == 3
-    if squeeze:
-        x = x[None]
-    for _ in range(int(np.log2(factor))):
-        x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
-    x = tf.repeat(tf.repeat(x, factor, axis=1), factor, axis=2)
-    return x[0] if squeeze else x
-
-
-def net_input(images_uint8, downsize_input=False):
-    """What the nets see: grey (RGB mean / 256), or the 4x-downsized colour image."""
-    return downsize(images_uint8) if downsize_input else grey(images_uint8)
-
-
-def make_dataset(images_uint8, palette, batch_size, shuffle=False, seed=0, downsize_input=False,
-                 with_images=False, flip=False):
-    """Batched `(input, labels)` pairs (plus the uint8 images when `with_images`).
+def make_dataset(images_uint8, palette, batch_size, shuffle=False, seed=0, flip=False):
+    """Batched `(uint8 images, labels)` pairs.
 
     `flip` mirrors each image left-right with probability 1/2 before the
     input and the labels are made from it (training-time augmentation).
 
-    Batching comes before the map so the palette search runs once per batch,
-    and the deterministic part is cached so later epochs only shuffle.
+    Batching comes before the map so the palette search runs once per batch.
     """
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(images_uint8, dtype=np.uint8))
     if shuffle:
@@ -47,9 +27,7 @@ def make_dataset(images_uint8, palette, batch_size, shuffle=False, seed=0, downs
         if flip:
             # On a 4-D batch each image is flipped (or not) on its own.
             images = tf.image.random_flip_left_right(images, seed=seed)
-        x = net_input(images, downsize_input)
-        y = palette.labels(images)
-        return (x, y, images) if with_images else (x, y)
+        return images, palette.labels(images)
 
     ds = ds.map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

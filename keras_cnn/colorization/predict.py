@@ -12,21 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn import plots
+from keras_cnn.colorization.colorizer import downsize
 from keras_cnn.colorization.palette import grey
-from keras_cnn.colorization.pipeline import downsize, net_input
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_path, check_image_file, list_images
-
-
-def read_rgb(path):
-    """uint8 (H, W, 3) of any image file (grey files are repeated to 3 channels)."""
-    from PIL import Image
-
-    reason = check_image_file(path)
-    if reason:
-        raise UserError(f"{path}: {reason}")
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+from keras_cnn.fileio import atomic_path, list_images, read_image
 
 
 def write_png(path, image_uint8):
@@ -42,27 +31,30 @@ def _pad_to_multiple(images, multiple=4):
     return np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge"), (h, w)
 
 
-def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38, downsize_input=False):
-    """uint8 RGB (N, H, W, 3) -> colourized uint8 RGB of the same size (input colours are dropped)."""
+def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38):
+    """uint8 RGB (N, H, W, 3) -> colourized uint8 RGB of the same size (input colours are dropped).
+
+    `model` is a `Colorizer` (it converts the pixels itself).
+    """
     padded, (h, w) = _pad_to_multiple(np.asarray(images_uint8, np.uint8))
-    logits = model(net_input(padded, downsize_input), training=False)
+    logits = model(padded, training=False)
     out = palette.decode(logits, grey(padded), decode, temperature).numpy()
     return out[:, :h, :w]
 
 
 def colorize_files(model, palette, inputs, out_dir, batch_size=16, decode="argmax", temperature=0.38,
-                   compare=True, downsize_input=False):
+                   compare=True):
     """Colourizes an image file or every image in a folder; returns the written paths.
 
     Images of the same size are batched together. Writes NAME_color.png and,
     with `compare`, NAME_compare.png (grey | colourized | original). A
-    super-resolution model (`downsize_input`) sees the 4x-downsized colour
-    photo instead of the grey one.
+    super-resolution model sees the 4x-downsized colour photo instead of the
+    grey one.
     """
     if not os.path.exists(inputs):
         raise UserError(f"{inputs}: no such file or folder")
     paths = list_images(inputs) if os.path.isdir(inputs) else [inputs]
-    images = {p: read_rgb(p) for p in paths}
+    images = {p: read_image(p) for p in paths}
     by_shape = {}
     for p, img in images.items():
         by_shape.setdefault(img.shape, []).append(p)
@@ -71,7 +63,7 @@ def colorize_files(model, palette, inputs, out_dir, batch_size=16, decode="argma
         for start in range(0, len(group), batch_size):
             chunk = group[start:start + batch_size]
             batch = np.stack([images[p] for p in chunk])
-            result = colorize(model, palette, batch, decode, temperature, downsize_input)
+            result = colorize(model, palette, batch, decode, temperature)
             for p, original, coloured in zip(chunk, batch, result):
                 stem = os.path.join(out_dir, os.path.splitext(os.path.basename(p))[0])
                 write_png(f"{stem}_color.png", coloured)
@@ -98,13 +90,14 @@ def _grid(maps):
     return grid
 
 
-def save_activations(model, palette, image_uint8, out_dir, downsize_input=False):
-    """The assignment's activation maps: one grid PNG per intermediate layer, plus input/truth/output."""
+def save_activations(model, palette, image_uint8, out_dir):
+    """The assignment's activation maps of a `Colorizer`'s net: one grid PNG per layer, plus input/truth/output."""
     import keras
 
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
-    x = net_input(image_uint8[None], downsize_input)
+    net = model.net
+    layers = [layer for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(net.inputs, [layer.output for layer in layers])
+    x = model.preprocessor(image_uint8[None])
     outputs = probe(x, training=False)
     written = []
     for i, (layer, act) in enumerate(zip(layers, outputs)):
@@ -124,6 +117,6 @@ def superres_figure(model, palette, images_uint8, path):
     """Super-resolution strip: downsized input / bilinear upscaling / prediction / truth."""
     small = tf.nn.avg_pool2d(tf.cast(images_uint8, tf.float32) / 255.0, 4, 4, "VALID")
     bilinear = tf.image.resize(small, images_uint8.shape[1:3], method="bilinear").numpy()
-    pred = palette.decode(model(downsize(images_uint8), training=False), grey(images_uint8)).numpy()
+    pred = palette.decode(model(images_uint8, training=False), grey(images_uint8)).numpy()
     plots.image_strip([downsize(images_uint8).numpy() * 256 / 255, bilinear, pred / 255.0,
                        images_uint8 / 255.0], ["input", "bilinear", "predicted", "truth"], path)

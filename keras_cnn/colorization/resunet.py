@@ -20,8 +20,8 @@ compute sits at H/2 and H/4; the full-resolution level has one conv only.
 
 import keras
 
-from keras_cnn.colorization.models import (ColourNet, _bn_relu, _check, _conv, _conv_stride2,
-                                           _conv_transpose2, _inputs, _logits, _BN)
+from keras_cnn.colorization.blocks import (BN_ARGS, ColourNet, bn_relu, check_args, conv, conv_stride2,
+                                           conv_transpose2, logits_layer, net_inputs)
 from keras_cnn.errors import UserError
 
 
@@ -32,10 +32,10 @@ def _residual_block(x, kernel, dilation, name):
     filters = x.shape[-1]
     y = keras.layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                             use_bias=False, name=f"{name}_conv1")(x)
-    y = _bn_relu(y, f"{name}_1")
+    y = bn_relu(y, f"{name}_1")
     y = keras.layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                             use_bias=False, name=f"{name}_conv2")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_2_bn", **_BN)(y)
+    y = keras.layers.BatchNormalization(name=f"{name}_2_bn", **BN_ARGS)(y)
     y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
@@ -44,7 +44,7 @@ def _image_pooling(x, name):
     """The mean feature over the image, projected (1x1-BN-ReLU) and added to every position."""
     g = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
     g = keras.layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"{name}_conv")(g)
-    g = _bn_relu(g, name)
+    g = bn_relu(g, name)
     # (N, 1, 1, C) broadcasts over (N, H, W, C).
     return keras.layers.Add(name=f"{name}_add")([x, g])
 
@@ -87,7 +87,7 @@ class ResUNet(ColourNet):
     def __init__(self, kernel=3, num_filters=32, num_colours=24, num_in_channels=1,
                  encoder_blocks=2, dilations=(1, 2, 4, 1), decoder_blocks=1, global_context=True,
                  **kwargs):
-        _check(kernel, num_filters, num_colours, num_in_channels)
+        check_args(kernel, num_filters, num_colours, num_in_channels)
         dilations = tuple(int(d) for d in dilations)
         if encoder_blocks < 0 or decoder_blocks < 0:
             raise UserError(f"block counts must be >= 0, got encoder_blocks={encoder_blocks}, "
@@ -95,29 +95,29 @@ class ResUNet(ColourNet):
         if any(d < 1 for d in dilations):
             raise UserError(f"dilation rates must be >= 1, got {list(dilations)}")
         nf = num_filters
-        inputs = _inputs(num_in_channels)
+        inputs = net_inputs(num_in_channels)
         # === Encoder ===
-        stem = _bn_relu(_conv(inputs, nf, kernel, "stem"), "stem")
-        x = _bn_relu(_conv_stride2(stem, 2 * nf, kernel, "down1"), "down1")
+        stem = bn_relu(conv(inputs, nf, kernel, "stem"), "stem")
+        x = bn_relu(conv_stride2(stem, 2 * nf, kernel, "down1"), "down1")
         for i in range(encoder_blocks):
             x = _residual_block(x, kernel, 1, f"enc{i + 1}")
         skip = x
-        x = _bn_relu(_conv_stride2(x, 4 * nf, kernel, "down2"), "down2")
+        x = bn_relu(conv_stride2(x, 4 * nf, kernel, "down2"), "down2")
         # === Context at H/4 ===
         for i, rate in enumerate(dilations):
             x = _residual_block(x, kernel, rate, f"ctx{i + 1}")
         if global_context:
             x = _image_pooling(x, "image_pool")
         # === Decoder ===
-        x = _bn_relu(_conv_transpose2(x, 2 * nf, kernel, "up1"), "up1")
+        x = bn_relu(conv_transpose2(x, 2 * nf, kernel, "up1"), "up1")
         x = keras.layers.Concatenate(name="skip1")([skip, x])
-        x = _bn_relu(_conv(x, 2 * nf, kernel, "fuse1"), "fuse1")
+        x = bn_relu(conv(x, 2 * nf, kernel, "fuse1"), "fuse1")
         for i in range(decoder_blocks):
             x = _residual_block(x, kernel, 1, f"dec{i + 1}")
-        x = _bn_relu(_conv_transpose2(x, nf, kernel, "up2"), "up2")
+        x = bn_relu(conv_transpose2(x, nf, kernel, "up2"), "up2")
         x = keras.layers.Concatenate(name="skip2")([stem, x, inputs])
-        x = _bn_relu(_conv(x, nf, kernel, "fuse2"), "fuse2")
-        outputs = _logits(x, num_colours, kernel)
+        x = bn_relu(conv(x, nf, kernel, "fuse2"), "fuse2")
+        outputs = logits_layer(x, num_colours, kernel)
         super().__init__(inputs, outputs, kernel, num_filters, num_colours, num_in_channels, **kwargs)
         self.encoder_blocks = encoder_blocks
         self.dilations = dilations

@@ -19,7 +19,7 @@ import numpy as np
 from keras_cnn.data import safe_pickle
 from keras_cnn.data.downloads import download, safe_extract
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import list_images, readable_images
+from keras_cnn.fileio import list_images, read_image, readable_images
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -124,8 +124,7 @@ def load_image(path, size=IMAGE_SIZE):
     """An image file as uint8 (size, size, 3): centre-cropped to a square, then resized."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.fromarray(read_image(path)) as im:
         w, h = im.size
         s = min(w, h)
         if (w, h) != (s, s):

@@ -86,17 +86,15 @@ def load_photo(path, size, fit):
     from PIL import Image
 
     from keras_cnn.data.cifar10 import load_image
-    from keras_cnn.fileio import check_image_file
+    from keras_cnn.fileio import read_image
 
     if not os.path.isfile(path):
         raise UserError(f"{path}: image file does not exist")
-    reason = check_image_file(path)
-    if reason:
-        raise UserError(f"{path}: {reason}")
-    with Image.open(path) as im:
-        original = (im.height, im.width)
-        if fit == "stretch":
-            return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), np.uint8), original
+    image = read_image(path)
+    original = image.shape[:2]
+    if fit == "stretch":
+        with Image.fromarray(image) as im:
+            return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR), np.uint8), original
     return load_image(path, size), original
 
 

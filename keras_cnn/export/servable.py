@@ -1,31 +1,27 @@
 """A trained model as export sees it: uint8 images in, named outputs out.
 
-A `Servable` wraps a Keras model of either application with the TensorFlow
-pre- and post-processing that turns what a client has (a batch of uint8 RGB
-images) into named outputs. The SavedModel signatures and the TFLite graphs
-are both built from it, so a server and a phone compute the same thing.
+A `Servable` wraps a task model of either application with the TensorFlow
+post-processing that turns what a client has (a batch of uint8 RGB images)
+into named outputs. The models take RGB pixels and normalise them
+themselves, so nothing here repeats their preprocessing. The SavedModel
+signatures and the TFLite graphs are both built from a servable, so a server
+and a phone compute the same thing. Servables come from
+`keras_cnn.tasks.open_run(run_dir).servable()`.
 
-- `ColorizerServable`: grey = RGB mean / 256 (or the 4x-downsized colour image
-  in super-resolution mode) in the graph; outputs "colours" (uint8 RGB, decoded
-  with the palette) and "probabilities". The nets are fully convolutional:
-  the SavedModel takes any size (padded to a multiple of 4 by repeating the
-  edge pixels, then cropped back), TFLite a fixed square size.
-- `SegmenterServable`: the segmentation package's own `preprocess` in the
-  graph; outputs "mask" and "probabilities". The model has a fixed input
-  size; the SavedModel resizes any image to it and the results back.
+- `ColorizerServable`: outputs "colours" (uint8 RGB, decoded with the palette)
+  and "probabilities". The nets are fully convolutional: the SavedModel takes
+  any size (padded to a multiple of 4 by repeating the edge pixels, then
+  cropped back), TFLite a fixed square size.
+- `SegmenterServable`: outputs "mask" and "probabilities". The model has a
+  fixed input size; the SavedModel resizes any image to it and the results back.
 """
 
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn import training
-from keras_cnn.config import config_path, load_config
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import list_images, read_json, readable_images
-
-CHECKPOINTS = ("best", "last")
+from keras_cnn.fileio import list_images, read_image, readable_images
 
 
 def _resize_uint8(images, size):
@@ -106,12 +102,9 @@ class Servable:
 
     def _load_files(self, paths):
         """Image files -> uint8 (N, S, S, 3) fitted to the export size; undecodable files skipped."""
-        from PIL import Image
-
         arrays = []
         for path in readable_images(paths, "image folder") if paths else []:
-            with Image.open(path) as im:
-                arrays.append(self.fit(tf.constant(np.asarray(im.convert("RGB"), np.uint8))).numpy())
+            arrays.append(self.fit(tf.constant(read_image(path))).numpy())
         return np.stack(arrays) if arrays else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def base_metadata(self):
@@ -136,7 +129,7 @@ class ColorizerServable(Servable):
     """A colourization net with its palette and decoding.
 
     Args:
-        model: a net of `keras_cnn.colorization.models`.
+        model: a `Colorizer`.
         palette: its `Palette`.
         cfg: the run's `ColorizationConfig` (decoding, super-resolution mode, data).
         image_size: the fixed square size of TFLite and of encoded-bytes input
@@ -144,28 +137,25 @@ class ColorizerServable(Servable):
         source: where the model came from, for the metadata.
         images_dir: a folder of real images for calibration and checks,
             instead of the run's own data.
+        data_loader: `() -> (train, validation)` uint8 images of the run.
     """
 
     application = "colorization"
     output_names = ("colours", "probabilities")
     SIZE_MULTIPLE = 4
 
-    def __init__(self, model, palette, cfg, image_size=32, source=None, images_dir=None):
+    def __init__(self, model, palette, cfg, image_size=32, source=None, images_dir=None, data_loader=None):
         if image_size < self.SIZE_MULTIPLE or image_size % self.SIZE_MULTIPLE:
             raise UserError(f"colourizer export size must be a positive multiple of "
                             f"{self.SIZE_MULTIPLE}, got {image_size}")
         super().__init__(model, image_size, source or {}, images_dir)
         self.palette = palette
         self.cfg = cfg
+        self.data_loader = data_loader
         self._data = None
 
-    def net_input(self, images):
-        from keras_cnn.colorization.pipeline import net_input
-
-        return net_input(images, self.cfg.downsize_input)
-
     def logits(self, images):
-        return tf.cast(self.model(self.net_input(images), training=False), tf.float32)
+        return tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
 
     def probabilities(self, images):
         return tf.nn.softmax(self.logits(images), axis=-1)
@@ -180,9 +170,9 @@ class ColorizerServable(Servable):
 
     def _split_images(self, split, count):
         if self._data is None:
-            from keras_cnn.colorization.train import load_data
-
-            self._data = load_data(self.cfg)
+            if self.data_loader is None:
+                raise UserError("no data given")
+            self._data = self.data_loader()
         train, val = self._data
         return (train if split == "train" or not len(val) else val)[:count]
 
@@ -203,11 +193,6 @@ class ColorizerServable(Servable):
         return meta
 
 
-# In words, for app developers; the graph applies `keras_cnn.segmentation.data.preprocess`.
-_SEGMENTER_FORMULAS = {"imagenet": "(x / 255 - mean) / std", "caffe": "RGB -> BGR, then x - mean_bgr",
-                       "tf": "x / 127.5 - 1"}
-
-
 class SegmenterServable(Servable):
     """A `DeepLabV3Segmenter` with its preprocessing and class names.
 
@@ -222,13 +207,14 @@ class SegmenterServable(Servable):
         class_names: one name per class (default: "background" then
             "foreground" or "class_<i>").
         source, images_dir: as `ColorizerServable`.
+        data_loader: `() -> {split: [(image_path, mask_path), ...]}` of the run.
     """
 
     application = "segmentation"
     output_names = ("mask", "probabilities")
     image_fit = "stretch"
 
-    def __init__(self, model, cfg, class_names=None, source=None, images_dir=None):
+    def __init__(self, model, cfg, class_names=None, source=None, images_dir=None, data_loader=None):
         height, width = model.image_size
         if height != width:
             raise UserError(f"segmenter input is {height}x{width}; export needs a square input size")
@@ -240,12 +226,11 @@ class SegmenterServable(Servable):
         if len(class_names) != n:
             raise UserError(f"{len(class_names)} class names given for a model of {n} classes")
         self.class_names = list(class_names)
+        self.data_loader = data_loader
         self._data = None
 
     def logits(self, images):
-        from keras_cnn.segmentation.data import preprocess
-
-        return tf.cast(self.model(preprocess(images, self.model.preprocessing), training=False), tf.float32)
+        return tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
 
     def probabilities(self, images):
         return tf.nn.softmax(self.logits(images), axis=-1)
@@ -263,70 +248,24 @@ class SegmenterServable(Servable):
                 "probabilities": tf.nn.softmax(logits, axis=-1)}
 
     def _split_images(self, split, count):
-        from keras_cnn.segmentation.train import load_data
-
         if self._data is None:
-            # Only the photos are needed here; skip checking every mask.
-            self._data = load_data(self.cfg, splits=())
-        pairs = self._data.splits.get(split) or self._data.splits.get("train") or []
+            if self.data_loader is None:
+                raise UserError("no data given")
+            self._data = self.data_loader()
+        pairs = self._data.get(split) or self._data.get("train") or []
         return self._load_files([image for image, _ in pairs[:count]])
 
     def metadata(self):
-        from keras_cnn.segmentation import data as data_lib
+        from keras_cnn.segmentation.preprocessing import CONSTANTS, FORMULAS
 
         mode = self.model.preprocessing
-        constants = {"imagenet": {"mean": list(data_lib.IMAGENET_MEAN), "std": list(data_lib.IMAGENET_STD)},
-                     "caffe": {"mean_bgr": list(data_lib.CAFFE_MEAN_BGR)}}.get(mode, {})
         meta = self.base_metadata()
         meta.update({
-            "preprocessing": {"mode": mode, "formula": _SEGMENTER_FORMULAS.get(mode, mode), **constants},
+            # Applied inside the graph; described for apps that inspect inputs.
+            "preprocessing": {"mode": mode, "formula": FORMULAS[mode], "in_graph": True, **CONSTANTS[mode]},
             "class_names": self.class_names,
             "num_classes": self.model.num_classes,
             "backbone": type(self.model.backbone).__name__,
             "output_stride": self.model.backbone.output_stride,
         })
         return meta
-
-
-def _read_config_keys(run_dir):
-    path = config_path(run_dir)
-    data = read_json(path, "the run's config")
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a run config (expected a JSON object)")
-    return set(data)
-
-
-def from_run_dir(run_dir, checkpoint="best", image_size=None, images_dir=None, class_names=None):
-    """The `Servable` of a finished run folder of either application.
-
-    `image_size` is the fixed export size of a colourizer (default 32); a
-    segmenter has its own. `class_names` names a segmenter's classes.
-    """
-    if checkpoint not in CHECKPOINTS:
-        raise UserError(f"unknown checkpoint {checkpoint!r}; choose one of: {', '.join(CHECKPOINTS)}")
-    if not os.path.isdir(run_dir):
-        raise UserError(f"{run_dir}: run folder does not exist")
-    keys = _read_config_keys(run_dir)
-    model_path = os.path.join(run_dir, f"{checkpoint}.keras")
-    source = {"run_dir": os.path.abspath(run_dir), "checkpoint": f"{checkpoint}.keras"}
-    if "palette_space" in keys:
-        from keras_cnn.colorization.config import ColorizationConfig
-        from keras_cnn.colorization.palette import load_palette
-
-        cfg = load_config(ColorizationConfig, config_path(run_dir))
-        palette = load_palette(os.path.join(run_dir, "palette.npy"))
-        model = training.load_model(model_path)
-        return ColorizerServable(model, palette, cfg, image_size or 32, source, images_dir)
-    if "backbone" in keys:
-        from keras_cnn.segmentation.config import SegmentationConfig
-        from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
-
-        cfg = load_config(SegmentationConfig, config_path(run_dir))
-        model = training.load_model(model_path)
-        if not isinstance(model, DeepLabV3Segmenter):
-            raise UserError(f"{model_path}: not a DeepLabV3 segmenter (it is a {type(model).__name__})")
-        if image_size and image_size != model.image_size[0]:
-            raise UserError(f"a segmenter exports at its own input size {model.image_size[0]}, "
-                            f"not --image-size {image_size}")
-        return SegmenterServable(model, cfg, class_names, source, images_dir)
-    raise UserError(f"{config_path(run_dir)}: not a colourization or segmentation run config")

@@ -12,12 +12,12 @@ from keras_cnn.segmentation.backbones import (  # noqa: F401
     ResNetBackbone,
     make_backbone,
 )
-from keras_cnn.segmentation.data import preprocess  # noqa: F401
 from keras_cnn.segmentation.deeplab_v3 import (  # noqa: F401
     DeepLabV3Segmenter,
     SpatialPyramidPooling,
     set_finetune_mode,
 )
+from keras_cnn.segmentation.preprocessing import ImageNormalization, preprocess  # noqa: F401
 from keras_cnn.segmentation.metrics import (  # noqa: F401
     IGNORE_LABEL,
     ForegroundIoU,

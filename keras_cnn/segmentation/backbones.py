@@ -24,10 +24,6 @@ import keras
 
 from keras_cnn.errors import UserError
 
-# Input normalisation each backbone's pretrained weights expect; see
-# `keras_cnn.segmentation.data.preprocess`.
-PREPROCESSING_MODES = ("imagenet", "caffe", "tf")
-
 # BatchNorm moving averages with Keras' default momentum 0.99 need hundreds of
 # steps to settle; small datasets give ~10 steps an epoch, so validation runs
 # on stale statistics for many epochs. 0.9 is PyTorch's default (0.1 there).
@@ -62,6 +58,10 @@ def _check_output_stride(output_stride):
 
 class Backbone(keras.Model):
     """Base class: a functional model with `image_shape`, `output_stride` and `preprocessing`.
+
+    A backbone takes *normalised* images; `preprocessing` names the
+    normalisation its weights expect (`keras_cnn.segmentation.preprocessing`),
+    which the segmenter applies in its first layer.
 
     Subclasses build their graph in `__init__` and store every constructor
     argument under the same name.

@@ -11,7 +11,8 @@ or an invalid mask is a one-line error naming the file instead of an opaque
 failure in the middle of an epoch. `make_dataset` then builds the pipeline:
 decode -> resize (image bilinear with antialiasing, mask nearest) -> cache ->
 shuffle -> batch -> augment (random scale-crop, flip, colour jitter) ->
-`preprocess` -> prefetch.
+prefetch. Images stay RGB 0-255: the segmenter normalises them itself
+(`preprocessing.ImageNormalization`).
 """
 
 import concurrent.futures
@@ -24,73 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import list_images
+from keras_cnn.fileio import list_images, read_image
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
 
-# ImageNet statistics in RGB order (SPEC B; torchvision's normalisation).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# keras.applications ResNet ("caffe"): BGR order, mean subtracted, no scaling.
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-
-
-def preprocess(images, mode="imagenet"):
-    """Turns RGB images with values in [0, 255] into a segmenter's input.
-
-    This is the one normalisation step between a decoded photo and
-    `DeepLabV3Segmenter`; the model does not contain it, so exporters and
-    clients apply it (a model's `preprocessing` attribute names its mode).
-
-    Args:
-        images: uint8 or float RGB, `(..., H, W, 3)`, values 0-255.
-        mode: "imagenet": `(x / 255 - mean) / std` with the ImageNet mean
-            (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) (SPEC B);
-            "caffe": RGB -> BGR minus (103.939, 116.779, 123.68), what the
-            `keras.applications` ResNet weights expect; "tf": `x / 127.5 - 1`,
-            what MobileNetV2's weights expect.
-
-    Returns:
-        float32 tensor of the same shape.
-
-    Example:
-        x = preprocess(np.full((1, 2, 2, 3), 255, np.uint8))  # ~ (2.25, 2.43, 2.64) per pixel
-    """
-    x = tf.cast(images, tf.float32)
-    if mode == "imagenet":
-        return (x / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-    if mode == "caffe":
-        return x[..., ::-1] - tf.constant(CAFFE_MEAN_BGR)
-    if mode == "tf":
-        return x / 127.5 - 1.0
-    raise UserError(f"unknown preprocessing {mode!r}; choose imagenet, caffe or tf")
-
-
-def deprocess(x, mode="imagenet"):
-    """Inverse of `preprocess`: model input back to RGB in [0, 1] (for plots)."""
-    x = np.asarray(x, dtype=np.float32)
-    if mode == "imagenet":
-        rgb = x * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
-    elif mode == "caffe":
-        rgb = (x + np.array(CAFFE_MEAN_BGR))[..., ::-1] / 255.0
-    elif mode == "tf":
-        rgb = (x + 1.0) / 2.0
-    else:
-        raise UserError(f"unknown preprocessing {mode!r}; choose imagenet, caffe or tf")
-    return np.clip(rgb, 0.0, 1.0)
-
-
 # === Files ===
-
-
-def read_image(path):
-    """An RGB uint8 array, or a `UserError` naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
 
 
 def read_mask_values(path):
@@ -100,23 +38,16 @@ def read_mask_values(path):
     greyscale PNGs their grey values, 1-bit PNGs 0/255. A colour mask whose
     channels differ is refused: it needs a loader that knows its colours.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode == "1":
-                im = im.convert("L")
-            if im.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(im.convert("RGB"))
-                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                    raise UserError(f"{path}: mask is a colour image; save it as a greyscale or "
-                                    "palette PNG of class indices (or 0/255)")
-                return rgb[..., 0].copy()
-            if im.mode == "LA":
-                im = im.convert("L")
-            values = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: cannot be decoded as a mask image ({type(e).__name__})") from None
+    values = read_image(path, mode=None)
+    if values.dtype == bool:  # 1-bit PNG
+        values = values.astype(np.uint8) * 255
+    if values.ndim == 3:
+        if values.shape[-1] in (2, 4):  # LA / RGBA: the alpha channel is not a label
+            values = values[..., :-1]
+        if not all(np.array_equal(values[..., 0], values[..., c]) for c in range(1, values.shape[-1])):
+            raise UserError(f"{path}: mask is a colour image; save it as a greyscale or "
+                            "palette PNG of class indices (or 0/255)")
+        values = values[..., 0]
     if values.ndim != 2:
         raise UserError(f"{path}: mask has shape {values.shape}, wanted one channel")
     if values.max(initial=0) > 255:
@@ -301,16 +232,15 @@ def augment_batch(images, masks, augment):
     return images, tf.cast(masks, tf.uint8)
 
 
-def make_dataset(pairs, decode_mask, image_size, batch_size, preprocessing="imagenet", training=False,
-                 augment=None, seed=0, cache=True):
-    """A batched `tf.data.Dataset` of (normalised images, int32 label masks).
+def make_dataset(pairs, decode_mask, image_size, batch_size, training=False, augment=None, seed=0,
+                 cache=True):
+    """A batched `tf.data.Dataset` of (float32 RGB 0-255 images, int32 label masks).
 
     Args:
         pairs: `(image_path, mask_path)` list (check it with `check_pairs` first).
         decode_mask: `path -> uint8 labels (h, w)`.
         image_size: `(height, width)` of the model input.
         batch_size: global batch size.
-        preprocessing: mode for `preprocess`.
         training: shuffle every epoch, drop the last partial batch, augment.
         augment: an `Augment`, or None for no augmentation.
         seed: shuffle seed.
@@ -338,7 +268,7 @@ def make_dataset(pairs, decode_mask, image_size, batch_size, preprocessing="imag
     ds = ds.batch(batch_size, drop_remainder=training and len(pairs) >= batch_size)
     if training and augment is not None:
         ds = ds.map(lambda x, y: augment_batch(x, y, augment), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y: (preprocess(x, preprocessing), tf.cast(y, tf.int32)),
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -3,16 +3,18 @@
 Bottom-up: `SpatialPyramidPooling` (ASPP with image pooling, the projection and
 its dropout), then `DeepLabV3Segmenter`, the task model that puts ASPP, a
 3x3 conv and the 1x1 classifier on any backbone of `backbones.py` and
-upsamples the logits to the input size. The segmenter's input is the
-*normalised* image (see `data.preprocess` and the model's `preprocessing`
-attribute); its output is float32 logits `(batch, H, W, num_classes)`.
+upsamples the logits to the input size. The segmenter's input is RGB pixels
+0-255 (uint8 or float): its first layer normalises them as its backbone
+expects (`preprocessing.ImageNormalization`); its output is float32 logits
+`(batch, H, W, num_classes)`.
 """
 
 import keras
 from keras import ops
 
 from keras_cnn.errors import UserError
-from keras_cnn.segmentation.backbones import BN_MOMENTUM, PREPROCESSING_MODES
+from keras_cnn.segmentation.backbones import BN_MOMENTUM
+from keras_cnn.segmentation.preprocessing import ImageNormalization, check_mode
 
 # The SPEC's ASPP rates: 6/12/18 at output stride 16, doubled at stride 8.
 DEFAULT_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
@@ -108,14 +110,14 @@ class DeepLabV3Segmenter(keras.Model):
             backbone's stride (6/12/18 at 16, 12/24/36 at 8).
         aspp_channels: width of ASPP and of the 3x3 conv (256 in the paper).
         dropout: dropout after the ASPP projection (0.5 in torchvision).
-        preprocessing: the input normalisation the model expects
-            ("imagenet", "caffe" or "tf", see `data.preprocess`); None takes
-            the backbone's own.
+        preprocessing: the input normalisation in the model's first layer
+            ("imagenet", "caffe" or "tf", see `preprocessing.preprocess`);
+            None takes the backbone's own.
 
     Example:
         backbone = make_backbone("resnet101", 224, output_stride=16)
         model = DeepLabV3Segmenter(backbone, num_classes=2)
-        logits = model(preprocess(images, model.preprocessing))  # (N, 224, 224, 2)
+        logits = model(images_uint8)  # (N, 224, 224, 2)
 
     Reference:
         Chen et al. 2017, "Rethinking Atrous Convolution for Semantic Image
@@ -126,9 +128,7 @@ class DeepLabV3Segmenter(keras.Model):
                  preprocessing=None, **kwargs):
         if num_classes < 1:
             raise UserError(f"num_classes must be at least 1, got {num_classes}")
-        if preprocessing and preprocessing not in PREPROCESSING_MODES:
-            raise UserError(f"unknown preprocessing {preprocessing!r}; choose one of: "
-                            f"{', '.join(PREPROCESSING_MODES)}")
+        preprocessing = check_mode(preprocessing or backbone.preprocessing)
         rates = tuple(aspp_rates) if aspp_rates else DEFAULT_RATES[backbone.output_stride]
         height, width = backbone.image_shape[:2]
 
@@ -142,8 +142,11 @@ class DeepLabV3Segmenter(keras.Model):
                                          dtype="float32")
 
         # === Functional model ===
+        # A .keras file of the earlier layout (normalised input) loads into
+        # this one unchanged: the normalisation layer has no weights.
         inputs = keras.Input(shape=tuple(backbone.image_shape), name="images")
-        x = backbone(inputs)
+        x = ImageNormalization(preprocessing, name="normalize")(inputs)
+        x = backbone(x)
         x = aspp(x)
         x = keras.layers.ReLU(name="decoder_relu")(decoder_bn(decoder_conv(x)))
         outputs = upsample(classifier(x))
@@ -155,7 +158,7 @@ class DeepLabV3Segmenter(keras.Model):
         self.aspp_rates = rates
         self.aspp_channels = aspp_channels
         self.dropout = dropout
-        self.preprocessing = preprocessing or backbone.preprocessing
+        self.preprocessing = preprocessing
 
     @property
     def image_size(self):

@@ -33,6 +33,7 @@ import numpy as np
 
 from keras_cnn.data import downloads
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import read_image
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/"
@@ -89,13 +90,7 @@ class TrimapDecoder:
         self.background = [tuple(c) for c in background]
 
     def __call__(self, path):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise UserError(f"{path}: cannot be decoded as a trimap image ({type(e).__name__})") from None
+        rgb = read_image(path)
         flower = np.all(rgb == FOREGROUND, axis=-1)
         labels = flower.astype(np.uint8)
         if self.ignore_unlabelled:

@@ -1,7 +1,7 @@
 """Segmenting photos with a trained model: a mask PNG and an overlay PNG per photo.
 
-The photo is resized to the model's input size, normalised with the model's
-`preprocessing`, and the logits are resized back to the photo's own size
+The photo is resized to the model's input size (the model normalises it
+itself), and the logits are resized back to the photo's own size
 (bilinearly, before the argmax) so the mask lines up with the original.
 """
 
@@ -11,8 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images
-from keras_cnn.segmentation.data import preprocess, read_image
+from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images, read_image
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
 
 # Class colours for masks with more than two classes (PASCAL VOC's first colours).
@@ -48,8 +47,7 @@ def predict_labels(model, image):
     """Class labels `(h, w)` for one uint8 RGB photo at its own size."""
     size = model.image_size
     x = tf.image.resize(image, size, method="bilinear", antialias=True)
-    x = preprocess(tf.clip_by_value(tf.round(x), 0, 255)[None], model.preprocessing)
-    logits = model(x, training=False)
+    logits = model(tf.clip_by_value(tf.round(x), 0, 255)[None], training=False)
     logits = tf.image.resize(logits, image.shape[:2], method="bilinear")
     return tf.argmax(logits[0], axis=-1).numpy().astype(np.uint8)
 

@@ -1,10 +1,10 @@
-"""Training a DeepLabV3 segmenter: data from the config, model, compile, `fit`.
+"""The segmentation task: image/mask folders or Oxford 17 Flowers in, a DeepLabV3 out.
 
-`train(cfg, run_dir)` is what `scripts/train_segmentation.py` calls. It uses
-the shared plumbing: `training.prepare_run_dir` (config.json, resume),
-`distribute.get_strategy`, `training.fit` (checkpoints, CSV log, TensorBoard,
-BackupAndRestore) and `plots` (per-epoch strip, curves). At the end the best
-checkpoint is evaluated on the validation split into `metrics.json`.
+`metrics.json` holds the validation metrics of the best and last checkpoints.
+Training itself is the shared loop (`keras_cnn.tasks.train`); this module
+says what is particular to segmentation: the data, the segmenter (new, or a
+trained one adapted with a new head), the optimizer, the fine-tuning mode and
+the time budget.
 """
 
 import dataclasses
@@ -16,13 +16,16 @@ import time
 import keras
 import numpy as np
 
-from keras_cnn import plots, training
+from keras_cnn import plots, tasks, training
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
+from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
 from keras_cnn.segmentation.backbones import make_backbone
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, rebuild, set_finetune_mode
+from keras_cnn.segmentation.evaluate import evaluate
 from keras_cnn.segmentation.metrics import IGNORE_LABEL, segmentation_metrics
+from keras_cnn.segmentation.predict import predict_labels
 
 MONITOR = "val_fg_iou"
 
@@ -121,11 +124,11 @@ def compile_segmenter(model, optimizer="adam", jit_compile=False):
         metrics=segmentation_metrics(model.num_classes), jit_compile=jit_compile)
 
 
-def strip_drawer(images, masks, num_classes, preprocessing):
+def strip_drawer(images, masks, num_classes):
     """`draw(model, path)` for `plots.EpochStrip`: image / true mask / predicted mask rows."""
     from keras_cnn.segmentation.predict import colorize
 
-    inputs = data_lib.preprocess(images, preprocessing)
+    inputs = np.asarray(images, np.float32)
 
     def draw(model, path):
         pred = keras.ops.convert_to_numpy(keras.ops.argmax(model(inputs, training=False), axis=-1))
@@ -178,59 +181,114 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train(cfg, run_dir, resume=False, verbose="auto", log=print):
-    """Trains per `cfg` into `run_dir`; returns the validation metrics of the checkpoints."""
-    with training.new_run(run_dir, cfg, resume) as cfg:
-        runtime = training.setup_runtime(cfg, log)
-        data = load_data(cfg)
-        train_pairs, val_pairs = data.pairs("train"), data.pairs("validation")
-        steps_per_epoch = max(len(train_pairs) // runtime.global_batch, 1)
+class SegmentationTask(tasks.Task):
+    name = "segmentation"
+    config_class = config_lib.SegmentationConfig
+    presets = config_lib.PRESETS
+    monitor = "val_fg_iou"
+    monitor_mode = "max"
+
+    # === Training ===
+    def load_data(self, cfg, splits=("train", "validation")):
+        return load_data(cfg, splits)
+
+    def build_model(self, cfg, data, assets, runtime):
         if cfg.lr_schedule == "cosine_time" and cfg.time_limit_minutes <= 0:
             raise UserError("lr_schedule cosine_time needs --time-limit-minutes")
-        with runtime.strategy.scope():
-            model = build_segmenter(cfg)
-            set_finetune_mode(model, cfg.finetune)
-            compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps_per_epoch * cfg.epochs),
-                              jit_compile=cfg.jit_compile)
-    size = model.image_size
-    augment = data_lib.Augment(cfg.min_crop, True, cfg.color_jitter) if cfg.augment else None
-    train_ds = data_lib.make_dataset(train_pairs, data.decode_mask, size, runtime.global_batch,
-                                     model.preprocessing, training=True, augment=augment, seed=cfg.seed)
-    val_ds = data_lib.make_dataset(val_pairs, data.decode_mask, size, runtime.global_batch,
-                                   model.preprocessing)
+        model = build_segmenter(cfg)
+        set_finetune_mode(model, cfg.finetune)
+        steps = self.steps_per_epoch(data, runtime)
+        compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps * cfg.epochs),
+                          jit_compile=cfg.jit_compile)
+        return model
 
-    extra = []
-    if cfg.time_limit_minutes > 0:
-        peak = runtime.learning_rate if cfg.lr_schedule == "cosine_time" else None
-        extra.append(TimeBudget(cfg.time_limit_minutes, run_dir, peak))
-    if cfg.plot_examples:
-        images, masks = data_lib.load_examples(val_pairs[:cfg.plot_examples], data.decode_mask, size)
-        extra.append(plots.EpochStrip(strip_drawer(images, masks, model.num_classes, model.preprocessing),
-                                      run_dir))
-    log(f"data: {len(train_pairs)} training and {len(val_pairs)} validation pairs, {steps_per_epoch} "
-        f"steps of {runtime.global_batch} per epoch; model: {model.count_params():,} parameters, "
-        f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trained ({cfg.finetune})")
-    start = time.time()
-    training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, monitor=MONITOR, mode="max",
-                 backup_every_steps=cfg.backup_every_steps, chief=runtime.chief,
-                 extra_callbacks=extra, verbose=verbose, log=log)
-    train_seconds = time.time() - start
-    if not runtime.chief:
-        return {}
+    @staticmethod
+    def steps_per_epoch(data, runtime):
+        return max(len(data.pairs("train")) // runtime.global_batch, 1)
 
-    history = plots.read_history_csv(os.path.join(run_dir, "history.csv"))
-    plots.history_curves(history, os.path.join(run_dir, "plots", "loss_curve.png"), metrics=("loss",))
-    plots.history_curves(history, os.path.join(run_dir, "plots", "iou_curve.png"),
-                         metrics=("fg_iou", "mean_iou", "thresholded_iou"))
-    from keras_cnn.segmentation.evaluate import evaluate
+    def datasets(self, cfg, data, assets, model, runtime):
+        size = model.image_size
+        augment = data_lib.Augment(cfg.min_crop, True, cfg.color_jitter) if cfg.augment else None
+        train_ds = data_lib.make_dataset(data.pairs("train"), data.decode_mask, size, runtime.global_batch,
+                                         training=True, augment=augment, seed=cfg.seed)
+        val_pairs = data.splits.get("validation")
+        val_ds = (data_lib.make_dataset(val_pairs, data.decode_mask, size, runtime.global_batch)
+                  if val_pairs else None)
+        return train_ds, val_ds
 
-    results = {}
-    for checkpoint in ("best", "last"):
-        path = os.path.join(run_dir, f"{checkpoint}.keras")
-        if os.path.exists(path):
-            results[checkpoint] = evaluate(training.load_model(path), val_pairs, data.decode_mask,
-                                           runtime.global_batch)
-    results["train_seconds_this_session"] = round(train_seconds, 1)
-    results["validation_pairs"] = len(val_pairs)
-    atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(results, indent=2) + "\n")
-    return results
+    def callbacks(self, cfg, data, assets, model, run_dir, runtime):
+        extra = []
+        if cfg.time_limit_minutes > 0:
+            peak = runtime.learning_rate if cfg.lr_schedule == "cosine_time" else None
+            extra.append(TimeBudget(cfg.time_limit_minutes, run_dir, peak))
+        val_pairs = data.splits.get("validation")
+        if cfg.plot_examples and val_pairs:
+            images, masks = data_lib.load_examples(val_pairs[:cfg.plot_examples], data.decode_mask,
+                                                   model.image_size)
+            extra.append(plots.EpochStrip(strip_drawer(images, masks, model.num_classes), run_dir))
+        return extra
+
+    def describe(self, cfg, data, model, runtime):
+        trained = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        return (f"data: {len(data.pairs('train'))} training and {len(data.splits.get('validation') or [])} "
+                f"validation pairs, {self.steps_per_epoch(data, runtime)} steps of {runtime.global_batch} per "
+                f"epoch; model: {model.count_params():,} parameters, {trained:,} trained ({cfg.finetune})")
+
+    def final_metrics(self, run, data, runtime):
+        history = plots.read_history_csv(run.path("history.csv"))
+        plots.history_curves(history, run.path(os.path.join("plots", "loss_curve.png")), metrics=("loss",))
+        plots.history_curves(history, run.path(os.path.join("plots", "iou_curve.png")),
+                             metrics=("fg_iou", "mean_iou", "thresholded_iou"))
+        val_pairs = data.splits.get("validation") or []
+        results = {}
+        if val_pairs:
+            for checkpoint in ("best", "last"):
+                if os.path.exists(run.checkpoint_path(checkpoint)):
+                    model = run.load_model(checkpoint)
+                    results[checkpoint] = evaluate(model, val_pairs, data.decode_mask, runtime.global_batch)
+        results["validation_pairs"] = len(val_pairs)
+        return results
+
+    # === Using a run ===
+    def adapt_model(self, model, run):
+        if not isinstance(model, DeepLabV3Segmenter):
+            raise UserError(f"{run.run_dir}: its model is a {type(model).__name__}, not a DeepLabV3 segmenter")
+        compile_segmenter(model)
+        return model
+
+    def evaluate(self, run, checkpoint="best", split="validation", batch_size=None):
+        return self.evaluate_model(run.load_model(checkpoint), run.config, split, batch_size)
+
+    def evaluate_model(self, model, cfg, split="validation", batch_size=None):
+        """Metrics of a segmenter on `split` of the data `cfg` names (the split training held out)."""
+        if split not in ("train", "validation", "test"):
+            raise UserError(f"unknown split {split!r}; choose train, validation or test")
+        if not isinstance(model, DeepLabV3Segmenter):
+            raise UserError(f"not a DeepLabV3 segmenter (it is a {type(model).__name__})")
+        compile_segmenter(model)
+        data = self.load_data(cfg, splits=(split,))
+        results = evaluate(model, data.pairs(split), data.decode_mask, batch_size or cfg.batch_size)
+        results["examples"] = len(data.pairs(split))
+        return results
+
+    def predict(self, run, images):
+        """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> uint8 class labels (H, W) per image."""
+        images = np.asarray(images, np.uint8)
+        if images.ndim == 3:
+            return predict_labels(run.model, images)
+        return np.stack([predict_labels(run.model, image) for image in images])
+
+    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
+        from keras_cnn.export.servable import SegmenterServable
+
+        model = run.load_model(checkpoint)
+        if image_size and image_size != model.image_size[0]:
+            raise UserError(f"a segmenter exports at its own input size {model.image_size[0]}, "
+                            f"not --image-size {image_size}")
+        source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
+        # Only the photos are needed for calibration and checks; skip checking every mask.
+        return SegmenterServable(model, run.config, class_names, source, images_dir,
+                                 data_loader=lambda: self.load_data(run.config, splits=()).splits)
+
+
+TASK = SegmentationTask()

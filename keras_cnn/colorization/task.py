@@ -1,0 +1,191 @@
+"""The colourization task: CIFAR-10 (or any image folder) in, a palette classifier out.
+
+Beside the shared run folder files (`keras_cnn.training.run_folder`) a run
+writes `palette.npy`, and `metrics.json` holds the validation metrics of the
+best checkpoint beside the trivial baselines.
+"""
+
+import math
+import os
+
+import keras
+import numpy as np
+
+from keras_cnn import plots, tasks
+from keras_cnn.colorization import config as config_lib
+from keras_cnn.colorization.colorizer import Colorizer
+from keras_cnn.colorization.evaluate import baselines, evaluate
+from keras_cnn.colorization.models import ColourNet, build_model
+from keras_cnn.colorization.palette import fit_palette, grey, load_palette, save_palette
+from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
+from keras_cnn.colorization.predict import colorize
+from keras_cnn.data.cifar10 import load_class
+from keras_cnn.errors import UserError
+
+STRIP_SIZE = 10
+PALETTE_FILE = "palette.npy"
+
+
+def input_mode(cfg):
+    return "downsize" if cfg.downsize_input else "grey"
+
+
+def get_palette(cfg, train_images, run_dir, write=True):
+    """The palette of a run: the saved one on resume, a given file, or k-means.
+
+    `write=False` (non-chief workers) computes the same palette (k-means is
+    seeded) without saving it.
+    """
+    saved = os.path.join(run_dir, PALETTE_FILE)
+    if os.path.exists(saved):
+        return load_palette(saved)
+    if cfg.palette:
+        palette = load_palette(cfg.palette, allow_pickle=cfg.allow_pickle_palette)
+        expected = 3 if cfg.palette_space == "rgb" else 2
+        if palette.colours.shape[1] != expected:
+            raise UserError(f"{cfg.palette}: palette has {palette.colours.shape[1]} columns, but "
+                            f"palette_space {cfg.palette_space} needs {expected}")
+    else:
+        palette = fit_palette(train_images, cfg.num_colours, cfg.palette_space, cfg.seed)
+    if write:
+        save_palette(saved, palette)
+    return palette
+
+
+def learning_rate(cfg, num_train, runtime):
+    """The run's learning rate: a float, or the cosine schedule over all its steps."""
+    if cfg.lr_schedule == "constant":
+        return runtime.learning_rate
+    # The schedule follows the optimizer's step count, which a resumed run
+    # restores, so a resumed run continues the same curve.
+    steps = cfg.epochs * max(1, math.ceil(num_train / runtime.global_batch))
+    return keras.optimizers.schedules.CosineDecay(runtime.learning_rate, decay_steps=steps)
+
+
+def strip_drawer(images_uint8, palette, cfg):
+    """A function drawing net input / truth / predicted for fixed validation images."""
+    images = images_uint8[:STRIP_SIZE]
+
+    def draw(model, path):
+        pred = palette.decode(model(images, training=False), grey(images), cfg.decode, cfg.temperature)
+        # The net input is in the course's /256 units; the plots want [0, 1].
+        x = model.preprocessor(images).numpy() * 256 / 255
+        plots.image_strip([x, images / 255.0, pred.numpy() / 255.0], ["input", "truth", "predicted"], path,
+                          title=f"{cfg.model}: {os.path.basename(path)[:-4]}")
+    return draw
+
+
+def check_palette(palette, model, source):
+    """A palette must have one colour per output class of the model it decodes."""
+    if len(palette) != model.num_colours:
+        raise UserError(f"{source}: palette has {len(palette)} colours but the model predicts "
+                        f"{model.num_colours}; use the palette.npy of the run that trained the model")
+
+
+class ColorizationTask(tasks.Task):
+    name = "colorization"
+    config_class = config_lib.ColorizationConfig
+    presets = config_lib.PRESETS
+
+    # === Training ===
+    def load_data(self, cfg, splits=("train", "validation")):
+        """(train, validation) uint8 images."""
+        return load_class(cfg.source, cfg.cifar_class, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction,
+                          seed=cfg.seed, url=cfg.url, md5=cfg.md5, cache_dir=cfg.cache_dir,
+                          archive=cfg.archive, max_examples=cfg.max_examples)
+
+    def prepare(self, cfg, data, run_dir, runtime):
+        return {"palette": get_palette(cfg, data[0], run_dir, write=runtime.chief)}
+
+    def build_model(self, cfg, data, assets, runtime):
+        palette, train_images = assets["palette"], data[0]
+        weights = None
+        if cfg.class_rebalance > 0:
+            counts = np.bincount(palette.labels(train_images).numpy().ravel(), minlength=len(palette))
+            weights = palette.class_weights(counts, lam=cfg.class_rebalance)
+        net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters,
+                          num_colours=len(palette), num_in_channels=3 if cfg.downsize_input else 1)
+        model = Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg, len(train_images), runtime)),
+                      loss=PixelCrossEntropy(weights),
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=cfg.jit_compile)
+        return model
+
+    def datasets(self, cfg, data, assets, model, runtime):
+        (train_images, val_images), palette = data, assets["palette"]
+        train_ds = make_dataset(train_images, palette, runtime.global_batch, shuffle=True, seed=cfg.seed,
+                                flip=cfg.augment)
+        val_ds = make_dataset(val_images, palette, runtime.global_batch) if len(val_images) else None
+        return train_ds, val_ds
+
+    def callbacks(self, cfg, data, assets, model, run_dir, runtime):
+        val_images = data[1]
+        if not len(val_images):
+            return []
+        return [plots.EpochStrip(strip_drawer(val_images, assets["palette"], cfg), run_dir)]
+
+    def describe(self, cfg, data, model, runtime):
+        palette = model.num_colours
+        return (f"data: {len(data[0])} training and {len(data[1])} validation images; "
+                f"model: {cfg.model}, {model.count_params():,} parameters, {palette} colours")
+
+    def final_metrics(self, run, data, runtime):
+        cfg, val_images = run.config, data[1]
+        hist = plots.read_history_csv(run.path("history.csv"))
+        plots.history_curves(hist, run.path(os.path.join("plots", "curves.png")), ("loss", "accuracy"),
+                             title=cfg.model)
+        metrics = {"model": cfg.model, "epochs": len(hist.get("loss", []))}
+        if len(val_images):
+            best = run.load_model("best")
+            metrics["validation"] = evaluate(best, val_images, run.assets["palette"], runtime.global_batch,
+                                             cfg.decode, cfg.temperature)
+            metrics["baselines"] = baselines(val_images, run.assets["palette"])
+        return metrics
+
+    # === Using a run ===
+    def load_assets(self, run):
+        return {"palette": load_palette(run.path(PALETTE_FILE))}
+
+    def adapt_model(self, model, run):
+        if isinstance(model, ColourNet):
+            # A `.keras` file of the first layout: the bare net on grey / 256.
+            model = Colorizer(model, input_mode(run.config), name=f"{model.name}_colorizer")
+        if not isinstance(model, Colorizer):
+            raise UserError(f"{run.run_dir}: its model is a {type(model).__name__}, not a colourizer")
+        check_palette(run.assets["palette"], model, run.path(PALETTE_FILE))
+        return model
+
+    def evaluate(self, run, checkpoint="best", split="validation", decode=None, temperature=None,
+                 batch_size=None):
+        if split not in ("train", "validation"):
+            raise UserError(f"unknown split {split!r}; choose train or validation")
+        cfg = run.config
+        train_images, val_images = self.load_data(cfg)
+        images = train_images if split == "train" else val_images
+        if not len(images):
+            raise UserError(f"{run.run_dir}: the run has no {split} images (val_fraction 0?)")
+        return evaluate(run.load_model(checkpoint), images, run.assets["palette"], batch_size or cfg.batch_size,
+                        decode or cfg.decode, cfg.temperature if temperature is None else temperature)
+
+    def predict(self, run, images, decode=None, temperature=None):
+        """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> colourized uint8 RGB of the same shape."""
+        images = np.asarray(images, np.uint8)
+        single = images.ndim == 3
+        cfg = run.config
+        out = colorize(run.model, run.assets["palette"], images[None] if single else images,
+                       decode or cfg.decode, cfg.temperature if temperature is None else temperature)
+        return out[0] if single else out
+
+    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
+        from keras_cnn.export.servable import ColorizerServable
+
+        if class_names:
+            raise UserError("class names are for segmenters; a colourizer's classes are its palette colours")
+        source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
+        return ColorizerServable(run.load_model(checkpoint), run.assets["palette"], run.config,
+                                 image_size or 32, source, images_dir,
+                                 data_loader=lambda: self.load_data(run.config))
+
+
+TASK = ColorizationTask()

@@ -1,0 +1,248 @@
+"""Tasks: one object per application behind one small interface, a registry, and run folders.
+
+A `Task` knows its config class and presets, its data, how to build and
+compile its model, its datasets and extra callbacks, and how to evaluate,
+predict and export. Everything else is shared and lives here or in
+`keras_cnn.training`:
+
+- `train(cfg, run_dir)`: the one training loop (run folder, strategy, `fit`,
+  final metrics) for any task.
+- `open_run(run_dir)`: the one way to open a run folder; `config.json`
+  records the task's name, so a `Run` knows its application.
+
+Adding an application: a package like `keras_cnn/segmentation/` with a
+`task.py` defining a `Task` subclass, and one line in `_TASK_MODULES`.
+
+Example:
+    run = open_run("runs/unet")
+    colours = run.predict(read_image("photo.jpg"))     # uint8 (H, W, 3)
+    metrics = run.evaluate()
+"""
+
+import dataclasses
+import functools
+import importlib
+import json
+import os
+import time
+
+from keras_cnn import config as config_lib
+from keras_cnn import training
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_write_text, read_json
+
+# Task name -> module defining it (imported on first use, so importing one
+# application never imports the other).
+_TASK_MODULES = {
+    "colorization": "keras_cnn.colorization.task",
+    "segmentation": "keras_cnn.segmentation.task",
+}
+TASKS = tuple(_TASK_MODULES)
+CHECKPOINTS = ("best", "last")
+
+# Config fields holding paths: stored absolute in config.json, so a run folder
+# can be evaluated, resumed and exported from any working directory.
+PATH_FIELDS = ("data_dir", "archive", "palette", "cache_dir", "base_model", "backbone_weights")
+
+
+class Task:
+    """The interface of an application. Subclasses set the class attributes and override the methods.
+
+    Attributes:
+        name: registry name, recorded in each run's `config.json`.
+        config_class: the frozen config dataclass.
+        presets: name -> config.
+        monitor, monitor_mode: the validation metric `best.keras` is chosen by.
+    """
+
+    name = None
+    config_class = None
+    presets = {}
+    monitor = "val_loss"
+    monitor_mode = "min"
+
+    # === Training ===
+    def load_data(self, cfg, splits=("train", "validation")):
+        """The data `cfg` names (any object the other methods understand)."""
+        raise NotImplementedError
+
+    def prepare(self, cfg, data, run_dir, runtime):
+        """Run assets computed before the model (e.g. a palette), written on the chief; a dict."""
+        return {}
+
+    def build_model(self, cfg, data, assets, runtime):
+        """The compiled Keras model (called inside the strategy's scope)."""
+        raise NotImplementedError
+
+    def datasets(self, cfg, data, assets, model, runtime):
+        """`(train_ds, val_ds)` batched at the global batch."""
+        raise NotImplementedError
+
+    def callbacks(self, cfg, data, assets, model, run_dir, runtime):
+        """Extra callbacks on the chief (per-epoch strips, task metrics)."""
+        return []
+
+    def describe(self, cfg, data, model, runtime):
+        """One log line about the data and the model."""
+        return f"model: {model.count_params():,} parameters"
+
+    def final_metrics(self, run, data, runtime):
+        """The metrics written to `metrics.json` when training ends."""
+        raise NotImplementedError
+
+    # === Using a run ===
+    def load_assets(self, run):
+        """What a run needs beside its model (e.g. its palette); a dict."""
+        return {}
+
+    def adapt_model(self, model, run):
+        """A loaded model in the current layout (older `.keras` layouts are converted here)."""
+        return model
+
+    def evaluate(self, run, checkpoint="best", split="validation", **options):
+        raise NotImplementedError
+
+    def predict(self, run, images, **options):
+        """uint8 RGB (H, W, 3) or (N, H, W, 3) -> the task's result for each image."""
+        raise NotImplementedError
+
+    def servable(self, run, checkpoint="best", **options):
+        """The `keras_cnn.export.servable.Servable` of a run."""
+        raise NotImplementedError
+
+
+def get_task(name):
+    """The `Task` registered as `name`."""
+    if name not in _TASK_MODULES:
+        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    return _load_task(name)
+
+
+@functools.cache
+def _load_task(name):
+    return importlib.import_module(_TASK_MODULES[name]).TASK
+
+
+def task_for_config(cfg):
+    for name in TASKS:
+        task = get_task(name)
+        if isinstance(cfg, task.config_class):
+            return task
+    raise UserError(f"no task takes a {type(cfg).__name__}")
+
+
+def with_absolute_paths(cfg):
+    """`cfg` with its existing path fields made absolute."""
+    changes = {}
+    for name in PATH_FIELDS:
+        value = getattr(cfg, name, None)
+        if isinstance(value, str) and value and os.path.exists(value):
+            changes[name] = os.path.abspath(value)
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+# === Run folders ===
+
+@dataclasses.dataclass
+class Run:
+    """A training run folder: its task, its config, its checkpoints and assets."""
+
+    run_dir: str
+    task: Task
+    config: object
+
+    def path(self, name):
+        return os.path.join(self.run_dir, name)
+
+    def checkpoint_path(self, checkpoint="best"):
+        if checkpoint not in CHECKPOINTS:
+            raise UserError(f"unknown checkpoint {checkpoint!r}; choose one of: {', '.join(CHECKPOINTS)}")
+        return self.path(f"{checkpoint}.keras")
+
+    @functools.cached_property
+    def assets(self):
+        return self.task.load_assets(self)
+
+    def load_model(self, checkpoint="best"):
+        """The task model of `checkpoint` ("best" or "last"); it takes RGB pixels 0-255."""
+        return self.task.adapt_model(training.load_model(self.checkpoint_path(checkpoint)), self)
+
+    @functools.cached_property
+    def model(self):
+        return self.load_model("best")
+
+    def predict(self, images, **options):
+        return self.task.predict(self, images, **options)
+
+    def evaluate(self, checkpoint="best", split="validation", **options):
+        return self.task.evaluate(self, checkpoint, split, **options)
+
+    def servable(self, checkpoint="best", **options):
+        return self.task.servable(self, checkpoint, **options)
+
+
+def _legacy_task_name(data):
+    # Run folders written before config.json recorded its task.
+    if "palette_space" in data:
+        return "colorization"
+    if "backbone" in data:
+        return "segmentation"
+    return None
+
+
+def read_task_name(run_dir):
+    """The task a run folder's `config.json` records."""
+    path = config_lib.config_path(run_dir)
+    data = read_json(path, "the run's config")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a run config (expected a JSON object, got {type(data).__name__})")
+    name = data.get("task") or _legacy_task_name(data)
+    if not name:
+        raise UserError(f"{path}: does not say which task the run is (no \"task\" key)")
+    return name
+
+
+def open_run(run_dir, overrides=None):
+    """The `Run` of a run folder of any task; `overrides` (e.g. a moved `data_dir`) change its config."""
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise UserError(f"{run_dir}: run folder does not exist")
+    task = get_task(read_task_name(run_dir))
+    cfg = config_lib.load_config(task.config_class, config_lib.config_path(run_dir))
+    if overrides:
+        cfg = config_lib.resolve(task.config_class, {"run": cfg}, "run", overrides)
+    return Run(run_dir, task, cfg)
+
+
+# === Training ===
+
+def train(cfg, run_dir, resume=False, verbose="auto", log=print):
+    """Trains `cfg` (any task's config) into `run_dir`; returns the final metrics.
+
+    The run folder gets the files listed in `keras_cnn.training.run_folder`.
+    Set-up failures (bad data, a bad palette) remove a folder this call
+    created, so fixing a flag and re-running does not trip over a half-made run.
+    """
+    task = task_for_config(cfg)
+    with training.new_run(run_dir, with_absolute_paths(cfg), resume, task=task.name) as cfg:
+        runtime = training.setup_runtime(cfg, log)
+        data = task.load_data(cfg)
+        assets = task.prepare(cfg, data, run_dir, runtime)
+        with runtime.strategy.scope():
+            model = task.build_model(cfg, data, assets, runtime)
+        train_ds, val_ds = task.datasets(cfg, data, assets, model, runtime)
+        extra = task.callbacks(cfg, data, assets, model, run_dir, runtime) if runtime.chief else []
+        log(task.describe(cfg, data, model, runtime))
+    start = time.time()
+    # Without a validation split (val_fraction 0) the best checkpoint is chosen by the training metric.
+    monitor = task.monitor if val_ds is not None else task.monitor.removeprefix("val_")
+    training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, monitor=monitor, mode=task.monitor_mode,
+                 backup_every_steps=cfg.backup_every_steps, chief=runtime.chief, extra_callbacks=extra,
+                 verbose=verbose, sync_batchnorm=cfg.sync_batchnorm, log=log)
+    if not runtime.chief:
+        return {}
+    seconds = time.time() - start
+    metrics = task.final_metrics(Run(run_dir, task, cfg), data, runtime)
+    metrics["train_seconds_this_session"] = round(seconds, 1)
+    atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    return metrics

@@ -1,0 +1,227 @@
+"""The callbacks every run gets: CSV log, atomic checkpoints, kill-safe backups, TensorBoard."""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+
+from keras_cnn import distribute
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_path, atomic_write_text
+from keras_cnn.training.run_folder import BACKUP_DIR, BACKUP_STATE, HISTORY_CSV, drop_history_from, read_best
+
+
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
+    """`CSVLogger` (append mode) that writes every epoch exactly once across resumes.
+
+    Training may restart in an epoch whose row was already written (killed
+    after the row, before the next backup). The file is opened at the first
+    epoch that actually runs, after `RunBackup` has decided where that is, and
+    rows from that epoch on are dropped first.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__(os.path.join(run_dir, HISTORY_CSV), append=True)
+        self.run_dir = run_dir
+        self._opened = False
+
+    def on_train_begin(self, logs=None):
+        self._opened = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._opened:
+            drop_history_from(self.run_dir, epoch)
+            super().on_train_begin(logs)
+            self._opened = True
+
+    def on_train_end(self, logs=None):
+        if self._opened:
+            super().on_train_end(logs)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves `best.keras` when `monitor` improves and `last.keras` every epoch.
+
+    Unlike `keras.callbacks.ModelCheckpoint`, the file is written under a
+    temporary name and renamed, so a run killed mid-save keeps the previous
+    good checkpoint.
+    """
+
+    def __init__(self, run_dir, monitor="val_loss", mode="min"):
+        super().__init__()
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.mode = mode
+        self.best = None
+        self._started = False
+
+    def _improved(self, value):
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_train_begin(self, logs=None):
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # On resume, the best value so far comes back from the CSV log, from
+        # the epochs before the one training restarts in.
+        if not self._started:
+            self._started = True
+            if self.best is None:
+                self.best = read_best(self.run_dir, self.monitor, self.mode, before_epoch=epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        with atomic_path(os.path.join(self.run_dir, "last.keras")) as tmp:
+            self.model.save(tmp)
+        value = logs.get(self.monitor)
+        if value is not None and self._improved(float(value)):
+            self.best = float(value)
+            with atomic_path(os.path.join(self.run_dir, "best.keras")) as tmp:
+                self.model.save(tmp)
+
+
+def read_backup_state(backup_dir):
+    """`{"epoch", "step", "weights"}` of the backup in `backup_dir`, or None if there is none."""
+    path = os.path.join(backup_dir, RunBackup.STATE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        epoch, step, weights = int(state["epoch"]), int(state["step"]), str(state["weights"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: unreadable backup state ({type(e).__name__}); delete {backup_dir} "
+                        "to restart the run from its beginning") from None
+    if not os.path.exists(os.path.join(backup_dir, weights)):
+        raise UserError(f"{path}: names {weights}, which is missing; delete {backup_dir} "
+                        "to restart the run from its beginning")
+    return {"epoch": epoch, "step": step, "weights": weights}
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that survives SIGKILL at any instant and restores every worker alike.
+
+    Keras' callback overwrites its weights file and its epoch counter in
+    place, and after a resume it files step backups under epoch 0. This one:
+
+    - writes each backup to a new file, then atomically replaces `state.json`
+      (epoch, step, file name), then deletes the older file: a kill at any
+      point leaves a complete, consistent backup;
+    - with `save_freq` N steps, also backs up at every epoch end, so a
+      finished epoch is never trained again;
+    - several workers: only the chief reads `backup_dir`; the others write
+      their (identical) backups to a temporary folder that `fit` deletes, and
+      receive the chief's restored weights, optimizer state and epoch by
+      all-reduce (`distribute.broadcast_from_chief`), so no shared file
+      system is needed.
+
+    Like Keras' own callback it restarts an interrupted epoch from its first
+    batch: after a step backup the weights and optimizer state are those of
+    that step. `restored` is `(epoch, step)` after a restore, else None.
+
+    Args:
+        backup_dir: folder for the backup (used by this run only).
+        save_freq: "epoch" or a number of steps.
+        chief: whether this process is the one that restores.
+        log: function receiving the one-line resume message.
+    """
+
+    STATE = BACKUP_STATE
+
+    def __init__(self, backup_dir, save_freq="epoch", chief=True, log=print):
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=True)
+        self.chief = chief
+        self.log = log
+        self.restored = None
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if not model.built:
+            raise ValueError("RunBackup needs a built model")
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        state = read_backup_state(self.backup_dir) if self.chief else None
+        if state:
+            path = os.path.join(self.backup_dir, state["weights"])
+            try:
+                model.load_weights(path)
+            except Exception as e:  # h5py/Keras raise many types for a bad file
+                raise UserError(f"{path}: cannot restore backup ({str(e).splitlines()[0][:200]}); "
+                                f"delete {self.backup_dir} to restart the run from its beginning") from None
+        epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
+        variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
+        epoch, step = distribute.broadcast_from_chief(model.distribute_strategy, variables, (epoch, step))
+        self.restored = (epoch, step) if (epoch or step) else None
+        if self.restored:
+            # Epochs and steps counted from 1, as Keras' progress lines do.
+            source = self.backup_dir if self.chief else "the chief's backup"
+            if step:
+                self.log(f"resuming from {source}, made after step {step} of epoch {epoch + 1}: epoch "
+                         f"{epoch + 1} starts again from its first batch with the weights and optimizer "
+                         "state of that step")
+            else:
+                self.log(f"resuming from {source}, made after epoch {epoch}: training continues with "
+                         f"epoch {epoch + 1}")
+            model._initial_epoch = epoch
+        self._current_epoch = epoch
+        self._last_batch_seen = 0
+        self._batches_seen_since_last_saving = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        self._last_batch_seen = 0
+        self._batches_seen_since_last_saving = 0
+        self._save(epoch + 1, 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._should_save_on_batch(batch):
+            self._save(self._current_epoch, batch + 1)
+
+    def _save(self, epoch, step):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch{epoch:05d}-step{step:07d}.weights.h5"
+        with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp)
+        atomic_write_text(os.path.join(self.backup_dir, self.STATE),
+                          json.dumps({"epoch": epoch, "step": step, "weights": name}) + "\n")
+        # Older backups, and temporary files of a save that was killed.
+        for other in os.listdir(self.backup_dir):
+            if other not in (name, self.STATE):
+                path = os.path.join(self.backup_dir, other)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        # Keras reads this at the start of every `fit`; a later `fit` of the
+        # same model must not start at the resumed epoch.
+        self.model._initial_epoch = None
+
+
+def standard_callbacks(run_dir, monitor="val_loss", mode="min", backup_every_steps=0,
+                       chief=True, log=print):
+    """The callbacks every run gets, `RunBackup` last.
+
+    The backup comes last so that when it records an epoch as finished, that
+    epoch's checkpoint, CSV row and plots are already written. Non-chief
+    workers get only the backup, writing to a temporary folder.
+    """
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if chief:
+        callbacks += [
+            AtomicCheckpoint(run_dir, monitor=monitor, mode=mode),
+            ResumableCSVLogger(run_dir),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
+        ]
+    # Every worker saves (symmetric work under a multi-worker strategy); only
+    # the chief's copy is kept.
+    backup_dir = os.path.join(run_dir, BACKUP_DIR) if chief else tempfile.mkdtemp(prefix="keras_cnn_backup_")
+    callbacks.append(RunBackup(backup_dir, save_freq=backup_every_steps if backup_every_steps > 0 else "epoch",
+                               chief=chief, log=log))
+    return callbacks

@@ -1,0 +1,47 @@
+"""`fit`: `model.fit` with the standard callbacks, on any strategy.
+
+The caller builds and compiles the model inside the strategy's scope
+(`setup_runtime` gives the strategy). Resuming: run the same command again
+with `--resume`; `RunBackup` restores the last backup and training goes on
+from there.
+"""
+
+import shutil
+
+import tensorflow as tf
+
+from keras_cnn import distribute
+from keras_cnn.training.callbacks import standard_callbacks
+
+
+def _shard_on_purpose(dataset):
+    # A pipeline that chose a policy keeps it; one left at AUTO gets DATA.
+    if isinstance(dataset, tf.data.Dataset) and (
+            dataset.options().experimental_distribute.auto_shard_policy
+            == tf.data.experimental.AutoShardPolicy.AUTO):
+        return distribute.set_auto_shard_policy(dataset, "data")
+    return dataset
+
+
+def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min",
+        backup_every_steps=0, chief=True, extra_callbacks=(), verbose="auto", steps_per_epoch=None,
+        sync_batchnorm=True, log=print):
+    """`model.fit` with the standard callbacks; returns the History.
+
+    `extra_callbacks` run on the chief only, before the backup. Datasets are
+    batched at the global batch; those left at the AUTO shard policy are set
+    to DATA. `sync_batchnorm`: BatchNorm statistics over the global batch
+    when there are several replicas (`distribute.sync_batchnorm`).
+    """
+    if sync_batchnorm and model.distribute_strategy.num_replicas_in_sync > 1:
+        distribute.sync_batchnorm(model)
+    callbacks = standard_callbacks(run_dir, monitor, mode, backup_every_steps, chief, log)
+    callbacks[-1:-1] = [c for c in extra_callbacks if chief]
+    try:
+        return model.fit(_shard_on_purpose(train_ds),
+                         validation_data=None if val_ds is None else _shard_on_purpose(val_ds),
+                         epochs=epochs, callbacks=callbacks, verbose=verbose,
+                         steps_per_epoch=steps_per_epoch, shuffle=False)
+    finally:
+        if not chief:
+            shutil.rmtree(callbacks[-1].backup_dir, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""The run folder: creating it, resuming it, and its `history.csv`.
+
+A *run folder* holds everything one training run writes (on the chief only
+when several workers train together):
+
+    config.json      the resolved config plus the task's name (resume re-reads it)
+    best.keras       the best model so far by the monitored metric (atomic)
+    last.keras       the model after the last finished epoch (atomic)
+    history.csv      one row per finished epoch (rows of a replayed epoch are
+                     dropped on resume, so every epoch appears once)
+    logs/            TensorBoard event files
+    backup/          `RunBackup` state (weights + optimizer, epoch, step),
+                     deleted when training finishes
+    plots/           per-epoch strips and the final curves
+    metrics.json     the final metrics of the checkpoints
+"""
+
+import contextlib
+import csv
+import io
+import os
+import shutil
+
+from keras_cnn import config as config_lib
+from keras_cnn import distribute
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_write_text
+
+BACKUP_DIR = "backup"
+BACKUP_STATE = "state.json"
+HISTORY_CSV = "history.csv"
+
+
+def read_history(run_dir, before_epoch=None):
+    """The complete rows of `history.csv` (dicts of strings), optionally only epochs < `before_epoch`."""
+    path = os.path.join(run_dir, HISTORY_CSV)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = []
+        for row in reader:
+            # A row cut short by a kill mid-write has missing fields: not a finished epoch.
+            if None in row.values() or None in row or not (row.get("epoch") or "").isdigit():
+                continue
+            if before_epoch is None or int(row["epoch"]) < before_epoch:
+                rows.append(row)
+    return rows
+
+
+def drop_history_from(run_dir, epoch):
+    """Rewrites `history.csv` keeping only complete rows of epochs before `epoch`; returns how many went."""
+    path = os.path.join(run_dir, HISTORY_CSV)
+    if not os.path.exists(path):
+        return 0
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+        total = sum(1 for _ in f)
+    if not header:
+        return 0
+    keep = read_history(run_dir, before_epoch=epoch)
+    if len(keep) == total:
+        return 0
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(keep)
+    atomic_write_text(path, out.getvalue())
+    return total - len(keep)
+
+
+def read_best(run_dir, monitor, mode, before_epoch=None):
+    values = [float(r[monitor]) for r in read_history(run_dir, before_epoch)
+              if r.get(monitor) not in (None, "", "NA")]
+    if not values:
+        return None
+    return min(values) if mode == "min" else max(values)
+
+
+def prepare_run_dir(run_dir, cfg, resume=False, chief=None, task=None):
+    """Creates the run folder and writes `config.json`; returns the config to train with.
+
+    A folder that already holds a config is only reused with `resume=True`,
+    and then its saved config wins (a resumed run must be the same run). A
+    resume needs something to resume: a backup, or a run that stopped before
+    its first backup; a finished run is an error, not a silent restart.
+
+    `chief` (default: from `TF_CONFIG`) False: a non-chief worker writes
+    nothing; it uses the saved config when it can see the chief's folder
+    (shared file system), else `cfg`, so every machine should be given the
+    same flags. `task` is the task's name, recorded in `config.json`.
+    """
+    if chief is None:
+        chief = distribute.is_chief()
+    path = config_lib.config_path(run_dir)
+    if not chief:
+        return config_lib.load_config(type(cfg), path) if resume and os.path.exists(path) else cfg
+    if os.path.exists(path):
+        if not resume:
+            raise UserError(f"{run_dir}: run folder already holds a run; pass --resume to continue it "
+                            "or choose another --run-dir")
+        saved = config_lib.load_config(type(cfg), path)
+        if not os.path.exists(os.path.join(run_dir, BACKUP_DIR, BACKUP_STATE)):
+            done = len(read_history(run_dir))
+            if done >= saved.epochs:
+                raise UserError(f"{run_dir}: run already finished ({done} of {saved.epochs} epochs); "
+                                "nothing to resume")
+            if done:
+                raise UserError(f"{run_dir}: no backup to resume from, but history.csv has {done} "
+                                f"epoch(s): the run stopped early (e.g. NaN loss) or {BACKUP_DIR}/ was "
+                                "deleted; start a new run")
+        return saved
+    if resume:
+        raise UserError(f"{run_dir}: nothing to resume (no config.json)")
+    os.makedirs(run_dir, exist_ok=True)
+    config_lib.save_config(cfg, path, task=task)
+    return cfg
+
+
+@contextlib.contextmanager
+def new_run(run_dir, cfg, resume=False, chief=None, task=None):
+    """`prepare_run_dir` for the set-up phase of a run; yields the config to use.
+
+    If set-up fails (bad data, bad palette...) in a folder this call created,
+    the folder is removed again, so fixing the flag and re-running does not
+    trip over a half-made run. Only the chief creates or removes it.
+    """
+    if chief is None:
+        chief = distribute.is_chief()
+    existed = os.path.exists(run_dir)
+    try:
+        yield prepare_run_dir(run_dir, cfg, resume, chief, task)
+    except BaseException:
+        if chief and not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise

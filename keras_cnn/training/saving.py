@@ -1,0 +1,21 @@
+"""Loading `.keras` files of this package with one-line errors."""
+
+import os
+
+import keras
+
+from keras_cnn.errors import UserError
+
+
+def load_model(path):
+    """Loads a `.keras` file of this package with a one-line error when it cannot."""
+    from keras_cnn import register_keras_objects
+
+    register_keras_objects()
+    if not os.path.exists(path):
+        raise UserError(f"{path}: model file does not exist")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:  # Keras raises many types for a bad archive
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot load model ({first[:200]})") from None
