@@ -48,31 +48,52 @@ def register_keras_objects():
         importlib.import_module(name)
 
 
-class _AfterKerasImport(importlib.abc.MetaPathFinder):
-    """Runs `register_keras_objects` right after the first `import keras`, whoever imports it."""
+def _keras_cnn_initializing(besides):
+    return any(getattr(getattr(m, "__spec__", None), "_initializing", False)
+               for name, m in list(sys.modules.items()) if name.startswith("keras_cnn.") and name != besides)
+
+
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """Calls `register_keras_objects` once Keras is imported, whoever imports it.
+
+    If a module of this package imported Keras, registering at once would
+    re-enter that half-initialised module; the registration then waits until
+    no module of the package is initialising (checked after each one loads).
+    """
+
+    def __init__(self):
+        self.keras_loaded = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname != "keras" and not fullname.startswith("keras_cnn."):
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
-        if spec is None or spec.loader is None:
+        spec = None
+        for finder in sys.meta_path:
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        loader = spec.loader
-        original = loader.exec_module
+        original = spec.loader.exec_module
 
         def exec_module(module):
             original(module)
-            register_keras_objects()
+            self.keras_loaded |= fullname == "keras"
+            # `module` itself still counts as initialising until this returns.
+            if self.keras_loaded and not _keras_cnn_initializing(besides=fullname):
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+                register_keras_objects()
 
-        loader.exec_module = exec_module
+        spec.loader.exec_module = exec_module
         return spec
 
 
 if "keras" in sys.modules:
     register_keras_objects()
-elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
-    sys.meta_path.insert(0, _AfterKerasImport())
+elif not any(isinstance(f, _RegisterAfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasImport())
 
 
 def __getattr__(name):

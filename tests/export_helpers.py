@@ -32,10 +32,10 @@ def _settle_batchnorm(model, x):
 def colour_run(root, model="unet", num_filters=8, palette_space="rgb", decode="argmax",
                downsize_input=False, n_images=24, seed=0):
     """A colourization run folder `root/run` over images in `root/images`; returns (run_dir, images)."""
+    from keras_cnn.colorization.colorizer import Colorizer
     from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.colorization.models import build_model
     from keras_cnn.colorization.palette import fit_palette, save_palette
-    from keras_cnn.colorization.pipeline import net_input
 
     images = blocky_images(n_images, seed=seed)
     images_dir = write_images(os.path.join(root, "images"), images)
@@ -44,14 +44,15 @@ def colour_run(root, model="unet", num_filters=8, palette_space="rgb", decode="a
     cfg = ColorizationConfig(source="folder", data_dir=images_dir, model=model, num_filters=num_filters,
                              palette_space=palette_space, decode=decode, downsize_input=downsize_input,
                              val_fraction=0.25, num_colours=12)
-    save_config(cfg, config_path(run_dir))
+    save_config(cfg, config_path(run_dir), task="colorization")
     palette = fit_palette(images, 12, palette_space, seed)
     save_palette(os.path.join(run_dir, "palette.npy"), palette)
     keras.utils.set_random_seed(seed)
     net = build_model(model, num_filters=num_filters, num_colours=len(palette),
                       num_in_channels=3 if downsize_input else 1)
-    _settle_batchnorm(net, net_input(images[:8], downsize_input))
-    net.save(os.path.join(run_dir, "best.keras"))
+    model = Colorizer(net, "downsize" if downsize_input else "grey")
+    _settle_batchnorm(model, images[:8])
+    model.save(os.path.join(run_dir, "best.keras"))
     return run_dir, images
 
 
@@ -65,7 +66,6 @@ def segmenter_run(root, image_size=32, n_pairs=12, seed=0):
 
     from keras_cnn.segmentation.backbones import make_backbone
     from keras_cnn.segmentation.config import PRESETS
-    from keras_cnn.segmentation.data import preprocess
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
 
     rng = np.random.RandomState(seed)
@@ -81,10 +81,10 @@ def segmenter_run(root, image_size=32, n_pairs=12, seed=0):
     run_dir = os.path.join(root, "run")
     os.makedirs(run_dir)
     cfg = dataclasses.replace(PRESETS["smoke"], data_dir=data_dir, image_size=image_size, max_examples=0)
-    save_config(cfg, config_path(run_dir))
+    save_config(cfg, config_path(run_dir), task="segmentation")
     keras.utils.set_random_seed(seed)
     model = DeepLabV3Segmenter(make_backbone("tiny", image_size, cfg.output_stride), 2,
                                aspp_rates=(1, 2, 3), aspp_channels=16, dropout=0.1, name="deeplab_v3")
-    _settle_batchnorm(model, preprocess(blocky_images(4, image_size, seed), model.preprocessing))
+    _settle_batchnorm(model, blocky_images(4, image_size, seed).astype(np.float32))
     model.save(os.path.join(run_dir, "best.keras"))
     return run_dir

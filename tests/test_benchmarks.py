@@ -22,7 +22,7 @@ from keras_cnn.colorization.evaluate import evaluate
 from keras_cnn.colorization.models import UNet
 from keras_cnn.colorization.palette import Palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
-from keras_cnn.colorization.train import load_data, load_run
+from keras_cnn.tasks import open_run
 from keras_cnn.errors import UserError
 from test_segmentation_data import make_folder
 
@@ -112,8 +112,9 @@ def test_quality_rows_match_the_runs_and_baselines(tiny):
     assert names == ["cifar10_unet", "cifar10_unet, decoded annealed", "cifar10_resunet"]
     course, decoded, ours = q["rows"]
     # Each row is the run's own evaluation on the shared validation split.
-    model, palette, cfg = load_run(os.path.join(tiny["work"], "colorization", "cifar10_resunet"))
-    val = load_data(cfg)[1]
+    run = open_run(os.path.join(tiny["work"], "colorization", "cifar10_resunet"))
+    model, palette, cfg = run.model, run.assets["palette"], run.config
+    val = run.task.load_data(cfg)[1]
     assert q["validation_images"] == len(val) == 4
     again = evaluate(model, val, palette, decode=cfg.decode, temperature=cfg.temperature)
     assert ours["delta_e"] == pytest.approx(again["delta_e"], rel=1e-5)
@@ -183,17 +184,17 @@ def test_inference_rows_cover_every_runtime_of_the_export(tiny):
     assert os.path.isfile(os.path.join(tiny["work"], "exported_models", "colorizer_unet", "1", "saved_model.pb"))
 
 
-def test_keras_input_is_what_each_model_takes(tiny):
+def test_keras_models_take_the_pixels_every_runtime_takes(tiny):
+    # The models normalise in-graph, so the Keras timing feeds the same uint8 pixels as TFLite.
     from keras_cnn.colorization.palette import grey
-    from keras_cnn.export.servable import from_run_dir
-    from keras_cnn.segmentation.data import preprocess
+    from keras_cnn.segmentation.preprocessing import preprocess
 
     images = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3)).astype(np.uint8)
-    colour = from_run_dir(tiny["course_run"])
-    np.testing.assert_allclose(inference.keras_input(colour, images), grey(images), atol=1e-7)
-    seg = from_run_dir(tiny["result"]["segmentation"]["quality"]["run_dir"])
-    np.testing.assert_allclose(inference.keras_input(seg, images), preprocess(images, seg.model.preprocessing),
-                               atol=1e-6)
+    colour = open_run(tiny["course_run"]).servable()
+    np.testing.assert_allclose(colour.model.preprocessor(images), grey(images), atol=1e-7)
+    seg = open_run(tiny["result"]["segmentation"]["quality"]["run_dir"]).servable()
+    normalize = seg.model.get_layer("normalize")
+    np.testing.assert_allclose(normalize(images), preprocess(images, seg.model.preprocessing), atol=1e-6)
 
 
 # === Segmentation ===

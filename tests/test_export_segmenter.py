@@ -18,8 +18,7 @@ from PIL import Image
 from keras_cnn import training
 from keras_cnn.errors import UserError
 from keras_cnn.export import layout, litert_runtime, saved_model
-from keras_cnn.export.servable import from_run_dir
-from keras_cnn.segmentation.data import preprocess
+from keras_cnn.tasks import open_run
 from keras_cnn.segmentation.predict import predict_labels
 
 
@@ -34,7 +33,7 @@ def exported(tmp_path_factory):
     # float16 and dynamic range are left to the slow test (the colourizer tests
     # cover them fast): DeepLabV3 conversions are the slow part here.
     formats = ("saved_model", "tflite_float32", "tflite_int8")
-    summary = layout.export_model(from_run_dir(run_dir, class_names=["background", "horse"]),
+    summary = layout.export_model(open_run(run_dir).servable(class_names=["background", "horse"]),
                                   str(root / "exported_models"), "seg", formats,
                                   representative_count=8, check_count=4, log=quiet)
     model = training.load_model(os.path.join(run_dir, "best.keras"))
@@ -42,7 +41,7 @@ def exported(tmp_path_factory):
 
 
 def keras_probabilities(model, images):
-    return tf.nn.softmax(model(preprocess(images, model.preprocessing), training=False), -1).numpy()
+    return tf.nn.softmax(model(images.astype(np.float32), training=False), -1).numpy()
 
 
 def test_saved_model_matches_keras_at_two_batch_sizes(exported):
@@ -100,12 +99,12 @@ def test_every_tflite_variant_converts_with_builtin_ops_and_agrees(exported):
 def test_segmenter_export_bad_input(tmp_path):
     run_dir = segmenter_run(str(tmp_path))
     with pytest.raises(UserError, match="exports at its own input size 32, not --image-size 64"):
-        from_run_dir(run_dir, image_size=64)
+        open_run(run_dir).servable(image_size=64)
     with pytest.raises(UserError, match="3 class names given for a model of 2 classes"):
-        from_run_dir(run_dir, class_names=["a", "b", "c"])
+        open_run(run_dir).servable(class_names=["a", "b", "c"])
     os.remove(os.path.join(run_dir, "best.keras"))
     with pytest.raises(UserError, match="best.keras: model file does not exist"):
-        from_run_dir(run_dir)
+        open_run(run_dir).servable()
 
 
 @pytest.mark.slow
@@ -113,7 +112,7 @@ def test_trained_segmenter_quantised_on_real_horses(tmp_path, shared_data):
     import dataclasses
 
     from keras_cnn.segmentation.config import PRESETS
-    from keras_cnn.segmentation.train import train
+    from keras_cnn.tasks import train
 
     data_dir = os.path.join(shared_data, "weizmann-horses")
     if not os.path.isdir(data_dir):
@@ -122,7 +121,7 @@ def test_trained_segmenter_quantised_on_real_horses(tmp_path, shared_data):
                               aspp_channels=32)
     run_dir = str(tmp_path / "run")
     train(cfg, run_dir, verbose=0)
-    summary = layout.export_model(from_run_dir(run_dir), str(tmp_path / "out"), "horses", layout.FORMATS,
+    summary = layout.export_model(open_run(run_dir).servable(), str(tmp_path / "out"), "horses", layout.FORMATS,
                                   representative_count=100, check_count=40, log=quiet)
     reports = summary["tflite"]["reports"]
     assert set(reports) == {"float32", "float16", "dynamic", "int8"}

@@ -18,10 +18,9 @@ from PIL import Image
 from serving_standin import StandInServer
 
 from keras_cnn import training
-from keras_cnn.colorization.pipeline import net_input
 from keras_cnn.errors import UserError
 from keras_cnn.export import clients, layout
-from keras_cnn.export.servable import from_run_dir
+from keras_cnn.tasks import open_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,8 +36,8 @@ def served(tmp_path_factory):
     colour_dir, _ = colour_run(str(root / "colour"))
     seg_dir = segmenter_run(str(root / "seg"))
     out = str(root / "exported_models")
-    unet = layout.export_model(from_run_dir(colour_dir), out, "unet", ("saved_model",), log=quiet)
-    layout.export_model(from_run_dir(seg_dir), out, "seg", ("saved_model",), log=quiet)
+    unet = layout.export_model(open_run(colour_dir).servable(), out, "unet", ("saved_model",), log=quiet)
+    layout.export_model(open_run(seg_dir).servable(), out, "seg", ("saved_model",), log=quiet)
     with StandInServer(os.path.join(out, "models.config"), out) as server:
         yield {"server": server, "colour_run": colour_dir, "seg_run": seg_dir,
                "unet": tf.saved_model.load(unet["saved_model"]["path"]), "out": out}
@@ -55,7 +54,7 @@ def test_rest_and_grpc_answer_what_the_saved_model_and_keras_compute(served):
     images = blocky_images(3, seed=31)
     want = served["unet"].signatures["serving_default"](images=tf.constant(images))
     model = training.load_model(os.path.join(served["colour_run"], "best.keras"))
-    keras_probs = tf.nn.softmax(model(net_input(images), training=False), -1).numpy()
+    keras_probs = tf.nn.softmax(model(images, training=False), -1).numpy()
     answers = {
         "rest rows": clients.rest_predict(server.rest_url, "unet", images=images),
         "rest columns": clients.rest_predict(server.rest_url, "unet", images=images, columnar=True),

@@ -18,10 +18,9 @@ from PIL import Image
 
 from keras_cnn import training
 from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette
-from keras_cnn.colorization.pipeline import net_input
 from keras_cnn.errors import UserError
 from keras_cnn.export import layout, litert_runtime, tflite
-from keras_cnn.export.servable import from_run_dir
+from keras_cnn.tasks import open_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANT_FORMATS = tuple(f"tflite_{v}" for v in tflite.VARIANTS)
@@ -37,13 +36,13 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfl")
     run_dir, _ = colour_run(str(root))
     out = str(root / "exported_models")
-    summary = layout.export_model(from_run_dir(run_dir), out, "unet", VARIANT_FORMATS, log=quiet)
+    summary = layout.export_model(open_run(run_dir).servable(), out, "unet", VARIANT_FORMATS, log=quiet)
     return run_dir, out, summary["tflite"]["path"]
 
 
 def keras_probabilities(run_dir, images, downsize_input=False):
     model = training.load_model(os.path.join(run_dir, "best.keras"))
-    return tf.nn.softmax(model(net_input(images, downsize_input), training=False), -1).numpy()
+    return tf.nn.softmax(model(images, training=False), -1).numpy()
 
 
 def tflite_probabilities(path, images):
@@ -101,9 +100,9 @@ def test_empty_representative_dataset_is_refused_and_leaves_nothing(tmp_path):
     empty.mkdir()
     out = str(tmp_path / "exported_models")
     with pytest.raises(UserError, match="no_images: image folder holds no image files"):
-        layout.export_model(from_run_dir(run_dir, images_dir=str(empty)), out, "unet", ("tflite_int8",),
+        layout.export_model(open_run(run_dir).servable(images_dir=str(empty)), out, "unet", ("tflite_int8",),
                             log=quiet)
-    servable = from_run_dir(run_dir)
+    servable = open_run(run_dir).servable()
     servable._split_images = lambda split, count: np.zeros((0, 32, 32, 3), np.uint8) \
         if split == "train" else blocky_images(2)
     with pytest.raises(UserError, match="representative dataset is empty"):
@@ -163,7 +162,7 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
 def train_horse_colourizer(root, shared_data, n_images, epochs, batch_size, num_filters):
     """A colourizer trained with the project's own `train` on the first `n_images` real horses."""
     from keras_cnn.colorization.config import ColorizationConfig
-    from keras_cnn.colorization.train import train
+    from keras_cnn.tasks import train
 
     source = os.path.join(shared_data, "cifar10-horse-train")
     images = os.path.join(root, "horses")
@@ -179,7 +178,7 @@ def train_horse_colourizer(root, shared_data, n_images, epochs, batch_size, num_
 
 def check_quantised_agreement(run_dir, out, check_count):
     """Exports dynamic and int8; checks the reports and recomputes their argmax agreement here."""
-    servable = from_run_dir(run_dir)
+    servable = open_run(run_dir).servable()
     summary = layout.export_model(servable, out, "horses", ("tflite_dynamic", "tflite_int8"),
                                   representative_count=200, check_count=check_count, log=quiet)
     reports = summary["tflite"]["reports"]

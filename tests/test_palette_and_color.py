@@ -5,7 +5,8 @@ from skimage import color as skcolor
 
 from keras_cnn.colorization import color
 from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette, save_palette
-from keras_cnn.colorization.pipeline import PixelCrossEntropy, downsize, make_dataset
+from keras_cnn.colorization.colorizer import ColorizerInput, downsize
+from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.errors import UserError
 
 RNG = np.random.RandomState(0)
@@ -121,11 +122,13 @@ def test_course_pickled_palette_needs_opt_in(tmp_path):
     np.testing.assert_allclose(palette.colours, codebook, rtol=1e-6)
 
 
-def test_pipeline_yields_grey_and_labels_and_superres_input():
+def test_pipeline_yields_pixels_and_labels_and_the_model_input_layer_converts_them():
     palette = fit_palette(IMAGES, k=4, seed=0)
     x, y = next(iter(make_dataset(IMAGES, palette, batch_size=4)))
-    np.testing.assert_allclose(x.numpy(), IMAGES[:4].mean(-1, keepdims=True) / 256, atol=1e-6)
+    np.testing.assert_array_equal(x.numpy(), IMAGES[:4])
     np.testing.assert_array_equal(y.numpy(), palette.labels(IMAGES[:4]).numpy())
+    np.testing.assert_allclose(ColorizerInput("grey")(x), IMAGES[:4].mean(-1, keepdims=True) / 256, atol=1e-6)
+    np.testing.assert_allclose(ColorizerInput("downsize")(x), downsize(IMAGES[:4]), atol=1e-7)
     small = downsize(IMAGES).numpy()
     block = IMAGES[0, :4, :4].reshape(-1, 3).mean(0) / 256
     np.testing.assert_allclose(small[0, :4, :4], np.broadcast_to(block, (4, 4, 3)), atol=1e-6)

@@ -223,7 +223,7 @@ def test_hash_and_colour_flags_are_checked():
 
 
 def test_training_on_flowers_with_unlabelled_pixels_ignored(served, tmp_path):
-    from keras_cnn.segmentation.train import train
+    from keras_cnn.tasks import train
 
     url, hashes, cache = served
     cfg = config(url, cache, hashes, flowers_split=1, ignore_unlabelled=True, epochs=1, batch_size=2,

@@ -16,9 +16,9 @@ from keras_cnn import plots
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
-from keras_cnn.segmentation.evaluate import evaluate_run
+from keras_cnn.tasks import open_run
 from keras_cnn.segmentation.predict import segment_paths
-from keras_cnn.segmentation.train import train
+from keras_cnn.tasks import train
 from keras_cnn.training import load_model
 from test_segmentation_data import make_folder
 
@@ -85,7 +85,7 @@ def test_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch
 
 def test_evaluate_run_matches_the_saved_metrics(trained):
     _, run_dir, results = trained
-    values = evaluate_run(run_dir, "best")
+    values = open_run(run_dir).evaluate("best")
     assert values["examples"] == 3
     for k in ("fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou"):
         assert values[k] == pytest.approx(results["best"][k], abs=1e-5)

@@ -4,7 +4,7 @@
     python tests/train_worker.py train RUN_DIR WEIGHTS.npz DATA_DIR [--strategy S] [--resume]
         [--kill-at EPOCH:STEP]
 
-`train` trains a tiny colourizer with `keras_cnn.colorization.train.train`
+`train` trains a tiny colourizer with `keras_cnn.tasks.train`
 (3 epochs, per-replica batch 4, a backup every 2 steps) and saves the final
 weights to WEIGHTS.npz; `--kill-at` SIGKILLs the process as that step (both
 0-based) begins, after the backup of the step before it.
@@ -73,7 +73,7 @@ def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy=
 
     from keras_cnn import training
     from keras_cnn.colorization.config import PRESETS, ColorizationConfig
-    from keras_cnn.colorization.train import train as train_colorizer
+    from keras_cnn.tasks import train as train_colorizer
     from keras_cnn.config import resolve
 
     original_fit, original_callbacks = training.fit, training.standard_callbacks
