@@ -92,7 +92,8 @@ def test_every_tflite_variant_converts_with_builtin_ops_and_agrees(exported):
     assert meta["application"] == "segmentation" and meta["class_names"] == ["background", "horse"]
     assert meta["input_size"] == [32, 32] and meta["image_fit"] == "stretch"
     pre = saved_model.read_metadata(summary["saved_model"]["path"])["preprocessing"]
-    assert pre == {"mode": "imagenet", "formula": "(x / 255 - mean) / std", "mean": [0.485, 0.456, 0.406],
+    assert pre == {"mode": "imagenet", "formula": "(x / 255 - mean) / std", "in_graph": True,
+                   "mean": [0.485, 0.456, 0.406],
                    "std": [0.229, 0.224, 0.225]}
 
 
