@@ -37,26 +37,28 @@ GLOBAL_BATCH = 8
 
 
 def colourizer():
-    return build_model("unet", num_filters=8, num_colours=5), PixelCrossEntropy(), 1, 5
+    # The bare net on its own input (grey / 256 lies in [0, 1)).
+    return build_model("unet", num_filters=8, num_colours=5), PixelCrossEntropy(), 1, 5, 1.0
 
 
 def segmenter():
     # Dropout off: each replica would draw its own mask.
     model = DeepLabV3Segmenter(make_backbone("tiny", 32, output_stride=8), 2, aspp_channels=8,
                                dropout=0.0)
-    return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), 3, 2
+    # The segmenter takes RGB pixels 0-255 and normalises them itself.
+    return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), 3, 2, 255.0
 
 
 def train(strategy, make, sync_batchnorm=True):
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model, loss, channels, classes = make()
+        model, loss, channels, classes, scale = make()
         # Plain SGD: Adam divides by the root of tiny squared gradients (the
         # conv biases before a BatchNorm get ~0 gradient), which turns float
         # rounding noise into full-size steps and hides what is compared here.
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
     rng = np.random.RandomState(1)
-    x = rng.rand(4 * GLOBAL_BATCH, 32, 32, channels).astype("float32")
+    x = (rng.rand(4 * GLOBAL_BATCH, 32, 32, channels) * scale).astype("float32")
     y = rng.randint(0, classes, (4 * GLOBAL_BATCH, 32, 32))
     initial = [w.copy() for w in model.get_weights()]
     with tempfile.TemporaryDirectory() as run_dir:

@@ -19,6 +19,7 @@ from skimage.color import rgb2lab
 from conftest import REPO, shared_data_dir, write_images
 from keras_cnn.benchmarks import colorization, inference, report, segmentation, suite, timing
 from keras_cnn.colorization.evaluate import evaluate
+from keras_cnn.colorization.colorizer import Colorizer
 from keras_cnn.colorization.models import UNet
 from keras_cnn.colorization.palette import Palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
@@ -87,7 +88,7 @@ def test_training_and_pipeline_rates_on_a_tiny_net():
     rng = np.random.RandomState(0)
     images = rng.randint(0, 256, (16, 16, 16, 3)).astype(np.uint8)
     ds = make_dataset(images, Palette(rng.uniform(0, 1, (4, 3))), 8, shuffle=True)
-    model = UNet(num_filters=4, num_colours=4)
+    model = Colorizer(UNet(num_filters=4, num_colours=4))
     model.compile(keras.optimizers.Adam(), PixelCrossEntropy())
     fit = timing.training_rate(model, ds, 8, steps=3, warmup=1)
     assert fit["images_per_s"] > 0 and fit["steps"] == 3

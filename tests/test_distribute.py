@@ -76,9 +76,9 @@ def test_auto_shard_policy_is_set_on_purpose():
     assert policy(ds) == tf.data.experimental.AutoShardPolicy.AUTO
     assert policy(distribute.set_auto_shard_policy(ds)) == tf.data.experimental.AutoShardPolicy.DATA
     # `fit` gives DATA to a dataset left at AUTO and keeps a policy a pipeline chose.
-    assert policy(training._shard_on_purpose(ds)) == tf.data.experimental.AutoShardPolicy.DATA
+    assert policy(training.loop._shard_on_purpose(ds)) == tf.data.experimental.AutoShardPolicy.DATA
     by_file = distribute.set_auto_shard_policy(ds, "file")
-    assert policy(training._shard_on_purpose(by_file)) == tf.data.experimental.AutoShardPolicy.FILE
+    assert policy(training.loop._shard_on_purpose(by_file)) == tf.data.experimental.AutoShardPolicy.FILE
     with pytest.raises(ValueError, match="unknown auto-shard policy"):
         distribute.set_auto_shard_policy(ds, "rows")
 

@@ -72,11 +72,12 @@ def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy=
     import numpy as np
 
     from keras_cnn import training
+    from keras_cnn.training import loop
     from keras_cnn.colorization.config import PRESETS, ColorizationConfig
     from keras_cnn.tasks import train as train_colorizer
     from keras_cnn.config import resolve
 
-    original_fit, original_callbacks = training.fit, training.standard_callbacks
+    original_fit, original_callbacks = training.fit, loop.standard_callbacks
 
     def fit(model, *args, **kwargs):
         history = original_fit(model, *args, **kwargs)
@@ -88,7 +89,7 @@ def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy=
 
     training.fit = fit
     if kill_at:
-        training.standard_callbacks = standard_callbacks
+        loop.standard_callbacks = standard_callbacks
     cfg = resolve(ColorizationConfig, PRESETS, "cifar10_unet", dict(
         source="folder", data_dir=data_dir, epochs=3, batch_size=4, num_colours=4, num_filters=4,
         val_fraction=0.25, strategy=strategy, backup_every_steps=2))
