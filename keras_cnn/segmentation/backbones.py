@@ -23,6 +23,7 @@ import os
 import keras
 
 from keras_cnn.errors import UserError
+from keras_cnn.segmentation.config import BACKBONES
 
 # Input normalisation each backbone's pretrained weights expect; see
 # `keras_cnn.segmentation.data.preprocess`.
@@ -328,9 +329,9 @@ class ResidualBackbone(Backbone):
         return config
 
 
-# Named backbones a config can ask for. "small_resnet" is the from-scratch
-# recipe's backbone; "tiny" exists so tests build and train in seconds.
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny")
+# Named backbones a config can ask for (`BACKBONES`, defined in config.py).
+# "small_resnet" is the from-scratch recipe's backbone; "tiny" exists so tests
+# build and train in seconds.
 
 
 def make_backbone(name, image_size, output_stride=16, weights=None):
