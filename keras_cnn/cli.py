@@ -21,6 +21,11 @@ from keras_cnn.errors import UserError
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
+RESUME_HELP = ("continue the run in --run-dir from its last backup, with its saved config.json. The "
+               "original --preset and flags may be repeated, but a value that differs from the saved "
+               "config is refused (a resumed run is the same run). A finished run cannot be extended: "
+               "to train longer, start a new --run-dir")
+
 
 def debug():
     return os.environ.get("KERAS_CNN_DEBUG", "") not in ("", "0")

@@ -218,6 +218,32 @@ def check_input_paths(cfg):
         check_input(path, flag(name), kind)
 
 
+def config_from_args(args, cls, presets, default_preset):
+    """The config a training command's flags describe: validated, its inputs and `--run-dir` checked.
+
+    `args.preset` is None when `--preset` was not given. With `--resume` it
+    is the run's saved config (see `resume_config`).
+    """
+    from keras_cnn.fileio import check_output
+
+    check_output(args.run_dir, "--run-dir", "folder")
+    overrides = overrides_from_args(args, cls)
+    cfg = resume_config(cls, presets, args.preset, overrides, args.run_dir) if args.resume else None
+    if cfg is None:
+        cfg = resolve(cls, presets, args.preset or default_preset, overrides)
+    check_input_paths(cfg)
+    return cfg
+
+
+def load_run_config(cls, run_dir, overrides=None):
+    """The saved config of a run folder, with `overrides` (e.g. a moved data_dir) applied and validated."""
+    from keras_cnn.fileio import check_input
+
+    check_input(run_dir, "--run-dir", "folder")
+    cfg = load_config(cls, config_path(run_dir))
+    return resolve(cls, {"run": cfg}, "run", overrides) if overrides else cfg
+
+
 def resume_config(cls, presets, preset, overrides, run_dir):
     """The saved config of the run `--resume` continues, checked against the flags given.
 

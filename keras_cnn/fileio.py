@@ -77,7 +77,10 @@ def read_json(path, what="JSON file"):
 
 
 def check_input(path, what, kind="file"):
-    """`path` (given as `what`, e.g. "--data-dir") is an existing file or folder, else a `UserError`."""
+    """`path` (given as `what`, e.g. "--data-dir") exists as a `kind`, else a `UserError`.
+
+    `kind`: "file", "folder", or "file or folder".
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise UserError(f"{what} {path}: no such {kind}")
