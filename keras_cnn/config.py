@@ -152,19 +152,19 @@ def add_config_args(parser, cls, skip=(), shown=None, shown_as="default"):
     """
     shown = cls() if shown is None else shown
     group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
             continue
-        t = _field_type(cls, field)
-        help_text = field.metadata.get("help", "")
+        t = _field_type(cls, f)
+        help_text = f.metadata.get("help", "")
         # argparse expands % in help strings.
-        help_text = f"{help_text} ({shown_as}: {getattr(shown, field.name)!r})".strip().replace("%", "%%")
+        help_text = f"{help_text} ({shown_as}: {getattr(shown, f.name)!r})".strip().replace("%", "%%")
         if t is bool:
-            group.add_argument(flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
+            group.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
         else:
-            choices = field.metadata.get("choices")
-            group.add_argument(flag(field.name), dest=field.name, type=t, default=None, choices=choices,
+            choices = f.metadata.get("choices")
+            group.add_argument(flag(f.name), dest=f.name, type=t, default=None, choices=choices,
                                metavar=t.__name__.upper() if not choices else None, help=help_text)
 
 

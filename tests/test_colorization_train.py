@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_images
-from keras_cnn.colorization.config import PRESETS
+from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.train import load_run, train
 from keras_cnn.config import resolve
-from keras_cnn.colorization.config import ColorizationConfig
 from keras_cnn.errors import UserError
+from tests.helpers import write_images
 
 
 @pytest.fixture(scope="module")
