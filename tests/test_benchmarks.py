@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage.color import rgb2lab
-from test_segmentation_data import make_folder
 
 from keras_cnn.benchmarks import colorization, inference, report, segmentation, suite, timing
 from keras_cnn.colorization.evaluate import evaluate
@@ -25,6 +24,7 @@ from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.colorization.train import load_data, load_run
 from keras_cnn.errors import UserError
 from tests.helpers import REPO, shared_data_dir, write_images
+from tests.test_segmentation_data import make_folder
 
 PRESETS = ["cifar10_unet", "cifar10_resunet"]
 TINY = {"num_filters": 4, "batch_size": 8}

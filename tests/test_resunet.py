@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from test_colorization_models import bn_relu, randomize, weights
 
 from keras_cnn.colorization.models import build_model
 from keras_cnn.colorization.resunet import ResUNet
 from keras_cnn.errors import UserError
 from tests import numpy_reference as ref
+from tests.test_colorization_models import bn_relu, randomize, weights
 
 
 def dilated_conv(x, w, dilation):

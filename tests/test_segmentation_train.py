@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from test_segmentation_data import make_folder
 
 from keras_cnn import plots
 from keras_cnn.errors import UserError
@@ -21,6 +20,7 @@ from keras_cnn.segmentation.predict import segment_paths
 from keras_cnn.segmentation.train import train
 from keras_cnn.training import load_model
 from tests.helpers import REPO, shared_data_dir
+from tests.test_segmentation_data import make_folder
 
 
 def smoke(data_dir, **overrides):
