@@ -51,7 +51,7 @@ class TrainingConfig:
     max_examples: int = field(default=0, metadata={"help": "use at most this many training examples (0: all)"})
 
     def problems(self):
-        """What is wrong with this config, one phrase per bad field (empty: valid).
+        """One entry per rule: None where it holds, else the phrase saying what is wrong.
 
         Subclasses extend the list. Types and choices are checked for every
         field by `validate` first, so these rules may assume the right types.
