@@ -1,26 +1,161 @@
-"""What every script shares: quiet TensorFlow start-up and one-line errors."""
+"""The command-line edge: quiet start-up, one-line errors, argument parsing.
 
+Every command (`keras_cnn.commands.*`) runs through `main`, the one place
+where an expected failure becomes `error: <file or flag>: <problem>` on one
+line with exit code 2 (130 on Ctrl-C). Anything else is a bug and keeps its
+traceback. `KERAS_CNN_DEBUG=1` prints the traceback of expected failures too.
+
+This module must stay light: `--help` of every command imports it, and help
+must not wait for TensorFlow.
+"""
+
+import argparse
+import logging
 import os
 import sys
+import traceback
 import warnings
+
+from keras_cnn.errors import UserError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+RESUME_HELP = ("continue the run in --run-dir from its last backup, with its saved config.json. The "
+               "original --preset and flags may be repeated, but a value that differs from the saved "
+               "config is refused (a resumed run is the same run). A finished run cannot be extended: "
+               "to train longer, start a new --run-dir")
+
+
+def debug():
+    return os.environ.get("KERAS_CNN_DEBUG", "") not in ("", "0")
 
 
 def quiet_tensorflow():
-    # TensorFlow's C++ start-up chatter drowns the progress bars users want.
+    """Start-up without TensorFlow's banners; call before TensorFlow is imported.
+
+    C++ logging (the CPU-feature and oneDNN notices) goes below WARNING unless
+    the user chose a TF_CPP_MIN_LOG_LEVEL; the Python loggers of TensorFlow
+    and absl (retracing notices, "compiled metrics have yet to be built")
+    show errors only. TF_ENABLE_ONEDNN_OPTS is left alone on purpose: it
+    changes the numerics, not only the messages.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if debug():
+        return
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+    except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def error_line(e):
+    """The one-line message for an expected failure, or None for a bug.
+
+    Library-specific exception types are looked up only if their library is
+    already imported: an exception cannot come from a module nobody loaded,
+    and the error path must not pay for importing TensorFlow.
+    """
+    if isinstance(e, UserError):
+        return _one_line(e)
+    if isinstance(e, OSError):
+        problem = e.strerror or _one_line(e)
+        if e.filename is None:
+            return problem
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        return f"{where}: {problem}"
+    if isinstance(e, MemoryError):
+        return "out of memory; try a smaller --batch-size or smaller images"
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(e, (pil.UnidentifiedImageError, pil.DecompressionBombError)):
+        return _one_line(e)
+    if type(e).__name__ == "JSONDecodeError":  # json.JSONDecodeError, without naming a file
+        return f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(e, tf.errors.ResourceExhaustedError):
+        # TensorFlow's message runs to pages of allocator state; its first line says what failed.
+        first = (str(e.message).strip().splitlines() or ["ResourceExhaustedError"])[0]
+        return f"out of memory ({_one_line(first)}); try a smaller --batch-size or smaller images"
+    return None
 
 
 def main(fn):
-    """Runs `fn()`; a `UserError` becomes `error: ...` on stderr and exit 2."""
-    from keras_cnn.errors import UserError
-
+    """Runs `fn()` and exits: its return code, 2 on an expected failure, 130 on Ctrl-C."""
+    quiet_tensorflow()
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         code = fn()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:
+        line = error_line(e)
+        if line is None:
+            raise
+        if debug():
+            traceback.print_exc()
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
     sys.exit(code or 0)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are `UserError`s: one line, like every other error.
+
+    Plain argparse prints the whole usage block before its message; with a
+    dozen flags the message scrolls out of sight.
+    """
+
+    def __init__(self, description=None, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(description=description, **kwargs)
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def at_least(low):
+    """An argparse `type`: an integer >= `low`, else a one-line error naming the flag."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = "int"  # argparse names the type in its own messages
+    return parse
+
+
+def positive_float(text):
+    """An argparse `type`: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def preset_choice(argv, presets, default):
+    """The `--preset` in `argv` (or `default`), read before the full parser is built.
+
+    The flag group shows the chosen preset's values as defaults, so the
+    preset has to be known first. A missing or unknown preset here falls back
+    to `default`; the full parser then reports it properly.
+    """
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--preset")
+    try:
+        known, _ = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    except argparse.ArgumentError:
+        return default
+    return known.preset if known.preset in presets else default

@@ -5,11 +5,19 @@ default (`ColorizationConfig`, `SegmentationConfig`) and a dict of named
 presets. Scripts expose every field as a `--field-name` flag; only the flags a
 user actually gives override the preset, and the resolved config is written to
 `config.json` in the run folder so a run can be repeated or resumed exactly.
+
+Every config is validated where it is made (`resolve`) and where it is read
+back (`load_config`), before anything is written: a bad value is one line
+naming the flag (`--epochs must be >= 1, got 0`), never a traceback after the
+run folder exists. Each config class lists its rules in `problems()`.
+
+This module is imported by `--help` and must not import TensorFlow.
 """
 
 import argparse
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import field
@@ -42,6 +50,38 @@ class TrainingConfig:
         "help": "back up weights and optimizer every N steps as well as every epoch (0: every epoch)"})
     max_examples: int = field(default=0, metadata={"help": "use at most this many training examples (0: all)"})
 
+    def problems(self):
+        """One entry per rule: None where it holds, else the phrase saying what is wrong.
+
+        Subclasses extend the list. Types and choices are checked for every
+        field by `validate` first, so these rules may assume the right types.
+        """
+        return [
+            bound(self, "epochs", ge=1),
+            bound(self, "batch_size", ge=1),
+            bound(self, "learning_rate", gt=0),
+            # NumPy and TensorFlow seeds are unsigned 32-bit.
+            bound(self, "seed", ge=0, lt=2**32),
+            bound(self, "backup_every_steps", ge=0),
+            bound(self, "max_examples", ge=0),
+        ]
+
+    def validate(self, source=None):
+        """Returns self, or raises one `UserError` listing every bad field.
+
+        `source` (a config.json path) prefixes the message, so the user knows
+        which file to fix.
+        """
+        found = type_problems(self) or [p for p in self.problems() if p]
+        if found:
+            message = "; ".join(found)
+            raise UserError(f"{source}: {message}" if source else message)
+        return self
+
+    def input_paths(self):
+        """(field, path, "file" or "folder") for every input this config needs to exist."""
+        return []
+
 
 def _field_type(cls, field):
     hints = typing.get_type_hints(cls)
@@ -53,23 +93,78 @@ def _field_type(cls, field):
     return t
 
 
-def add_config_args(parser, cls, skip=()):
-    """Adds one `--field-name` flag per dataclass field (default: not given)."""
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
+def flag(name):
+    """The command-line spelling of a config field: `batch_size` -> `--batch-size`."""
+    return "--" + name.replace("_", "-")
+
+
+def bound(cfg, name, ge=None, gt=None, le=None, lt=None, why=""):
+    """None if `cfg.<name>` is within the bounds, else the phrase saying it is not.
+
+    Float fields must also be finite (a NaN fails no comparison). `why` is
+    added to the phrase where the bound is not obvious.
+    """
+    value = getattr(cfg, name)
+    why = f" ({why})" if why else ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{flag(name)} must be a finite number, got {value}{why}"
+    for limit, ok, word in ((ge, lambda v, x: v >= x, ">="), (gt, lambda v, x: v > x, ">"),
+                            (le, lambda v, x: v <= x, "<="), (lt, lambda v, x: v < x, "<")):
+        if limit is not None and not ok(value, limit):
+            return f"{flag(name)} must be {word} {limit}, got {value}{why}"
+    return None
+
+
+def type_problems(cfg):
+    """Fields whose value has the wrong type or is not one of the field's choices."""
+    found = []
+    for f in dataclasses.fields(cfg):
+        value, t = getattr(cfg, f.name), _field_type(type(cfg), f)
+        if value is None and type(None) in typing.get_args(typing.get_type_hints(type(cfg))[f.name]):
+            continue  # Optional[...] and not set
+        # bool is an int to Python, but `"epochs": true` is a mistake.
+        if not isinstance(value, t) or (t is not bool and isinstance(value, bool)):
+            found.append(f"{flag(f.name)} wants {t.__name__}, got {value!r}")
             continue
-        flag = "--" + field.name.replace("_", "-")
-        t = _field_type(cls, field)
-        help_text = field.metadata.get("help", "")
-        default = field.default if field.default is not dataclasses.MISSING else None
-        help_text = f"{help_text} (default: {default!r})".strip()
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            found.append(f"{flag(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return found
+
+
+def _coerced(cls, values):
+    """`values` with whole numbers given for float fields turned into floats (JSON and YAML write 1 for 1.0)."""
+    values = dict(values)
+    for f in dataclasses.fields(cls):
+        v = values.get(f.name)
+        if _field_type(cls, f) is float and isinstance(v, int) and not isinstance(v, bool):
+            values[f.name] = float(v)
+    return values
+
+
+def add_config_args(parser, cls, skip=(), shown=None, shown_as="default"):
+    """Adds one `--field-name` flag per dataclass field (default: not given).
+
+    `shown` (a config: the chosen preset) supplies the values `--help` shows,
+    labelled `shown_as` (the preset's name); without it the dataclass
+    defaults are shown. The flags themselves default to "not given", so only
+    what the user types overrides the preset.
+    """
+    shown = cls() if shown is None else shown
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        t = _field_type(cls, f)
+        help_text = f.metadata.get("help", "")
+        # argparse expands % in help strings.
+        help_text = f"{help_text} ({shown_as}: {getattr(shown, f.name)!r})".strip().replace("%", "%%")
         if t is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+            group.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
         else:
-            choices = field.metadata.get("choices")
-            group.add_argument(flag, dest=field.name, type=t, default=None, choices=choices,
+            choices = f.metadata.get("choices")
+            group.add_argument(flag(f.name), dest=f.name, type=t, default=None, choices=choices,
                                metavar=t.__name__.upper() if not choices else None, help=help_text)
 
 
@@ -80,28 +175,15 @@ def overrides_from_args(args, cls):
 
 
 def resolve(cls, presets, preset, overrides=None):
-    """`presets[preset]` with `overrides` applied; unknown keys are an error."""
+    """`presets[preset]` with `overrides` applied, validated; unknown keys are an error."""
     if preset not in presets:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(presets))}")
-    cfg = presets[preset]
     overrides = dict(overrides or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise UserError(f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}")
-    for f in dataclasses.fields(cls):
-        if f.name in overrides:
-            value = overrides[f.name]
-            t = _field_type(cls, f)
-            if value is not None and t in (int, float, str, bool) and not isinstance(value, t):
-                if t is float and isinstance(value, int) and not isinstance(value, bool):
-                    overrides[f.name] = float(value)
-                else:
-                    raise UserError(f"config key {f.name} wants {t.__name__}, got {value!r}")
-            choices = f.metadata.get("choices")
-            if choices and overrides[f.name] not in choices:
-                raise UserError(f"config key {f.name} must be one of {', '.join(choices)}, got {value!r}")
-    return dataclasses.replace(cfg, **overrides)
+    return dataclasses.replace(presets[preset], **_coerced(cls, overrides)).validate()
 
 
 def save_config(cfg, path, task=None):
@@ -113,23 +195,87 @@ def save_config(cfg, path, task=None):
 
 
 def load_config(cls, path):
-    """Reads a `config.json` written by `save_config`, rejecting unknown keys."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read config ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    """Reads a `config.json` written by `save_config`: validated, unknown keys rejected.
+
+    Keys missing from an older file take the field defaults.
+    """
+    from keras_cnn.fileio import read_json
+
+    data = read_json(path, "config")
     if not isinstance(data, dict):
-        raise UserError(f"{path}: not a run config (expected a JSON object, got {type(data).__name__})")
+        raise UserError(f"{path}: config must be a JSON object of settings, got a {type(data).__name__}")
     data = dict(data)
     data.pop("task", None)  # the run's task name, read by keras_cnn.tasks
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"{path}: unknown config key(s) {', '.join(unknown)}")
-    return cls(**data)
+    return cls(**_coerced(cls, data)).validate(source=path)
+
+
+def check_input_paths(cfg):
+    """Every input file or folder `cfg` names exists, or one `UserError` naming the flag.
+
+    Checked by the commands before anything heavy is imported or written.
+    """
+    from keras_cnn.fileio import check_input
+
+    for name, path, kind in cfg.input_paths():
+        check_input(path, flag(name), kind)
+
+
+def config_from_args(args, cls, presets, default_preset):
+    """The config a training command's flags describe: validated, its inputs and `--run-dir` checked.
+
+    `args.preset` is None when `--preset` was not given. With `--resume` it
+    is the run's saved config (see `resume_config`).
+    """
+    from keras_cnn.fileio import check_output
+
+    check_output(args.run_dir, "--run-dir", "folder")
+    overrides = overrides_from_args(args, cls)
+    cfg = resume_config(cls, presets, args.preset, overrides, args.run_dir) if args.resume else None
+    if cfg is None:
+        cfg = resolve(cls, presets, args.preset or default_preset, overrides)
+    check_input_paths(cfg)
+    return cfg
+
+
+def load_run_config(cls, run_dir, overrides=None):
+    """The saved config of a run folder, with `overrides` (e.g. a moved data_dir) applied and validated."""
+    from keras_cnn.fileio import check_input
+
+    check_input(run_dir, "--run-dir", "folder")
+    cfg = load_config(cls, config_path(run_dir))
+    return resolve(cls, {"run": cfg}, "run", overrides) if overrides else cfg
+
+
+def resume_config(cls, presets, preset, overrides, run_dir):
+    """The saved config of the run `--resume` continues, checked against the flags given.
+
+    A resumed run is the same run (the training code reuses its saved config),
+    so a flag that would change it is refused rather than silently ignored:
+    each config flag given, and `preset` when it was given explicitly (None
+    otherwise), must agree with `config.json`. Repeating the original command
+    plus `--resume` is fine. Returns None when the run folder has no
+    config.json (the training code then reports that there is nothing to
+    resume, or, on a non-chief worker, uses the flags).
+    """
+    path = config_path(run_dir)
+    if not os.path.isfile(path):
+        return None
+    saved = load_config(cls, path)
+    # Start from the preset if one was named, else from the saved config, so
+    # that only what the user actually asked for can differ.
+    wanted = resolve(cls, presets, preset, overrides) if preset else \
+        resolve(cls, {"saved": saved}, "saved", overrides)
+    differ = [f"{flag(f.name)} {getattr(wanted, f.name)!r} (saved: {getattr(saved, f.name)!r})"
+              for f in dataclasses.fields(cls) if getattr(wanted, f.name) != getattr(saved, f.name)]
+    if differ:
+        origin = f"--preset {preset} and the flags" if preset else "these flags"
+        raise UserError(f"{path}: --resume continues the run with its saved config, but {origin} "
+                        f"would change it: {', '.join(differ)}; drop them, or start a new --run-dir")
+    return saved
 
 
 def config_path(run_dir):

@@ -81,6 +81,46 @@ def read_json(path, what="JSON file"):
         raise UserError(f"{path}: {what} is not valid JSON ({detail})") from None
 
 
+def check_input(path, what, kind="file"):
+    """`path` (given as `what`, e.g. "--data-dir") exists as a `kind`, else a `UserError`.
+
+    `kind`: "file", "folder", or "file or folder".
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise UserError(f"{what} {path}: no such {kind}")
+    if kind == "folder" and not os.path.isdir(path):
+        raise UserError(f"{what} {path}: not a folder")
+    if kind == "file" and os.path.isdir(path):
+        raise UserError(f"{what} {path}: is a folder, not a file")
+
+
+def check_output(path, what, kind="file"):
+    """`path` can be written as a `kind` ("file" or "folder"), else a `UserError` naming `what`.
+
+    Commands call this before any work, so a typo in an output path costs a
+    second, not an hour of training. Missing parent folders are fine (they
+    are made when the output is written); the nearest existing one must be a
+    writable folder. Nothing is created here.
+    """
+    path = os.fspath(path)
+    if not path:
+        raise UserError(f"{what}: empty path")
+    if os.path.exists(path):
+        if kind == "folder" and not os.path.isdir(path):
+            raise UserError(f"{what} {path}: exists and is not a folder")
+        if kind == "file" and os.path.isdir(path):
+            raise UserError(f"{what} {path}: is a folder, not a file")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise UserError(f"{what} {path}: {ancestor} is a file, not a folder")
+    target = path if kind == "folder" and os.path.isdir(path) else ancestor
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: {target} is not writable")
+
+
 def list_images(folder, what="image folder"):
     """Sorted image files directly inside `folder`; fails clearly if none."""
     folder = os.fspath(folder)

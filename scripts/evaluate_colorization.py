@@ -1,80 +1,10 @@
-r"""Evaluate a trained colourization run on its validation images, beside the trivial baselines.
+"""Evaluate a trained colourization run on its validation images, beside the trivial baselines.
 
-    python scripts/evaluate_colorization.py --run-dir runs/unet
-    python scripts/evaluate_colorization.py --run-dir runs/unet --decode annealed --temperature 0.38 \
-        --out runs/unet/eval_annealed.json --activations-dir runs/unet/activations
-
-Prints validation loss, pixel accuracy (palette labels), mean delta E (CIE76,
-against the unquantised true colours) and PSNR, for the net and for the grey
-input shown as colour and the palette-snapped truth. The data comes from the
-run's config unless --data-dir points at another image folder.
+The same program as `keras-cnn evaluate-colorization`: the code lives in keras_cnn/commands/evaluate_colorization.py,
+and `--help` explains every flag. This wrapper keeps `python scripts/evaluate_colorization.py` working.
 """
 
-import argparse
-import dataclasses
-import json
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_cnn import cli  # noqa: E402
-
-
-def run():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--data-dir", default=None,
-                        help="evaluate on ALL images of this folder instead of the run's validation split")
-    parser.add_argument("--decode", choices=("argmax", "annealed"), default=None)
-    parser.add_argument("--temperature", type=float, default=None)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--out", default=None, help="also write the figures as JSON here")
-    parser.add_argument("--activations-dir", default=None,
-                        help="write each layer's feature maps for one validation image here")
-    parser.add_argument("--image-index", type=int, default=0, help="which validation image for the maps")
-    args = parser.parse_args()
-
-    from keras_cnn.colorization.evaluate import baselines, evaluate
-    from keras_cnn.colorization.predict import save_activations, superres_figure
-    from keras_cnn.tasks import open_run
-    from keras_cnn.data.cifar10 import load_folder
-    from keras_cnn.errors import UserError
-    from keras_cnn.fileio import atomic_write_text
-
-    run = open_run(args.run_dir)
-    if run.task.name != "colorization":
-        raise UserError(f"{args.run_dir}: a {run.task.name} run, not a colourization run")
-    model, palette, cfg = run.model, run.assets["palette"], run.config
-    cfg = dataclasses.replace(cfg, decode=args.decode or cfg.decode,
-                              temperature=cfg.temperature if args.temperature is None else args.temperature)
-    if args.data_dir:
-        images, _ = load_folder(args.data_dir, val_fraction=0.0)
-    else:
-        _, images = run.task.load_data(cfg)
-    if len(images) == 0:
-        raise UserError("no validation images to evaluate on")
-    result = {"decode": cfg.decode, "temperature": cfg.temperature, "images": len(images),
-              "model": evaluate(model, images, palette, args.batch_size, cfg.decode, cfg.temperature),
-              **baselines(images, palette)}
-    print(f"{'':16s} {'loss':>7s} {'accuracy':>9s} {'delta E':>8s} {'PSNR dB':>8s}")
-    for name in ("model", "grey_input", "palette_truth"):
-        r = result[name]
-        loss = f"{r['loss']:7.4f}" if "loss" in r else f"{'':7s}"
-        print(f"{name:16s} {loss} {100 * r['accuracy']:8.1f}% {r['delta_e']:8.2f} {r['psnr']:8.2f}")
-    if args.out:
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    if args.activations_dir:
-        if not 0 <= args.image_index < len(images):
-            raise UserError(f"--image-index {args.image_index} is out of range 0..{len(images) - 1}")
-        written = save_activations(model, palette, images[args.image_index], args.activations_dir)
-        if cfg.downsize_input:
-            path = os.path.join(args.activations_dir, "superres.png")
-            superres_figure(model, palette, images[:10], path)
-            written.append(path)
-        print(f"wrote {len(written)} PNG(s) to {args.activations_dir}")
-
+from keras_cnn.commands.evaluate_colorization import main
 
 if __name__ == "__main__":
-    cli.quiet_tensorflow()
-    cli.main(run)
+    main()

@@ -1,69 +1,10 @@
-r"""Evaluate a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy, "mIOU".
+"""Evaluate a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy, "mIOU".
 
-    python scripts/evaluate_segmentation.py --run-dir runs/weizmann
-    python scripts/evaluate_segmentation.py --run-dir runs/weizmann --checkpoint last \
-        --data-dir /elsewhere/weizmann-horses
-    python scripts/evaluate_segmentation.py --model model.keras --preset weizmann_scratch \
-        --data-dir ../shared/data/weizmann-horses --split validation
-
-With --run-dir the data and the split are the run's own (its config.json);
-SegmentationConfig flags override it (e.g. a moved --data-dir). Without it,
---model is evaluated on the data of --preset plus flags. Prints JSON; --out
-also writes it to a file.
+The same program as `keras-cnn evaluate-segmentation`: the code lives in keras_cnn/commands/evaluate_segmentation.py,
+and `--help` explains every flag. This wrapper keeps `python scripts/evaluate_segmentation.py` working.
 """
 
-import argparse
-import json
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_cnn import cli  # noqa: E402
-
-
-def run():
-    from keras_cnn import config as config_lib
-    from keras_cnn.errors import UserError
-    from keras_cnn.fileio import atomic_write_text
-    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", help="a training run folder (config.json, best.keras, last.keras)")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    parser.add_argument("--model", help="a .keras segmenter (default: the run's --checkpoint)")
-    parser.add_argument("--preset", default="weizmann_scratch", choices=sorted(PRESETS),
-                        help="data settings when there is no --run-dir")
-    parser.add_argument("--split", choices=("train", "validation", "test"), default="validation")
-    parser.add_argument("--out", help="also write the metrics JSON here")
-    config_lib.add_config_args(parser, SegmentationConfig)
-    args = parser.parse_args()
-    overrides = config_lib.overrides_from_args(args, SegmentationConfig)
-
-    from keras_cnn.tasks import get_task, open_run
-    from keras_cnn.training import load_model
-
-    if args.run_dir:
-        cfg = open_run(args.run_dir, overrides).config
-        model = args.model or os.path.join(args.run_dir, f"{args.checkpoint}.keras")
-    elif args.model:
-        cfg = config_lib.resolve(SegmentationConfig, PRESETS, args.preset, overrides)
-        model = args.model
-    else:
-        raise UserError("pass --run-dir (a training run) or --model (a .keras file)")
-    from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
-
-    segmenter = load_model(model)
-    if not isinstance(segmenter, DeepLabV3Segmenter):
-        raise UserError(f"{model}: not a DeepLabV3 segmenter (it is a {type(segmenter).__name__})")
-    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split)
-    results.update({"model": model, "split": args.split})
-    text = json.dumps(results, indent=2) + "\n"
-    print(text, end="")
-    if args.out:
-        atomic_write_text(args.out, text)
-
+from keras_cnn.commands.evaluate_segmentation import main
 
 if __name__ == "__main__":
-    cli.quiet_tensorflow()
-    cli.main(run)
+    main()

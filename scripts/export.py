@@ -1,78 +1,10 @@
-r"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
+"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
 
-    python scripts/export.py --run-dir runs/unet --name unet \
-        --formats saved_model,tflite_float32,tflite_float16,tflite_dynamic,tflite_int8
-
-Writes exported_models/<name>/<version>/ (a SavedModel: signatures
-serving_default on uint8 "images" and serving_bytes on encoded "image_bytes"),
-exported_models/<name>/tflite/<version>/ (the .tflite files, their reports and
-metadata.json) and exported_models/models.config (every served model). The
-version is the next free integer unless --version is given; an existing
-version is never overwritten. int8 calibration and the agreement checks use
-the run's own training / validation images, or --images DIR.
+The same program as `keras-cnn export`: the code lives in keras_cnn/commands/export.py,
+and `--help` explains every flag. This wrapper keeps `python scripts/export.py` working.
 """
 
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_cnn import cli  # noqa: E402
-
-
-def run():
-    from keras_cnn.export.layout import DEFAULT_SERVING_BASE, FORMATS
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", required=True, help="a finished training run folder")
-    parser.add_argument("--name", default=None,
-                        help="model name (folder and TF Serving name; default: the run folder's name)")
-    parser.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"comma-separated, from: {', '.join(FORMATS)}; or all (default: all)")
-    parser.add_argument("--out", default="exported_models", help="export root (default: exported_models)")
-    parser.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                        help="best.keras or last.keras of the run (default: best)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="fixed TFLite input size of a colourizer (default 32; segmenters use their own)")
-    parser.add_argument("--images", default=None,
-                        help="folder of real images for int8 calibration and the checks "
-                             "(default: the run's own data)")
-    parser.add_argument("--class-names", default=None,
-                        help="segmenter: comma-separated class names (default: background,foreground)")
-    parser.add_argument("--representative-count", type=int, default=200,
-                        help="training images used to calibrate int8 (default: 200)")
-    parser.add_argument("--check-count", type=int, default=32,
-                        help="validation images the exports are checked on (default: 32)")
-    parser.add_argument("--serving-base", default=DEFAULT_SERVING_BASE,
-                        help=f"where the server sees the export root, for models.config (default: {DEFAULT_SERVING_BASE})")
-    args = parser.parse_args()
-
-    from keras_cnn.errors import UserError
-    from keras_cnn.export.layout import check_version_free, export_model, parse_formats
-
-    name = args.name or os.path.basename(os.path.normpath(args.run_dir))
-    formats = parse_formats(args.formats)
-    if args.representative_count < 1 or args.check_count < 1:
-        raise UserError("--representative-count and --check-count must be at least 1")
-    # Before loading anything: a taken version or a bad name fails in a second.
-    check_version_free(args.out, name, formats, args.version)
-
-    from keras_cnn.tasks import open_run
-
-    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
-    servable = open_run(args.run_dir).servable(args.checkpoint, image_size=args.image_size,
-                                               images_dir=args.images, class_names=class_names)
-    summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
-                           args.check_count, args.serving_base)
-    for key in ("saved_model", "tflite"):
-        if key in summary:
-            print(f"wrote {summary[key]['path']}")
-    if "models_config" in summary:
-        print(f"wrote {summary['models_config']}")
-
+from keras_cnn.commands.export import main
 
 if __name__ == "__main__":
-    cli.quiet_tensorflow()
-    cli.main(run)
+    main()

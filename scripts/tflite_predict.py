@@ -1,57 +1,10 @@
-r"""Run an exported .tflite on a photo as a phone app would (LiteRT + NumPy, no TensorFlow).
+"""Run an exported .tflite on a photo as a phone app would (LiteRT + NumPy, no TensorFlow).
 
-    python scripts/tflite_predict.py --model exported_models/unet/tflite/1/unet_int8.tflite \
-        --image ../shared/data/cifar10-horse-train/0000.jpg --out horse_colours.png
-
-The photo is fitted to the model's fixed input size (as metadata.json beside
-the model says), run through the LiteRT interpreter, and decoded with the
-metadata: a colourizer writes the colour image at the model's size, a
-segmenter writes the mask (class index scaled to 0..255) at the photo's size.
+The same program as `keras-cnn tflite-predict`: the code lives in keras_cnn/commands/tflite_predict.py,
+and `--help` explains every flag. This wrapper keeps `python scripts/tflite_predict.py` working.
 """
 
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_cnn import cli  # noqa: E402
-
-
-def run():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .tflite file written by scripts/export.py")
-    parser.add_argument("--image", required=True, help="the photo (JPEG, PNG, ...)")
-    parser.add_argument("--out", required=True, help="result PNG to write")
-    parser.add_argument("--metadata", default=None, help="metadata.json (default: the one beside --model)")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: LiteRT's)")
-    args = parser.parse_args()
-
-    import numpy as np
-    from PIL import Image
-
-    from keras_cnn.export import litert_runtime as rt
-    from keras_cnn.fileio import atomic_path
-
-    meta = rt.read_metadata(args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)),
-                                                         "metadata.json"))
-    size = meta["input_size"][0]
-    photo, (height, width) = rt.load_photo(args.image, size, meta.get("image_fit", "centre_crop"))
-    interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
-    probabilities = rt.predict_probabilities(interpreter, photo[None])
-    if meta["application"] == "colorization":
-        result = Image.fromarray(rt.decode_colours(probabilities, photo[None], meta)[0])
-        what = f"colours at {size}x{size}"
-    else:
-        mask = rt.decode_mask(probabilities)[0]
-        step = 255 // max(probabilities.shape[-1] - 1, 1)
-        result = Image.fromarray((mask * step).astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
-        share = float(np.mean(mask > 0))
-        what = f"mask at {width}x{height}, {100 * share:.1f}% of pixels not class 0"
-    with atomic_path(args.out) as tmp:
-        result.save(tmp, format="PNG")
-    print(f"wrote {args.out} ({what})")
-
+from keras_cnn.commands.tflite_predict import main
 
 if __name__ == "__main__":
-    cli.main(run)
+    main()

@@ -12,9 +12,9 @@ import os
 
 import keras
 import numpy as np
-from conftest import write_images
 
 from keras_cnn.config import config_path, save_config
+from tests.helpers import write_images
 
 
 def blocky_images(n, size=32, seed=0):

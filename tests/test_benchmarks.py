@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 from skimage.color import rgb2lab
 
-from conftest import REPO, shared_data_dir, write_images
 from keras_cnn.benchmarks import colorization, inference, report, segmentation, suite, timing
 from keras_cnn.colorization.evaluate import evaluate
 from keras_cnn.colorization.colorizer import Colorizer
@@ -25,7 +24,8 @@ from keras_cnn.colorization.palette import Palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.tasks import open_run
 from keras_cnn.errors import UserError
-from test_segmentation_data import make_folder
+from tests.helpers import REPO, shared_data_dir, write_images
+from tests.test_segmentation_data import make_folder
 
 PRESETS = ["cifar10_unet", "cifar10_resunet"]
 TINY = {"num_filters": 4, "batch_size": 8}

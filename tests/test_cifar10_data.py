@@ -1,5 +1,4 @@
 import hashlib
-import io
 import os
 import pickle
 import tarfile
@@ -7,10 +6,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from conftest import cifar_batch_bytes, make_cifar_archive, write_images
 from keras_cnn.data import cifar10, safe_pickle
 from keras_cnn.data.downloads import safe_extract
 from keras_cnn.errors import UserError
+from tests.helpers import cifar_batch_bytes, make_cifar_archive, write_images
 
 
 def md5(path):

@@ -4,9 +4,16 @@ import keras
 import numpy as np
 import pytest
 
-import numpy_reference as ref
 from keras_cnn.colorization.models import MODELS, ConvTransposeNet, PoolUpsampleNet, UNet, build_model
 from keras_cnn.errors import UserError
+from tests import numpy_reference as ref
+
+
+def test_config_knows_every_model_name():
+    # ColorizationConfig spells the names out so --help need not import Keras.
+    from keras_cnn.colorization.config import MODEL_NAMES
+
+    assert MODEL_NAMES == tuple(MODELS)
 
 
 def randomize(model, seed=0):

@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_images
-from keras_cnn.colorization.config import PRESETS
+from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.config import resolve
-from keras_cnn.colorization.config import ColorizationConfig
 from keras_cnn.errors import UserError
 from keras_cnn.tasks import open_run, train
+from tests.helpers import write_images
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
 from keras_cnn import distribute, training
 from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.models import build_model
 from keras_cnn.colorization.pipeline import PixelCrossEntropy
 from keras_cnn.config import resolve
 from keras_cnn.errors import UserError
+from tests.helpers import REPO
 
 
 def tf_config(task_type="worker", index=0, chief=False, workers=2):

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import blocky_images, colour_run
 from google.protobuf import text_format
 from PIL import Image
 from tensorflow_serving.config import model_server_config_pb2
@@ -21,6 +20,7 @@ from keras_cnn.errors import UserError
 from keras_cnn.export import layout, saved_model
 from keras_cnn.tasks import open_run
 from keras_cnn.fileio import atomic_path
+from tests.export_helpers import blocky_images, colour_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

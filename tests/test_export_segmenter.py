@@ -12,7 +12,6 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import blocky_images, segmenter_run
 from PIL import Image
 
 from keras_cnn import training
@@ -20,6 +19,7 @@ from keras_cnn.errors import UserError
 from keras_cnn.export import layout, litert_runtime, saved_model
 from keras_cnn.tasks import open_run
 from keras_cnn.segmentation.predict import predict_labels
+from tests.export_helpers import blocky_images, segmenter_run
 
 
 def quiet(*args):

@@ -13,14 +13,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import blocky_images, colour_run, segmenter_run
 from PIL import Image
-from serving_standin import StandInServer
 
 from keras_cnn import training
 from keras_cnn.errors import UserError
 from keras_cnn.export import clients, layout
 from keras_cnn.tasks import open_run
+from tests.export_helpers import blocky_images, colour_run, segmenter_run
+from tests.serving_standin import StandInServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

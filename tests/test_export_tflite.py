@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import blocky_images, colour_run
 from PIL import Image
 
 from keras_cnn import training
@@ -21,6 +20,7 @@ from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_pale
 from keras_cnn.errors import UserError
 from keras_cnn.export import layout, litert_runtime, tflite
 from keras_cnn.tasks import open_run
+from tests.export_helpers import blocky_images, colour_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANT_FORMATS = tuple(f"tflite_{v}" for v in tflite.VARIANTS)
@@ -153,7 +153,8 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
     missing = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
                               "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x.png")],
                              capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: image file does not exist"
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: image file does not exist"
     assert not (tmp_path / "x.png").exists()
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, write_images
 from keras_cnn import multiworker_fix, training
+from tests.helpers import REPO, write_images
 
 WORKER = os.path.join(REPO, "tests", "train_worker.py")
 

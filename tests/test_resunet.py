@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-import numpy_reference as ref
 from keras_cnn.colorization.models import build_model
 from keras_cnn.colorization.resunet import ResUNet
 from keras_cnn.errors import UserError
-from test_colorization_models import bn_relu, randomize, weights
+from tests import numpy_reference as ref
+from tests.test_colorization_models import bn_relu, randomize, weights
 
 
 def dilated_conv(x, w, dilation):

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_plain_keras_loads_every_saved_class_after_import_keras_cnn(tmp_path):
     # In a fresh interpreter: nothing but `import keras_cnn` registers the classes.
-    from export_helpers import colour_run, segmenter_run
+    from tests.export_helpers import colour_run, segmenter_run
 
     colour_dir, _ = colour_run(str(tmp_path / "c"))
     seg_dir = segmenter_run(str(tmp_path / "s"))
@@ -36,7 +36,7 @@ def test_plain_keras_loads_every_saved_class_after_import_keras_cnn(tmp_path):
 
 
 def test_models_take_uint8_and_float_pixels_alike(tmp_path):
-    from export_helpers import colour_run
+    from tests.export_helpers import colour_run
 
     from keras_cnn.tasks import open_run
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import shared_data_dir
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation import data as data_lib
 from keras_cnn.segmentation.data import (
@@ -19,6 +18,7 @@ from keras_cnn.segmentation.data import (
     split_pairs,
 )
 from keras_cnn.segmentation.preprocessing import ImageNormalization, preprocess
+from tests.helpers import shared_data_dir
 
 
 def make_folder(root, n=8, size=(48, 40), mask_size=(24, 20), seed=0, mask_mode="L"):

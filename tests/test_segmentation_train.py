@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, shared_data_dir
 from keras_cnn import plots
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
@@ -20,7 +19,8 @@ from keras_cnn.tasks import open_run
 from keras_cnn.segmentation.predict import segment_paths
 from keras_cnn.tasks import train
 from keras_cnn.training import load_model
-from test_segmentation_data import make_folder
+from tests.helpers import REPO, shared_data_dir
+from tests.test_segmentation_data import make_folder
 
 
 def smoke(data_dir, **overrides):
@@ -151,7 +151,7 @@ def test_train_script_bad_input_is_one_line_error(tmp_path):
                  "--run-dir", str(tmp_path / "run"))
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "images folder does not exist" in out.stderr
+    assert out.stderr.strip() == f"error: --data-dir {tmp_path / 'none'}: no such folder"
     assert not os.path.exists(tmp_path / "run")
     out = script("train_segmentation.py", "--preset", "smoke", "--run-dir", str(tmp_path / "run"),
                  "--backbone", "vgg")

@@ -12,10 +12,8 @@ weights to WEIGHTS.npz; `--kill-at` SIGKILLs the process as that step (both
 
 import os
 import signal
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+# keras_cnn is imported as an installed package (pip install --no-deps -e .).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

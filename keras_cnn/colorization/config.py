@@ -9,8 +9,14 @@ import dataclasses
 from dataclasses import field
 from typing import Optional
 
-from keras_cnn.config import TrainingConfig
-from keras_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL
+from keras_cnn.config import TrainingConfig, bound, flag
+from keras_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, class_index
+from keras_cnn.errors import UserError
+
+# The registry names of `keras_cnn.colorization.models.MODELS`, spelled out
+# here so that `--help` and config validation need not import Keras; a test
+# keeps the two in step.
+MODEL_NAMES = ("pool_upsample", "conv_transpose", "unet", "cnn2020", "resunet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +46,7 @@ class ColorizationConfig(TrainingConfig):
     class_rebalance: float = field(default=0.0, metadata={
         "help": "Zhang's rebalancing lambda (0: off, 0.5: the paper)"})
     # === Model ===
-    model: str = field(default="unet", metadata={"help": "net from keras_cnn.colorization.models.MODELS"})
+    model: str = field(default="unet", metadata={"choices": MODEL_NAMES, "help": "the net"})
     kernel: int = 3
     num_filters: int = 32
     downsize_input: bool = field(default=False, metadata={
@@ -58,6 +64,35 @@ class ColorizationConfig(TrainingConfig):
     epochs: int = 25
     batch_size: int = field(default=100, metadata={"help": "per replica"})
     learning_rate: float = 1e-3
+
+    def problems(self):
+        return super().problems() + [
+            # Training keeps best.keras by validation loss and plots it: an
+            # empty validation split has no code path, so 0 is refused.
+            bound(self, "val_fraction", gt=0, lt=1, why="best.keras is chosen on the validation split"),
+            bound(self, "num_colours", ge=2),
+            bound(self, "class_rebalance", ge=0, le=1),
+            # The nets pad `kernel // 2` on each side, as the course's PyTorch does.
+            None if self.kernel >= 3 and self.kernel % 2 else f"--kernel must be odd and >= 3, got {self.kernel}",
+            bound(self, "num_filters", ge=1),
+            bound(self, "temperature", gt=0),
+            None if self.source != "folder" or self.data_dir else "--source folder needs --data-dir",
+            _cifar_class_problem(self.cifar_class),
+        ]
+
+    def input_paths(self):
+        paths = [("archive", self.archive, "file"), ("palette", self.palette, "file")]
+        if self.source == "folder":  # for tfds, data_dir is a cache that may not exist yet
+            paths.append(("data_dir", self.data_dir, "folder"))
+        return [p for p in paths if p[1]]
+
+
+def _cifar_class_problem(cls):
+    try:
+        class_index(cls)
+    except UserError as e:
+        return f"{flag('cifar_class')}: {e}"
+    return None
 
 
 PRESETS = {

@@ -1,27 +1,40 @@
 """Segmentation (SPEC part B): DeepLabV3 on dilated backbones, Oxford 17 Flowers
 and image/mask folders, IoU metrics, training, evaluation and prediction.
 
-Importing the package registers the custom Keras objects, so `.keras` files of
-segmenters load with `keras_cnn.training.load_model`.
+The names below are loaded on first use (PEP 562), not when the package is
+imported: `keras_cnn.segmentation.config` is read by every command's
+`--help`, which must not wait for TensorFlow. Loading a `.keras` segmenter
+registers the custom Keras objects once Keras is imported (see `keras_cnn`).
 """
 
-from keras_cnn.segmentation.backbones import (  # noqa: F401
-    BACKBONES,
-    MobileNetV2Backbone,
-    ResidualBackbone,
-    ResNetBackbone,
-    make_backbone,
-)
-from keras_cnn.segmentation.deeplab_v3 import (  # noqa: F401
-    DeepLabV3Segmenter,
-    SpatialPyramidPooling,
-    set_finetune_mode,
-)
-from keras_cnn.segmentation.preprocessing import ImageNormalization, preprocess  # noqa: F401
-from keras_cnn.segmentation.metrics import (  # noqa: F401
-    IGNORE_LABEL,
-    ForegroundIoU,
-    MeanIoU,
-    PixelAccuracy,
-    ThresholdedIoU,
-)
+import importlib
+
+_EXPORTS = {
+    "BACKBONES": "config",
+    "MobileNetV2Backbone": "backbones",
+    "ResidualBackbone": "backbones",
+    "ResNetBackbone": "backbones",
+    "make_backbone": "backbones",
+    "preprocess": "preprocessing",
+    "ImageNormalization": "preprocessing",
+    "DeepLabV3Segmenter": "deeplab_v3",
+    "SpatialPyramidPooling": "deeplab_v3",
+    "set_finetune_mode": "deeplab_v3",
+    "IGNORE_LABEL": "metrics",
+    "ForegroundIoU": "metrics",
+    "MeanIoU": "metrics",
+    "PixelAccuracy": "metrics",
+    "ThresholdedIoU": "metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -23,6 +23,7 @@ import os
 import keras
 
 from keras_cnn.errors import UserError
+from keras_cnn.segmentation.config import BACKBONES
 
 # BatchNorm moving averages with Keras' default momentum 0.99 need hundreds of
 # steps to settle; small datasets give ~10 steps an epoch, so validation runs
@@ -328,9 +329,9 @@ class ResidualBackbone(Backbone):
         return config
 
 
-# Named backbones a config can ask for. "small_resnet" is the from-scratch
-# recipe's backbone; "tiny" exists so tests build and train in seconds.
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny")
+# Named backbones a config can ask for (`BACKBONES`, defined in config.py).
+# "small_resnet" is the from-scratch recipe's backbone; "tiny" exists so tests
+# build and train in seconds.
 
 
 def make_backbone(name, image_size, output_stride=16, weights=None):

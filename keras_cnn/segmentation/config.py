@@ -18,8 +18,17 @@ Presets:
 
 import dataclasses
 
-from keras_cnn.config import TrainingConfig
-from keras_cnn.segmentation.backbones import BACKBONES
+from keras_cnn.config import TrainingConfig, bound
+from keras_cnn.errors import UserError
+
+# The names `keras_cnn.segmentation.backbones.make_backbone` knows. They live
+# here, not in backbones.py, so that `--help` and config validation need not
+# import Keras; backbones.py imports them from here.
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny")
+# keras.applications refuses inputs under 32 px; the residual backbones follow suit.
+MIN_IMAGE_SIZE = 32
+# Masks are 8-bit PNGs holding class indices.
+MAX_CLASSES = 256
 
 
 def _f(default, help, choices=None):
@@ -78,6 +87,55 @@ class SegmentationConfig(TrainingConfig):
     min_crop: float = _f(0.5, "smallest random crop side, as a fraction of the image")
     color_jitter: float = _f(0.0, "random brightness/contrast change per image (fraction)")
     plot_examples: int = _f(8, "validation images in the per-epoch strip (0 = none)")
+
+    def problems(self):
+        return super().problems() + [
+            # Training keeps best.keras by validation IoU: an empty validation
+            # split has no code path, so 0 is refused.
+            bound(self, "val_fraction", gt=0, lt=1, why="best.keras is chosen on the validation split"),
+            bound(self, "num_classes", ge=2, le=MAX_CLASSES),
+            bound(self, "image_size", ge=MIN_IMAGE_SIZE),
+            _rates_problem(self.aspp_rates),
+            bound(self, "aspp_channels", ge=1),
+            bound(self, "dropout", ge=0, lt=1),
+            bound(self, "weight_decay", ge=0),
+            bound(self, "time_limit_minutes", ge=0),
+            None if self.lr_schedule != "cosine_time" or self.time_limit_minutes > 0
+            else "--lr-schedule cosine_time needs --time-limit-minutes > 0",
+            bound(self, "min_crop", gt=0, le=1),
+            bound(self, "color_jitter", ge=0, lt=1),
+            bound(self, "plot_examples", ge=0),
+            None if self.dataset != "folder" or self.data_dir else "--dataset folder needs --data-dir",
+        ]
+
+    def input_paths(self):
+        paths = [("base_model", self.base_model, "file")]
+        if self.backbone_weights != "imagenet":
+            paths.append(("backbone_weights", self.backbone_weights, "file"))
+        if self.dataset == "folder":  # for flowers17, data_dir is a download cache
+            paths.append(("data_dir", self.data_dir, "folder"))
+        return [p for p in paths if p[1]]
+
+
+def parse_rates(text):
+    """ASPP rates 'a,b,c' as a tuple of positive ints; None for '' (the stride's default)."""
+    if not text:
+        return None
+    try:
+        rates = tuple(int(r) for r in text.split(","))
+    except ValueError:
+        rates = ()
+    if not rates or min(rates) < 1:
+        raise UserError(f"--aspp-rates must be positive integers like '6,12,18', got {text!r}")
+    return rates
+
+
+def _rates_problem(text):
+    try:
+        parse_rates(text)
+    except UserError as e:
+        return str(e)
+    return None
 
 
 PRESETS = {

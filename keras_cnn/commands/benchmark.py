@@ -1,0 +1,76 @@
+r"""Measure quality and speed: colourizers, their exports, and the segmenter; print tables, write JSON.
+
+    python scripts/benchmark.py --quick --out benchmarks_out/quick.json     # a few minutes
+    python scripts/benchmark.py --out benchmarks_out/full.json \
+        --strip docs/colorization_strip.png                               # what docs/BENCHMARKS.md quotes
+    python scripts/benchmark.py --parts quality --presets cifar10_unet,cifar10_resunet \
+        --out benchmarks_out/unet_vs_resunet.json
+
+(`keras-cnn benchmark ...` is the same command.) Parts: quality (each
+colourization preset trained on ../shared/data/cifar10-horse-train, 90/10
+split, seed 0, scored beside the trivial baselines), speed (training images/s
+of each net, the tf.data pipeline alone, Keras / SavedModel / TFLite
+inference), segmentation (the weizmann_scratch DeepLabV3 on
+../shared/data/weizmann-horses, trained and timed). Runs, exports and plots go
+to --work-dir, which must not hold earlier benchmark runs unless --reuse is
+given. The tables are also written beside the JSON as a .md file.
+"""
+
+import os
+
+from keras_cnn import cli
+
+
+def parse_args(argv=None, prog=None):
+    parser = cli.ArgumentParser(__doc__, prog=prog)
+    parser.add_argument("--out", required=True, help="JSON result file (tables go beside it as .md)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short epoch on a few hundred images per preset, short timings")
+    parser.add_argument("--parts", default="quality,speed,segmentation",
+                        help="comma-separated: quality, speed, segmentation (default: all)")
+    parser.add_argument("--presets", default="",
+                        help="comma-separated colourization presets (default: all of them)")
+    parser.add_argument("--data-root", default=os.environ.get("KERAS_CNN_SHARED_DATA")
+                        or os.path.join("..", "shared", "data"),
+                        help="folder holding cifar10-horse-train/ and weizmann-horses/ "
+                             "(default: $KERAS_CNN_SHARED_DATA, else ../shared/data from the current folder)")
+    parser.add_argument("--work-dir", default=None,
+                        help="runs, exports and plots (default: a folder named after --out)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take finished runs already in --work-dir instead of training them again")
+    parser.add_argument("--strip", default=None,
+                        help="PNG of grey / course UNet / ResUNet / truth on validation horses")
+    parser.add_argument("--tflite-threads", type=cli.at_least(1), default=None,
+                        help="LiteRT interpreter threads (default: the interpreter's own choice)")
+    return parser.parse_args(argv)
+
+
+def run(args):
+    from keras_cnn.fileio import check_output
+
+    # === Checks: before TensorFlow is imported or an hour of work begins ===
+    work_dir = args.work_dir or os.path.splitext(args.out)[0] + "_work"
+    check_output(args.out, "--out", "file")
+    check_output(os.path.splitext(args.out)[0] + ".md", "--out", "file")
+    check_output(work_dir, "--work-dir", "folder")
+    if args.strip:
+        check_output(args.strip, "--strip", "file")
+    # (suite.run checks --data-root, --parts and --presets before any work.)
+
+    from keras_cnn.benchmarks import report, suite
+
+    parts = suite.parse_parts(args.parts)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()] or None
+    result = suite.run(args.data_root, work_dir, parts, quick=args.quick, presets=presets, reuse=args.reuse,
+                       strip_path=args.strip, tflite_threads=args.tflite_threads)
+    md_path = suite.write(result, args.out)
+    print(report.markdown(result))
+    print(f"wrote {args.out} and {md_path}")
+
+
+def main(argv=None, prog=None):
+    cli.main(lambda: run(parse_args(argv, prog)))
+
+
+if __name__ == "__main__":
+    main()

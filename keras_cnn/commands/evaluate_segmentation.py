@@ -1,0 +1,82 @@
+r"""Evaluate a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy, "mIOU".
+
+    python scripts/evaluate_segmentation.py --run-dir runs/weizmann
+    python scripts/evaluate_segmentation.py --run-dir runs/weizmann --checkpoint last \
+        --data-dir /elsewhere/weizmann-horses
+    python scripts/evaluate_segmentation.py --model model.keras --preset weizmann_scratch \
+        --data-dir ../shared/data/weizmann-horses --split validation
+
+(`keras-cnn evaluate-segmentation ...` is the same command.) With --run-dir
+the data and the split are the run's own (its config.json); SegmentationConfig
+flags override it (e.g. a moved --data-dir). Without it, --model is evaluated
+on the data of --preset plus flags (--help shows the values of the preset
+given with --preset). Prints JSON; --out also writes it to a file.
+"""
+
+import json
+import os
+
+from keras_cnn import cli
+
+DEFAULT_PRESET = "weizmann_scratch"
+
+
+def parse_args(argv=None, prog=None):
+    from keras_cnn.config import add_config_args
+    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
+
+    preset = cli.preset_choice(argv, PRESETS, DEFAULT_PRESET)
+    parser = cli.ArgumentParser(__doc__, prog=prog)
+    parser.add_argument("--run-dir", help="a training run folder (config.json, best.keras, last.keras)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--model", help="a .keras segmenter (default: the run's --checkpoint)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help=f"data settings when there is no --run-dir (default: {DEFAULT_PRESET})")
+    parser.add_argument("--split", choices=("train", "validation", "test"), default="validation")
+    parser.add_argument("--out", help="also write the metrics JSON here")
+    add_config_args(parser, SegmentationConfig, shown=PRESETS[preset], shown_as=preset)
+    return parser.parse_args(argv)
+
+
+def run(args):
+    from keras_cnn import config as config_lib
+    from keras_cnn.errors import UserError
+    from keras_cnn.fileio import atomic_write_text, check_input, check_output
+    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
+
+    # === Checks: before TensorFlow is imported or anything is written ===
+    overrides = config_lib.overrides_from_args(args, SegmentationConfig)
+    if args.run_dir:
+        cfg = config_lib.load_run_config(SegmentationConfig, args.run_dir, overrides)
+        model = args.model or os.path.join(args.run_dir, f"{args.checkpoint}.keras")
+    elif args.model:
+        cfg = config_lib.resolve(SegmentationConfig, PRESETS, args.preset, overrides)
+        model = args.model
+    else:
+        raise UserError("pass --run-dir (a training run) or --model (a .keras file)")
+    check_input(model, "--model" if args.model else f"--checkpoint {args.checkpoint}", "file")
+    config_lib.check_input_paths(cfg)
+    if args.out:
+        check_output(args.out, "--out", "file")
+
+    from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.tasks import get_task
+    from keras_cnn.training import load_model
+
+    segmenter = load_model(model)
+    if not isinstance(segmenter, DeepLabV3Segmenter):
+        raise UserError(f"{model}: not a DeepLabV3 segmenter (it is a {type(segmenter).__name__})")
+    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split)
+    results.update({"model": model, "split": args.split})
+    text = json.dumps(results, indent=2) + "\n"
+    print(text, end="")
+    if args.out:
+        atomic_write_text(args.out, text)
+
+
+def main(argv=None, prog=None):
+    cli.main(lambda: run(parse_args(argv, prog)))
+
+
+if __name__ == "__main__":
+    main()

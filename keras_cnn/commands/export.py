@@ -1,0 +1,88 @@
+r"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
+
+    python scripts/export.py --run-dir runs/unet --name unet \
+        --formats saved_model,tflite_float32,tflite_float16,tflite_dynamic,tflite_int8
+
+(`keras-cnn export ...` is the same command.) Writes
+exported_models/<name>/<version>/ (a SavedModel: signatures serving_default on
+uint8 "images" and serving_bytes on encoded "image_bytes"),
+exported_models/<name>/tflite/<version>/ (the .tflite files, their reports and
+metadata.json) and exported_models/models.config (every served model). The
+version is the next free integer unless --version is given; an existing
+version is never overwritten. int8 calibration and the agreement checks use
+the run's own training / validation images, or --images DIR.
+"""
+
+import os
+
+from keras_cnn import cli
+
+
+def parse_args(argv=None, prog=None):
+    from keras_cnn.export.layout import DEFAULT_SERVING_BASE, FORMATS
+
+    parser = cli.ArgumentParser(__doc__, prog=prog)
+    parser.add_argument("--run-dir", required=True, help="a finished training run folder")
+    parser.add_argument("--name", default=None,
+                        help="model name (folder and TF Serving name; default: the run folder's name)")
+    parser.add_argument("--formats", default=",".join(FORMATS),
+                        help=f"comma-separated, from: {', '.join(FORMATS)}; or all (default: all)")
+    parser.add_argument("--out", default="exported_models", help="export root (default: exported_models)")
+    parser.add_argument("--version", type=cli.at_least(1), default=None,
+                        help="version number (default: the next free one)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                        help="best.keras or last.keras of the run (default: best)")
+    parser.add_argument("--image-size", type=cli.at_least(1), default=None,
+                        help="fixed TFLite input size of a colourizer (default 32; segmenters use their own)")
+    parser.add_argument("--images", default=None,
+                        help="folder of real images for int8 calibration and the checks "
+                             "(default: the run's own data)")
+    parser.add_argument("--class-names", default=None,
+                        help="segmenter: comma-separated class names (default: background,foreground)")
+    parser.add_argument("--representative-count", type=cli.at_least(1), default=200,
+                        help="training images used to calibrate int8 (default: 200)")
+    parser.add_argument("--check-count", type=cli.at_least(1), default=32,
+                        help="validation images the exports are checked on (default: 32)")
+    parser.add_argument("--serving-base", default=DEFAULT_SERVING_BASE,
+                        help=f"where the server sees the export root, for models.config "
+                             f"(default: {DEFAULT_SERVING_BASE})")
+    return parser.parse_args(argv)
+
+
+def run(args):
+    from keras_cnn.config import config_path
+    from keras_cnn.export.layout import check_version_free, export_model, parse_formats
+    from keras_cnn.fileio import check_input, check_output
+
+    # === Checks: before TensorFlow is imported or anything is written ===
+    check_input(args.run_dir, "--run-dir", "folder")
+    check_input(config_path(args.run_dir), "--run-dir", "file")
+    check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
+    if args.images:
+        check_input(args.images, "--images", "folder")
+    check_output(args.out, "--out", "folder")
+    name = args.name or os.path.basename(os.path.normpath(args.run_dir))
+    formats = parse_formats(args.formats)
+    # A taken version or a bad name fails in a second, not after loading the model.
+    check_version_free(args.out, name, formats, args.version)
+
+    from keras_cnn.tasks import open_run
+
+    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
+    servable = open_run(args.run_dir).servable(args.checkpoint, image_size=args.image_size,
+                                               images_dir=args.images, class_names=class_names)
+    summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
+                           args.check_count, args.serving_base)
+    for key in ("saved_model", "tflite"):
+        if key in summary:
+            print(f"wrote {summary[key]['path']}")
+    if "models_config" in summary:
+        print(f"wrote {summary['models_config']}")
+
+
+def main(argv=None, prog=None):
+    cli.main(lambda: run(parse_args(argv, prog)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+r"""Segment a photo or a folder of photos with a trained segmenter.
+
+    python scripts/segment.py --run-dir runs/weizmann --input photo.jpg --out-dir masks/
+    python scripts/segment.py --model runs/weizmann/best.keras \
+        --input ../shared/data/weizmann-horses/images --out-dir masks/
+
+(`keras-cnn segment ...` is the same command.) Any size: the photo is resized
+to the model's input and the prediction back to the photo's size. Writes
+NAME_mask.png (0/255 for a two-class model, the class index otherwise) and
+NAME_overlay.png (the photo with the object tinted).
+"""
+
+import os
+
+from keras_cnn import cli
+
+
+def parse_args(argv=None, prog=None):
+    parser = cli.ArgumentParser(__doc__, prog=prog)
+    parser.add_argument("--run-dir", help="a training run folder (uses its best.keras)")
+    parser.add_argument("--model", help="a .keras segmenter")
+    parser.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
+    parser.add_argument("--out-dir", required=True)
+    return parser.parse_args(argv)
+
+
+def run(args):
+    from keras_cnn.errors import UserError
+    from keras_cnn.fileio import check_input, check_output
+
+    # === Checks: before TensorFlow is imported or anything is written ===
+    if not (args.model or args.run_dir):
+        raise UserError("pass --model (a .keras file) or --run-dir (a training run)")
+    if args.model:
+        check_input(args.model, "--model", "file")
+    else:
+        check_input(args.run_dir, "--run-dir", "folder")
+        check_input(os.path.join(args.run_dir, "best.keras"), "--run-dir", "file")
+    for path in args.input:
+        check_input(path, "--input", "file or folder")
+    check_output(args.out_dir, "--out-dir", "folder")
+
+    from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.segmentation.predict import segment_paths
+    from keras_cnn.training import load_model
+
+    path = args.model or os.path.join(args.run_dir, "best.keras")
+    model = load_model(path)
+    if not isinstance(model, DeepLabV3Segmenter):
+        raise UserError(f"{path}: not a segmenter of this project (it is a {type(model).__name__})")
+    written = segment_paths(model, args.input, args.out_dir)
+    print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
+
+
+def main(argv=None, prog=None):
+    cli.main(lambda: run(parse_args(argv, prog)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+r"""Train a colourization net (grey CIFAR-10 class in, palette colours out).
+
+    python scripts/train_colorization.py --preset cifar10_unet --run-dir runs/unet
+    python scripts/train_colorization.py --preset cifar10_unet --source folder \
+        --data-dir ../shared/data/cifar10-horse-train --run-dir runs/unet_folder
+    python scripts/train_colorization.py --run-dir runs/unet --resume   # continue a run
+
+(`keras-cnn train-colorization ...` is the same command.) Every field of
+ColorizationConfig is a flag and overrides the preset; --help shows the values
+of the preset given with --preset. The run folder gets config.json,
+palette.npy, best.keras, last.keras, history.csv, logs/ (TensorBoard), plots/
+and metrics.json.
+"""
+
+from keras_cnn import cli
+
+DEFAULT_PRESET = "cifar10_unet"
+
+
+def parse_args(argv=None, prog=None):
+    from keras_cnn.colorization.config import PRESETS, ColorizationConfig
+    from keras_cnn.config import add_config_args
+
+    preset = cli.preset_choice(argv, PRESETS, DEFAULT_PRESET)
+    parser = cli.ArgumentParser(__doc__, prog=prog)
+    parser.add_argument("--preset", choices=sorted(PRESETS), help=f"named settings (default: {DEFAULT_PRESET})")
+    parser.add_argument("--run-dir", required=True, help="folder for everything this run writes")
+    parser.add_argument("--resume", action="store_true", help=cli.RESUME_HELP)
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                        help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+    add_config_args(parser, ColorizationConfig, shown=PRESETS[preset], shown_as=preset)
+    return parser.parse_args(argv)
+
+
+def run(args):
+    from keras_cnn.colorization.config import PRESETS, ColorizationConfig
+    from keras_cnn.config import config_from_args
+
+    # === Checks: before TensorFlow is imported or anything is written ===
+    cfg = config_from_args(args, ColorizationConfig, PRESETS, DEFAULT_PRESET)
+
+    from keras_cnn.tasks import train
+
+    metrics = train(cfg, args.run_dir, resume=args.resume,
+                    verbose="auto" if args.verbose is None else args.verbose)
+    if "validation" in metrics:
+        v, g = metrics["validation"], metrics["baselines"]["grey_input"]
+        print(f"validation: loss {v['loss']:.4f}  accuracy {100 * v['accuracy']:.1f}%  "
+              f"delta E {v['delta_e']:.2f}  PSNR {v['psnr']:.2f} dB  "
+              f"(grey input: accuracy {100 * g['accuracy']:.1f}%, delta E {g['delta_e']:.2f})")
+        print(f"wrote {args.run_dir}")
+
+
+def main(argv=None, prog=None):
+    cli.main(lambda: run(parse_args(argv, prog)))
+
+
+if __name__ == "__main__":
+    main()
