@@ -3,7 +3,8 @@
 `image_strip` draws rows of images (grey / true / predicted for colourization,
 image / true mask / predicted mask for segmentation); `history_curves` draws
 metric curves from a History or `history.csv`. `EpochStrip` calls a figure
-function at the end of every epoch.
+function at the end of every epoch and puts the picture, and the task's own
+metrics, into TensorBoard too.
 """
 
 import csv
@@ -67,12 +68,37 @@ def history_curves(history, path, metrics=("loss",), title=None):
 
 
 class EpochStrip(keras.callbacks.Callback):
-    """Calls `draw(model, path)` after every epoch, writing `plots/epoch_NNN.png`."""
+    """After every epoch: `draw(model, path)` writes `plots/epoch_NNN.png`, and TensorBoard gets it.
 
-    def __init__(self, draw, run_dir):
+    The same picture goes to TensorBoard as the image "validation/strip" and
+    `metrics(model)` (a dict of task metrics, e.g. delta E and PSNR) as
+    scalars "validation/<name>", at the same epoch, under `logs/validation_strips`
+    (beside the Keras TensorBoard callback's `logs/train` and `logs/validation`).
+    """
+
+    def __init__(self, draw, run_dir, metrics=None):
         super().__init__()
         self.draw = draw
+        self.metrics = metrics
         self.plot_dir = os.path.join(run_dir, "plots")
+        self.log_dir = os.path.join(run_dir, "logs", "validation_strips")
+        self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        self.draw(self.model, os.path.join(self.plot_dir, f"epoch_{epoch + 1:03d}.png"))
+        import tensorflow as tf
+
+        path = os.path.join(self.plot_dir, f"epoch_{epoch + 1:03d}.png")
+        self.draw(self.model, path)
+        scalars = self.metrics(self.model) if self.metrics else {}
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=epoch + 1):
+            tf.summary.image("validation/strip", tf.io.decode_png(tf.io.read_file(path), channels=3)[None])
+            for name, value in scalars.items():
+                tf.summary.scalar(f"validation/{name}", float(value))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

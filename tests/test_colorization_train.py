@@ -21,9 +21,9 @@ def data_dir(tmp_path_factory):
 
 
 def tiny(data_dir, **overrides):
-    return resolve(ColorizationConfig, PRESETS, "cifar10_unet",
-                   dict(source="folder", data_dir=data_dir, epochs=1, batch_size=8, num_colours=5,
-                        num_filters=4, val_fraction=0.25, **overrides))
+    fields = dict(source="folder", data_dir=data_dir, epochs=1, batch_size=8, num_colours=5, num_filters=4,
+                  val_fraction=0.25)
+    return resolve(ColorizationConfig, PRESETS, "cifar10_unet", {**fields, **overrides})
 
 
 @pytest.mark.parametrize("overrides", [
@@ -61,3 +61,38 @@ def test_config_overrides_are_checked():
         resolve(ColorizationConfig, PRESETS, "imagenet_unet", {})
     cfg = resolve(ColorizationConfig, PRESETS, "cifar10_pool_upsample", {"learning_rate": 1})
     assert cfg.learning_rate == 1.0 and cfg.model == "pool_upsample" and cfg.batch_size == 100
+
+
+def test_tensorboard_gets_the_epoch_strips_and_the_task_metrics(data_dir, tmp_path):
+    import glob
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(data_dir, epochs=2), str(tmp_path / "run"), verbose=0, log=lambda *_: None)
+    (folder,) = glob.glob(str(tmp_path / "run" / "logs" / "validation_strips"))
+    events = EventAccumulator(folder, size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    # tf.summary writes images and scalars as tensors in TF2 event files.
+    assert {"validation/strip", "validation/delta_e", "validation/psnr"} <= set(tags["tensors"])
+    delta_e = [float(np.asarray(tf_value)) for tf_value in
+               (tensor_event_value(e) for e in events.Tensors("validation/delta_e"))]
+    assert [e.step for e in events.Tensors("validation/delta_e")] == [1, 2]
+    assert all(0 < d < 100 for d in delta_e)
+    strip = events.Tensors("validation/strip")
+    assert [e.step for e in strip] == [1, 2]
+    # An image summary holds width, height and the PNG bytes of the strip written to plots/.
+    width, height, png = strip[-1].tensor_proto.string_val[:3]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int(width) > 0 and int(height) > 0
+    import io
+
+    from PIL import Image
+
+    logged = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    written = np.asarray(Image.open(tmp_path / "run" / "plots" / "epoch_002.png").convert("RGB"))
+    np.testing.assert_array_equal(logged, written)
+
+
+def tensor_event_value(event):
+    import tensorflow as tf
+
+    return tf.make_ndarray(event.tensor_proto)

@@ -24,6 +24,8 @@ from keras_cnn.errors import UserError
 
 STRIP_SIZE = 10
 PALETTE_FILE = "palette.npy"
+# Validation images whose delta E and PSNR go to TensorBoard each epoch (all of them up to this).
+EPOCH_METRIC_IMAGES = 500
 
 
 def input_mode(cfg):
@@ -123,7 +125,13 @@ class ColorizationTask(tasks.Task):
         val_images = data[1]
         if not len(val_images):
             return []
-        return [plots.EpochStrip(strip_drawer(val_images, assets["palette"], cfg), run_dir)]
+        palette, images = assets["palette"], val_images[:EPOCH_METRIC_IMAGES]
+
+        def metrics(model):
+            scores = evaluate(model, images, palette, runtime.global_batch, cfg.decode, cfg.temperature)
+            return {"delta_e": scores["delta_e"], "psnr": scores["psnr"]}
+
+        return [plots.EpochStrip(strip_drawer(val_images, palette, cfg), run_dir, metrics)]
 
     def describe(self, cfg, data, model, runtime):
         palette = model.num_colours
