@@ -32,12 +32,14 @@ import keras
 import numpy as np
 
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_path
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
 from keras_cnn.segmentation.torchvision_resnet import (
     RESNET_BLOCKS,
     TORCH_BN_EPSILON,
     TorchvisionResNetBackbone,
 )
+from keras_cnn.weights.torch_checkpoint import load_torch_state_dict
 
 # torchvision's DeepLabHead: ASPP at rates 12/24/36 (output stride 8), 256 wide.
 TORCHVISION_ASPP_RATES = (12, 24, 36)
@@ -291,8 +293,6 @@ def load_torchvision_deeplabv3(path, image_size=520, output_stride=8, aux=False,
         A `DeepLabV3Segmenter` (`preprocessing="imagenet"`: feed it
         `data.preprocess(images, "imagenet")`), or the two-output model.
     """
-    from keras_cnn.weights.torch_checkpoint import load_torch_state_dict
-
     return deeplabv3_from_state_dict(load_torch_state_dict(path), path, image_size=image_size,
                                      output_stride=output_stride, aux=aux, num_classes=num_classes)
 
@@ -306,3 +306,19 @@ def torch_parameter_count(model):
     stats = {id(v) for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)
              for v in (layer.moving_mean, layer.moving_variance)}
     return int(sum(np.prod(v.shape) for v in model.weights if id(v) not in stats))
+
+
+def convert_torchvision_deeplabv3(weights, out, image_size=520, output_stride=8, num_classes=None):
+    """Writes the `.keras` segmenter of a torchvision DeepLabV3 `.pth` file; returns the model.
+
+    The file appears at `out` only once complete (written beside it under a
+    temporary name, then renamed), so an interrupted conversion never leaves
+    a truncated `.keras` that training would try to start from.
+    """
+    if not str(out).endswith(".keras"):
+        raise UserError(f"{out}: the output must be a .keras file")
+    model = load_torchvision_deeplabv3(weights, image_size=image_size, output_stride=output_stride,
+                                       num_classes=num_classes)
+    with atomic_path(out) as tmp:
+        model.save(tmp)
+    return model
