@@ -23,7 +23,7 @@ moving_variance; `num_batches_tracked` has no Keras counterpart (it only
 matters for momentum=None) and is ignored.
 
 The auxiliary FCN head (torchvision's `aux_loss=True`) only feeds a training
-loss; it is built on request (`add_auxiliary_head`, `aux=True`) so the
+loss; it is built on request (`DeepLabV3WithAuxHead`, `aux=True`) so the
 parity check covers every tensor of the file, and left out of the segmenter
 the assignment fine-tunes.
 """
@@ -33,6 +33,7 @@ import numpy as np
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path
+from keras_cnn.segmentation.backbones import BN_MOMENTUM
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
 from keras_cnn.segmentation.torchvision_resnet import (
     RESNET_BLOCKS,
@@ -74,69 +75,77 @@ def build_torchvision_deeplabv3(depth=101, num_classes=21, image_size=520, outpu
                               preprocessing="imagenet", name=name or f"deeplabv3_resnet{depth}")
 
 
-def add_auxiliary_head(segmenter, num_classes=None, name=None):
-    """A model with torchvision's two outputs, `{"out": ..., "aux": ...}`, sharing `segmenter`'s layers.
+class DeepLabV3WithAuxHead(keras.Model):
+    """torchvision's DeepLabV3 with its auxiliary head: `{"out": ..., "aux": ...}` as torchvision returns.
 
-    "out" is the segmenter's logits; "aux" is torchvision's `FCNHead` on the
+    "out" is `segmenter`'s logits; "aux" is torchvision's `FCNHead` on the
     backbone's layer3 features (3x3 conv 1024 -> 256 without bias, BN, ReLU,
     dropout 0.1, 1x1 conv to the classes), upsampled bilinearly to the input
-    size. The segmenter's layers are reused, not copied: weights loaded into
-    either model are in both.
+    size. The segmenter's layers are reused, not copied, so weights loaded
+    into this model are the segmenter's (`.segmenter`); the backbone runs once
+    for both outputs. torchvision trains the auxiliary head as a second loss
+    and ignores it at inference; here it serves the parity check (every
+    tensor of a `.pth` file is compared) and torchvision's parameter count.
+    Save and fine-tune `.segmenter`; this model has no config of its own.
 
     Args:
         segmenter: a `DeepLabV3Segmenter` on a `TorchvisionResNetBackbone`.
         num_classes: classes of the auxiliary classifier (default the segmenter's).
-        name: model name.
     """
-    backbone = segmenter.backbone
-    if not isinstance(backbone, TorchvisionResNetBackbone):
-        raise UserError(f"{segmenter.name}: the auxiliary head needs a TorchvisionResNetBackbone, "
-                        f"not a {type(backbone).__name__}")
-    num_classes = num_classes or segmenter.num_classes
-    height, width = segmenter.image_size
-    # The backbone's layer3 and layer4 outputs from one pass.
-    features = keras.Model(backbone.inputs,
-                           [backbone.get_layer(backbone.aux_layer_name).output, backbone.output],
-                           name=f"{backbone.name}_layer3_layer4")
-    inputs = keras.Input(shape=tuple(backbone.image_shape), name="images")
-    # The segmenter is a chain (images -> [...] -> backbone -> head layers);
-    # replay it with the two-output backbone.
-    x, layer3 = inputs, None
-    for layer in segmenter.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if layer is backbone:
-            layer3, x = features(x)
-        else:
-            x = layer(x)
-    if layer3 is None:
-        raise UserError(f"{segmenter.name}: its backbone is not among its layers")
-    y = keras.layers.Conv2D(AUX_CHANNELS, 3, padding="same", use_bias=False, name="aux_conv")(layer3)
-    y = keras.layers.BatchNormalization(momentum=0.9, epsilon=TORCH_BN_EPSILON, name="aux_bn")(y)
-    y = keras.layers.ReLU(name="aux_relu")(y)
-    y = keras.layers.Dropout(AUX_DROPOUT, name="aux_dropout")(y)
-    y = keras.layers.Conv2D(num_classes, 1, name="aux_classifier")(y)
-    aux = keras.layers.Resizing(height, width, interpolation="bilinear", name="aux_upsample",
-                                dtype="float32")(y)
-    return keras.Model(inputs, {"out": x, "aux": aux}, name=name or f"{segmenter.name}_aux")
+
+    def __init__(self, segmenter, num_classes=None, **kwargs):
+        backbone = segmenter.backbone
+        if not isinstance(backbone, TorchvisionResNetBackbone):
+            raise UserError(f"{segmenter.name}: the auxiliary head needs a TorchvisionResNetBackbone, "
+                            f"not a {type(backbone).__name__}")
+        num_classes = num_classes or segmenter.num_classes
+        height, width = segmenter.image_size
+        # The backbone's layer3 and layer4 outputs from one pass.
+        features = keras.Model(backbone.inputs,
+                               [backbone.get_layer(backbone.aux_layer_name).output, backbone.output],
+                               name=f"{backbone.name}_layer3_layer4")
+        inputs = keras.Input(shape=tuple(backbone.image_shape), name="images")
+        # The segmenter is a chain (images -> [...] -> backbone -> head
+        # layers); replay it with the two-output backbone.
+        x, layer3 = inputs, None
+        for layer in segmenter.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            if layer is backbone:
+                layer3, x = features(x)
+            else:
+                x = layer(x)
+        y = keras.layers.Conv2D(AUX_CHANNELS, 3, padding="same", use_bias=False, name="aux_conv")(layer3)
+        y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON, name="aux_bn")(y)
+        y = keras.layers.ReLU(name="aux_relu")(y)
+        y = keras.layers.Dropout(AUX_DROPOUT, name="aux_dropout")(y)
+        y = keras.layers.Conv2D(num_classes, 1, name="aux_classifier")(y)
+        aux = keras.layers.Resizing(height, width, interpolation="bilinear", name="aux_upsample",
+                                    dtype="float32")(y)
+        kwargs.setdefault("name", f"{segmenter.name}_aux")
+        super().__init__(inputs, {"out": x, "aux": aux}, **kwargs)
+        self.segmenter = segmenter
+        self.aux_num_classes = num_classes
 
 
-def torchvision_layer_table(segmenter, aux_model=None):
-    """`(torchvision module path, Keras layer)` for every weighted layer.
+def torchvision_layer_table(model):
+    """`(torchvision module path, Keras layer)` for every weighted layer of `model`.
 
     Args:
-        segmenter: a segmenter from `build_torchvision_deeplabv3`.
-        aux_model: its `add_auxiliary_head` model, to include `aux_classifier.*`.
+        model: a segmenter from `build_torchvision_deeplabv3`, or a
+            `DeepLabV3WithAuxHead` (then `aux_classifier.*` are included).
 
     Returns:
         A list in torchvision's state-dict order, e.g.
         `("backbone.layer1.0.conv1", <Conv2D layer1_0_conv1>)`,
         `("classifier.0.convs.4.1", <Conv2D pool_conv>)`.
     """
-    backbone = segmenter.backbone
+    aux_model = model if isinstance(model, DeepLabV3WithAuxHead) else None
+    segmenter = model.segmenter if aux_model is not None else model
+    backbone = getattr(segmenter, "backbone", None)
     if not isinstance(backbone, TorchvisionResNetBackbone):
-        raise UserError(f"{segmenter.name}: torchvision weights need a TorchvisionResNetBackbone, "
-                        f"not a {type(backbone).__name__}")
+        raise UserError(f"{model.name}: torchvision weights need a DeepLabV3Segmenter on a "
+                        f"TorchvisionResNetBackbone, not {type(backbone).__name__}")
     table = [(f"backbone.{path}", backbone.get_layer(n)) for n, path in backbone.torchvision_layers]
     aspp = segmenter.get_layer("aspp")
     for i, (conv, bn) in enumerate(aspp.branches):
@@ -169,13 +178,13 @@ def _torch_tensors(path, layer):
     raise TypeError(f"no torchvision mapping for {type(layer).__name__} {layer.name}")
 
 
-def torchvision_state_dict_shapes(segmenter, aux_model=None):
+def torchvision_state_dict_shapes(model):
     """The state dict torchvision's model of this architecture has: `{key: shape}`.
 
     Leaves out `num_batches_tracked` (a counter, not a weight). Tests build
     synthetic checkpoints from it; the loader checks files against it.
     """
-    return {key: shape for path, layer in torchvision_layer_table(segmenter, aux_model)
+    return {key: shape for path, layer in torchvision_layer_table(model)
             for key, shape, _ in _torch_tensors(path, layer)}
 
 
@@ -185,20 +194,20 @@ def _describe(keys, limit=6):
     return ", ".join(keys[:limit]) + more
 
 
-def load_torchvision_weights(segmenter, state_dict, source, aux_model=None, skip=()):
-    """Copies a torchvision DeepLabV3 state dict into `segmenter` (and `aux_model`).
+def load_torchvision_weights(model, state_dict, source, skip=()):
+    """Copies a torchvision DeepLabV3 state dict into `model`.
 
-    Every weight of the Keras model(s) is assigned; anything missing from the
-    file, any tensor of the wrong shape, and any key of the file the models
-    have no place for is one `UserError` naming `source`. `aux_classifier.*`
-    keys are skipped without `aux_model` (the file always has them when it
-    was trained with the auxiliary loss), and `num_batches_tracked` always.
+    Every weight of the Keras model is assigned; anything missing from the
+    file, any tensor of the wrong shape, and any key of the file the model
+    has no place for is one `UserError` naming `source` (checked before
+    anything is assigned). `aux_classifier.*` keys are skipped when `model`
+    is a plain segmenter (torchvision's COCO file has them: it was trained
+    with the auxiliary loss), and `num_batches_tracked` always.
 
     Args:
-        segmenter: from `build_torchvision_deeplabv3`.
+        model: from `build_torchvision_deeplabv3`, or its `DeepLabV3WithAuxHead`.
         state_dict: `{key: numpy array}` (a leading "module." is removed).
         source: the file name, for error messages.
-        aux_model: from `add_auxiliary_head(segmenter)`, to load `aux_classifier.*`.
         skip: module paths not to load (they keep their initialisation), e.g.
             `("classifier.4",)` for a new classifier.
 
@@ -207,10 +216,11 @@ def load_torchvision_weights(segmenter, state_dict, source, aux_model=None, skip
     """
     if state_dict and all(k.startswith(WRAPPER_PREFIX) for k in state_dict):
         state_dict = {k[len(WRAPPER_PREFIX):]: v for k, v in state_dict.items()}
-    table = [(p, layer) for p, layer in torchvision_layer_table(segmenter, aux_model) if p not in skip]
+    with_aux = isinstance(model, DeepLabV3WithAuxHead)
+    table = [(p, layer) for p, layer in torchvision_layer_table(model) if p not in skip]
     expected = {key: (shape, convert, layer) for path, layer in table
                 for key, shape, convert in _torch_tensors(path, layer)}
-    skipped_prefixes = tuple(f"{p}." for p in skip) + (() if aux_model is not None else ("aux_classifier.",))
+    skipped_prefixes = tuple(f"{p}." for p in skip) + (() if with_aux else ("aux_classifier.",))
     present = {k for k in state_dict
                if not k.endswith(".num_batches_tracked") and not k.startswith(skipped_prefixes)}
     missing = set(expected) - present
@@ -227,6 +237,7 @@ def load_torchvision_weights(segmenter, state_dict, source, aux_model=None, skip
             shown = [f"{k} {list(got)} instead of {list(want)}" for k, (got, want) in sorted(wrong.items())[:4]]
             more = f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""
             problems.append(f"{len(wrong)} of the wrong shape ({', '.join(shown)}{more})")
+        segmenter = model.segmenter if with_aux else model
         arch = f"{segmenter.name}, {segmenter.num_classes} classes"
         raise UserError(f"{source}: not a torchvision state dict of this model ({arch}): "
                         + "; ".join(problems))
@@ -261,10 +272,10 @@ def deeplabv3_from_state_dict(state_dict, source, image_size=520, output_stride=
     num_classes = num_classes or file_classes
     new_head = num_classes != file_classes
     segmenter = build_torchvision_deeplabv3(depth, num_classes, image_size, output_stride)
-    aux_model = add_auxiliary_head(segmenter) if aux else None
-    skip = ("classifier.4",) + (("aux_classifier.4",) if aux else ()) if new_head else ()
-    load_torchvision_weights(segmenter, state_dict, source, aux_model=aux_model, skip=skip)
-    return aux_model if aux else segmenter
+    model = DeepLabV3WithAuxHead(segmenter) if aux else segmenter
+    skip = ("classifier.4", "aux_classifier.4") if new_head else ()
+    load_torchvision_weights(model, state_dict, source, skip=skip)
+    return model
 
 
 def load_torchvision_deeplabv3(path, image_size=520, output_stride=8, aux=False, num_classes=None):
@@ -282,16 +293,16 @@ def load_torchvision_deeplabv3(path, image_size=520, output_stride=8, aux=False,
         output_stride: 8 (as torchvision builds the model) or 16 (4x fewer
             multiply-adds in layer4 and the head, slightly different outputs).
         aux: False: the `DeepLabV3Segmenter` (what gets fine-tuned and
-            exported). True: the model of `add_auxiliary_head`, with
-            torchvision's outputs `{"out", "aux"}`, its `aux_classifier.*`
-            tensors loaded too.
+            exported). True: a `DeepLabV3WithAuxHead` with torchvision's
+            outputs `{"out", "aux"}` and the `aux_classifier.*` tensors
+            loaded too; its `.segmenter` is the former.
         num_classes: None keeps the file's classifier; another number gets a
             newly initialised 1x1 classifier of that size (the assignment's
             replacement of the last layer), everything else from the file.
 
     Returns:
         A `DeepLabV3Segmenter` (`preprocessing="imagenet"`: feed it
-        `data.preprocess(images, "imagenet")`), or the two-output model.
+        `data.preprocess(images, "imagenet")`), or a `DeepLabV3WithAuxHead`.
     """
     return deeplabv3_from_state_dict(load_torch_state_dict(path), path, image_size=image_size,
                                      output_stride=output_stride, aux=aux, num_classes=num_classes)
