@@ -65,9 +65,9 @@ def test_backbone_strides_dilations_and_padding():
     bns = [layer(n) for n, _ in backbone.torchvision_layers
            if isinstance(layer(n), keras.layers.BatchNormalization)]
     assert len(bns) == 1 + 16 * 3 + 4 and all(bn.epsilon == 1e-5 for bn in bns)
-    # The config round trip a .keras file relies on.
-    again = TorchvisionResNetBackbone.from_config(backbone.get_config())
-    assert again.feature_shape == backbone.feature_shape and again.depth == 50
+    # What a .keras file rebuilds it from (the slow test reloads a converted file).
+    assert backbone.get_config() == {"name": "torchvision_resnet50", "trainable": True,
+                                     "image_shape": [SIZE, SIZE, 3], "output_stride": 16, "depth": 50}
 
 
 def test_checkpoint_loads_every_weight_from_its_tensor(synthetic):
@@ -156,10 +156,56 @@ def test_mismatched_files_are_one_line_errors(synthetic, tmp_path):
         tvd.deeplabv3_from_state_dict(three_blocks, "x.pth", image_size=SIZE)
 
 
-def test_convert_script_errors_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "convert_torchvision.py"),
-                             "--weights", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "m.keras")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {tmp_path / 'absent.pth'}: checkpoint file does not exist"
-    assert not os.path.exists(tmp_path / "m.keras")
+def script(name, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *args],
+                          capture_output=True, text=True, env=env, timeout=1800)
+
+
+@pytest.mark.slow
+def test_converted_file_fine_tunes_with_the_assignment_preset_and_exports(tmp_path):
+    """convert_torchvision.py -> train_segmentation.py --preset flowers17_deeplabv3 --base-model -> export.py.
+
+    A random ResNet-50 DeepLabV3 in torchvision's format (the legacy layout,
+    as torchvision's COCO file) stands in for the COCO weights; a generated
+    image/mask folder for Oxford 17 (offline).
+    """
+    from test_segmentation_data import make_folder
+
+    from keras_cnn.training import load_model
+
+    keras.utils.set_random_seed(0)
+    template = tvd.DeepLabV3WithAuxHead(tvd.build_torchvision_deeplabv3(50, 21, SIZE))
+    weights = ckpt.write_legacy(str(tmp_path / "deeplabv3_resnet50_random.pth"),
+                                ckpt.state_dict(ref.synthetic_state_dict(tvd.torchvision_state_dict_shapes(template))))
+    out = str(tmp_path / "tv" / "deeplabv3.keras")
+
+    absent = script("convert_torchvision.py", "--weights", str(tmp_path / "absent.pth"), "--out", out)
+    assert absent.returncode == 2, absent.stderr
+    assert absent.stderr.strip() == f"error: {tmp_path / 'absent.pth'}: checkpoint file does not exist"
+    converted = script("convert_torchvision.py", "--weights", weights, "--image-size", "96", "--out", out)
+    assert converted.returncode == 0, converted.stderr
+    assert "deeplabv3_resnet50, 21 classes, 96x96 input" in converted.stdout
+    assert "39,638,869 parameters" in converted.stdout  # torchvision's deeplabv3_resnet50 without aux
+    assert [n for n in os.listdir(tmp_path / "tv")] == ["deeplabv3.keras"]  # no temporary left
+    model = load_model(out)
+    assert model.image_size == (96, 96) and model.num_classes == 21 and model.preprocessing == "imagenet"
+
+    data = make_folder(tmp_path / "data", n=12)
+    run_dir = str(tmp_path / "run")
+    trained = script("train_segmentation.py", "--preset", "flowers17_deeplabv3", "--base-model", out,
+                     "--dataset", "folder", "--data-dir", str(data), "--image-size", "64",
+                     "--epochs", "1", "--batch-size", "4", "--plot-examples", "2", "--run-dir", run_dir)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "514 trained (head)" in trained.stdout  # only the new 2-class 1x1 classifier: 256 x 2 + 2
+    best = load_model(os.path.join(run_dir, "best.keras"))
+    assert best.num_classes == 2 and best.image_size == (64, 64)
+    # Everything but the classifier is the converted model's.
+    np.testing.assert_array_equal(best.backbone.get_layer("layer4_2_conv2").kernel.numpy(),
+                                  model.backbone.get_layer("layer4_2_conv2").kernel.numpy())
+
+    exported = script("export.py", "--run-dir", run_dir, "--name", "tv", "--out", str(tmp_path / "exported"),
+                      "--formats", "saved_model,tflite_float32", "--check-count", "2",
+                      "--representative-count", "2")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert os.path.isdir(tmp_path / "exported" / "tv" / "1")
