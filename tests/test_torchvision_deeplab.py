@@ -14,9 +14,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-
 import torch_checkpoint_files as ckpt
 import torchvision_reference as ref
+
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation import torchvision_deeplab as tvd
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter

@@ -25,7 +25,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import shared_data_dir
 from torchvision_reference import synthetic_state_dict
 
