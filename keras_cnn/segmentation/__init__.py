@@ -18,8 +18,6 @@ from keras_cnn.segmentation.deeplab_v3 import (  # noqa: F401
     SpatialPyramidPooling,
     set_finetune_mode,
 )
-from keras_cnn.segmentation.torchvision_resnet import TorchvisionResNetBackbone  # noqa: F401
-from keras_cnn.segmentation.torchvision_deeplab import load_torchvision_deeplabv3  # noqa: F401
 from keras_cnn.segmentation.metrics import (  # noqa: F401
     IGNORE_LABEL,
     ForegroundIoU,
@@ -27,3 +25,5 @@ from keras_cnn.segmentation.metrics import (  # noqa: F401
     PixelAccuracy,
     ThresholdedIoU,
 )
+from keras_cnn.segmentation.torchvision_deeplab import load_torchvision_deeplabv3  # noqa: F401
+from keras_cnn.segmentation.torchvision_resnet import TorchvisionResNetBackbone  # noqa: F401
