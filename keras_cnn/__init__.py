@@ -38,6 +38,7 @@ _KERAS_MODULES = (
     "keras_cnn.colorization.colorizer",
     "keras_cnn.colorization.pipeline",
     "keras_cnn.segmentation.deeplab_v3",
+    "keras_cnn.segmentation.torchvision_resnet",
     "keras_cnn.segmentation.metrics",
 )
 

@@ -17,13 +17,13 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from keras_cnn.benchmarks import colorization, inference, report, segmentation, suite, timing
-from keras_cnn.colorization.evaluate import evaluate
 from keras_cnn.colorization.colorizer import Colorizer
+from keras_cnn.colorization.evaluate import evaluate
 from keras_cnn.colorization.models import UNet
 from keras_cnn.colorization.palette import Palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
-from keras_cnn.tasks import open_run
 from keras_cnn.errors import UserError
+from keras_cnn.tasks import open_run
 from tests.helpers import REPO, shared_data_dir, write_images
 from tests.test_segmentation_data import make_folder
 

@@ -18,8 +18,8 @@ from keras_cnn import training
 from keras_cnn.colorization.palette import grey, load_palette
 from keras_cnn.errors import UserError
 from keras_cnn.export import layout, saved_model
-from keras_cnn.tasks import open_run
 from keras_cnn.fileio import atomic_path
+from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, colour_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

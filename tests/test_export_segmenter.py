@@ -17,8 +17,8 @@ from PIL import Image
 from keras_cnn import training
 from keras_cnn.errors import UserError
 from keras_cnn.export import layout, litert_runtime, saved_model
-from keras_cnn.tasks import open_run
 from keras_cnn.segmentation.predict import predict_labels
+from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, segmenter_run
 
 

@@ -36,9 +36,8 @@ def test_plain_keras_loads_every_saved_class_after_import_keras_cnn(tmp_path):
 
 
 def test_models_take_uint8_and_float_pixels_alike(tmp_path):
-    from tests.export_helpers import colour_run
-
     from keras_cnn.tasks import open_run
+    from tests.export_helpers import colour_run
 
     run_dir, images = colour_run(str(tmp_path))
     model = open_run(run_dir).model
@@ -49,9 +48,9 @@ def test_first_release_colourizer_file_loads_and_is_wrapped_with_its_input_conve
     import keras
 
     from keras_cnn.colorization.colorizer import Colorizer
+    from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.colorization.models import UNet
     from keras_cnn.colorization.palette import Palette, save_palette
-    from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.config import config_path, save_config
     from keras_cnn.tasks import open_run
 

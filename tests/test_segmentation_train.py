@@ -15,9 +15,8 @@ from keras_cnn import plots
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
-from keras_cnn.tasks import open_run
 from keras_cnn.segmentation.predict import segment_paths
-from keras_cnn.tasks import train
+from keras_cnn.tasks import open_run, train
 from keras_cnn.training import load_model
 from tests.helpers import REPO, shared_data_dir
 from tests.test_segmentation_data import make_folder

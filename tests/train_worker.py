@@ -70,10 +70,10 @@ def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy=
     import numpy as np
 
     from keras_cnn import training
-    from keras_cnn.training import loop
     from keras_cnn.colorization.config import PRESETS, ColorizationConfig
-    from keras_cnn.tasks import train as train_colorizer
     from keras_cnn.config import resolve
+    from keras_cnn.tasks import train as train_colorizer
+    from keras_cnn.training import loop
 
     original_fit, original_callbacks = training.fit, loop.standard_callbacks
 

@@ -15,10 +15,17 @@ momentum 0.1 and epsilon 1e-5.
 import keras
 
 from keras_cnn.colorization import resunet
-from keras_cnn.colorization.blocks import (ColourNet, bn_relu, check_args, conv, conv_stride2,
-                                           conv_transpose2, logits_layer, net_inputs)
+from keras_cnn.colorization.blocks import (
+    ColourNet,
+    bn_relu,
+    check_args,
+    conv,
+    conv_stride2,
+    conv_transpose2,
+    logits_layer,
+    net_inputs,
+)
 from keras_cnn.errors import UserError
-
 
 # === Nets ===
 

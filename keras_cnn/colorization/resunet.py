@@ -20,10 +20,18 @@ compute sits at H/2 and H/4; the full-resolution level has one conv only.
 
 import keras
 
-from keras_cnn.colorization.blocks import (BN_ARGS, ColourNet, bn_relu, check_args, conv, conv_stride2,
-                                           conv_transpose2, logits_layer, net_inputs)
+from keras_cnn.colorization.blocks import (
+    BN_ARGS,
+    ColourNet,
+    bn_relu,
+    check_args,
+    conv,
+    conv_stride2,
+    conv_transpose2,
+    logits_layer,
+    net_inputs,
+)
 from keras_cnn.errors import UserError
-
 
 # === Blocks ===
 

@@ -23,6 +23,7 @@ MODULES = (
     "evaluate_segmentation",
     "segment",
     "segmentation_summary",
+    "convert_torchvision",
     "export",
     "serving_client",
     "tflite_predict",

@@ -54,10 +54,10 @@ def run(args):
 
     from keras_cnn.colorization.evaluate import baselines, evaluate
     from keras_cnn.colorization.predict import save_activations, superres_figure
-    from keras_cnn.tasks import open_run
     from keras_cnn.data.cifar10 import load_folder
     from keras_cnn.errors import UserError
     from keras_cnn.fileio import atomic_write_text
+    from keras_cnn.tasks import open_run
 
     run = open_run(args.run_dir)
     model, palette, cfg = run.model, run.assets["palette"], run.config

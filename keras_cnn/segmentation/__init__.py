@@ -14,6 +14,8 @@ _EXPORTS = {
     "MobileNetV2Backbone": "backbones",
     "ResidualBackbone": "backbones",
     "ResNetBackbone": "backbones",
+    "TorchvisionResNetBackbone": "torchvision_resnet",
+    "load_torchvision_deeplabv3": "torchvision_deeplab",
     "make_backbone": "backbones",
     "preprocess": "preprocessing",
     "ImageNormalization": "preprocessing",
