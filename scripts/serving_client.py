@@ -62,12 +62,11 @@ def run():
     args = parser.parse_args()
 
     import numpy as np
-    from PIL import Image
 
     from keras_cnn.data.cifar10 import load_image
     from keras_cnn.errors import UserError
     from keras_cnn.export import clients
-    from keras_cnn.fileio import check_image_file
+    from keras_cnn.fileio import check_image_file, read_image
 
     for path in args.images:
         reason = "does not exist" if not os.path.isfile(path) else check_image_file(path)
@@ -93,8 +92,8 @@ def run():
     else:
         batches = []
         for stem, path in zip(stems, args.images):
-            with Image.open(path) as im:
-                batches.append(([stem], send(images=np.asarray(im.convert("RGB"), np.uint8)[None])))
+            # The package's one image reader: size-checked before decoding, one-line errors.
+            batches.append(([stem], send(images=read_image(path)[None])))
     os.makedirs(args.out, exist_ok=True)
     for batch_stems, outputs in batches:
         for path in _save_outputs(outputs, batch_stems, args.out):
