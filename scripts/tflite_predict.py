@@ -35,13 +35,14 @@ def run():
 
     meta_path = args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)), "metadata.json")
     meta = rt.read_metadata(meta_path)
-    interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
-    # Another model's metadata would decode this one's output into a wrong image: refuse it.
-    warning = rt.check_metadata(interpreter, meta, args.model, meta_path)
+    # Another model's metadata would decode this one's output into a wrong image: refuse it. (Checked on
+    # an interpreter without the XNNPACK delegate, which announces itself on stderr.)
+    warning = rt.check_metadata(rt.load_interpreter(args.model, with_delegates=False), meta, args.model, meta_path)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     size = meta["input_size"][0]
     photo, (height, width) = rt.load_photo(args.image, size, meta.get("image_fit", "centre_crop"))
+    interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
     probabilities = rt.predict_probabilities(interpreter, photo[None])
     if meta["application"] == "colorization":
         result = Image.fromarray(rt.decode_colours(probabilities, photo[None], meta)[0])

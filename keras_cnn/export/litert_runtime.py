@@ -107,8 +107,8 @@ def check_metadata(interpreter, meta, model_path="TFLite model", metadata_path="
     classes = metadata_classes(meta)
     problems = []
     if not (isinstance(size, list) and len(size) == 2) or len(inp) != 4 or [int(inp[1]), int(inp[2])] != size:
-        problems.append(f"the model takes {'x'.join(str(int(d)) for d in inp[1:3])} images, the metadata says "
-                        f"{'x'.join(map(str, size)) if isinstance(size, list) else size!r}")
+        said = "x".join(map(str, size)) if isinstance(size, list) else repr(size)
+        problems.append(f"the model takes {'x'.join(str(int(d)) for d in inp[1:3])} images, the metadata says {said}")
     if classes is None or len(out) != 4 or int(out[-1]) != classes:
         problems.append(f"the model predicts {int(out[-1])} classes, the metadata describes {classes}")
     listed = sorted((meta.get("tflite") or {}).values()) if isinstance(meta.get("tflite"), dict) else []
