@@ -11,11 +11,21 @@ visible, and the default strategy otherwise. Several machines: start the same
 command on each with its own `TF_CONFIG` (see docs/DISTRIBUTED.md); the chief
 (task type "chief", or worker 0 when there is none) writes everything, the
 others keep their scratch files in temporary folders.
+
+A multi-worker strategy waits for every task of the cluster when it is made
+(`get_strategy`), at most `KERAS_CNN_CLUSTER_TIMEOUT` seconds (default 300):
+a peer that never starts is a one-line `UserError` naming it, not a hang.
 """
 
+import contextlib
 import json
 import logging
+import math
 import os
+import re
+import socket
+import sys
+import tempfile
 
 import keras
 import tensorflow as tf
@@ -23,6 +33,8 @@ import tensorflow as tf
 from keras_cnn.errors import UserError
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+CLUSTER_TIMEOUT_ENV = "KERAS_CNN_CLUSTER_TIMEOUT"
+DEFAULT_CLUSTER_TIMEOUT = 300.0
 log = logging.getLogger(__name__)
 
 _SHARD_POLICIES = {
@@ -97,11 +109,7 @@ def get_strategy(name="auto"):
             raise UserError("--strategy multi_worker needs TF_CONFIG naming a cluster of 2 or more tasks")
         from keras_cnn import multiworker_fix
 
-        try:
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as e:
-            raise UserError(f"--strategy multi_worker: {str(e).splitlines()[0]} (create the strategy "
-                            "before any other TensorFlow work)") from None
+        strategy = _multi_worker_strategy(cluster, cluster_timeout())
         multiworker_fix.apply(strategy)
         return strategy
     try:
@@ -111,6 +119,175 @@ def get_strategy(name="auto"):
     except (ValueError, tf.errors.NotFoundError) as e:
         raise UserError(f"--strategy tpu: no TPU found ({e})") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+def cluster_timeout():
+    """Seconds a multi-worker strategy waits for its peers: `KERAS_CNN_CLUSTER_TIMEOUT`, default 300."""
+    raw = os.environ.get(CLUSTER_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CLUSTER_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{CLUSTER_TIMEOUT_ENV}={raw!r}: must be a positive number of seconds")
+    return value
+
+
+def _task_address(cluster, kind, index):
+    return f"{kind}:{index} ({cluster['cluster'][kind][index]})"
+
+
+def _reachable(address, timeout=1.0):
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _missing_tasks(cluster, message):
+    """The tasks a failed cluster start waited for in vain: from TensorFlow's message, else by probing."""
+    me = (cluster["task"]["type"], cluster["task"].get("index", 0))
+    named = []
+    if "timed out task names" in message:
+        tail = message.split("timed out task names", 1)[1]
+        for kind, index in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", tail):
+            key = (kind, int(index))
+            if key != me and key not in named and kind in cluster["cluster"] \
+                    and key[1] < len(cluster["cluster"][kind]):
+                named.append(key)
+    if not named:
+        # The peers whose server does not even accept connections.
+        named = [(kind, i) for kind, addresses in sorted(cluster["cluster"].items())
+                 for i, address in enumerate(addresses)
+                 if (kind, i) != me and not _reachable(address)]
+    return [_task_address(cluster, kind, i) for kind, i in named]
+
+
+@contextlib.contextmanager
+def _native_stderr_to(path):
+    """Sends what TensorFlow's C++ code writes to stderr (fd 2) into the file `path` meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as f:
+            os.dup2(f.fileno(), 2)
+        yield saved
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _configure_cluster_wait(timeout):
+    """Makes the coordination service wait for every task at most `timeout` s, the leader included.
+
+    TensorFlow's own set-up (`CollectiveAllReduceExtended._initialize_multi_worker`)
+    leaves the register timeout unset, and its leader waits for the other
+    tasks forever; it skips its set-up when one is configured already, so
+    this one, identical but for the timeout and the register barrier, is
+    the one used. Returns False (nothing done) if TensorFlow's internals
+    have moved.
+    """
+    try:
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.distribute.cluster_resolver import TFConfigClusterResolver
+        from tensorflow.python.eager import context
+
+        try:
+            from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        except ImportError:
+            from tsl.protobuf import coordination_config_pb2
+    except ImportError:
+        return False
+    ctx = context.context()
+    if ctx.coordination_service is not None:
+        return False
+    resolver = TFConfigClusterResolver()
+    spec = multi_worker_util.normalize_cluster_spec(resolver.cluster_spec())
+    if resolver.task_type not in ("chief", "worker"):
+        return False
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+            for job in ("chief", "worker") if job in spec.jobs]
+    ctx.configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=jobs, cluster_register_timeout_in_ms=max(1, int(timeout * 1000)))
+    config = ctx.coordination_service
+    if "cluster_register_with_barrier" in config.DESCRIPTOR.fields_by_name:
+        config.cluster_register_with_barrier = True
+    return True
+
+
+def _multi_worker_strategy(cluster, timeout):
+    """`MultiWorkerMirroredStrategy()` that waits at most `timeout` s for its peers.
+
+    While it waits, the main thread is inside TensorFlow's C++ (holding the
+    GIL), so Python signal handlers cannot run: Ctrl-C takes effect when the
+    wait ends, and a SIGTERM then goes to TensorFlow's preemption notifier;
+    both waits are bounded by `timeout`. Afterwards SIGTERM is handled by
+    Python again (the default: the process ends; during `fit`, a clean stop).
+    TensorFlow's log lines of a failed wait (a screenful from C++) are
+    dropped: the `UserError` names the peers that did not come. Those of a
+    successful start are passed on.
+    """
+    import signal
+    import threading
+
+    configured = _configure_cluster_wait(timeout)
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    with tempfile.TemporaryDirectory(prefix="keras_cnn_cluster_") as scratch:
+        native_log = os.path.join(scratch, "stderr.log")
+        failure = None
+        with _native_stderr_to(native_log):
+            try:
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            except RuntimeError as e:
+                failure = UserError(f"--strategy multi_worker: {str(e).splitlines()[0]} (create the strategy "
+                                    "before any other TensorFlow work)")
+            except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError,
+                    tf.errors.InternalError, tf.errors.FailedPreconditionError) as e:
+                missing = _missing_tasks(cluster, str(e))
+                me = _task_address(cluster, cluster["task"]["type"], cluster["task"].get("index", 0))
+                who = ", ".join(missing) if missing else "a peer"
+                failure = UserError(
+                    f"TF_CONFIG: {who} did not join the cluster within {timeout:g} s (this is {me}); start "
+                    f"every task with its own TF_CONFIG, or wait longer with {CLUSTER_TIMEOUT_ENV}=SECONDS"
+                    + ("" if configured else f" ({type(e).__name__})"))
+        if failure is None:
+            with open(native_log, "rb") as f:
+                logged = f.read()
+            if logged:
+                sys.stderr.flush()
+                os.write(2, logged)
+    if main_thread:
+        # TensorFlow's coordination agent installs its own SIGTERM handler (a preemption notice that
+        # nothing here reads), which would make the process ignore SIGTERM: put the previous one back.
+        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
+    if failure is not None:
+        _silence_native_stderr()
+        raise failure
+    return strategy
+
+
+def _silence_native_stderr():
+    """After a failed cluster start TensorFlow's C++ keeps logging its shutdown at exit: to /dev/null.
+
+    Python's `sys.stderr` keeps writing where stderr went (a new descriptor
+    for the same file), so the one-line error still shows.
+    """
+    try:
+        sys.stderr.flush()
+        keep = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(keep, "w", buffering=1, closefd=True)
+    except (OSError, ValueError):
+        pass
 
 
 def is_chief(strategy=None):

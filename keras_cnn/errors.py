@@ -12,3 +12,17 @@ can catch bad input the usual way (`except ValueError`).
 
 class UserError(ValueError):
     """A problem with the user's input, worded for the user."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped cleanly by a signal (SIGTERM, SIGINT) after backing up; `--resume` continues it.
+
+    A `KeyboardInterrupt`, so scripts exit as interrupted (130) and nothing
+    that catches `Exception` swallows it; `exit_code` is 128 + the signal
+    number (143 for SIGTERM) for callers that want the conventional code.
+    """
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

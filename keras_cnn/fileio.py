@@ -153,6 +153,12 @@ def _open_image(path, max_pixels):
     return im
 
 
+def image_size(path, max_pixels=None):
+    """(width, height) of an image file from its header, without decoding it; checked as `read_image` checks."""
+    with _open_image(path, max_pixels or MAX_IMAGE_PIXELS) as im:
+        return im.size
+
+
 def read_image(path, mode="RGB", max_pixels=None):
     """The pixels of an image file: uint8 (H, W, 3) for mode "RGB" (grey files repeated).
 

@@ -46,22 +46,43 @@ def image_strip(rows, row_titles, path, title=None):
     _save(fig, path)
 
 
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def read_history_csv(path):
-    with open(path) as f:
+    """Column name -> its numbers in `history.csv`.
+
+    Cells that are not numbers (Keras writes "NA" in the `val_` columns of a
+    run without validation data) are skipped, and columns with no number are
+    left out.
+    """
+    with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r[k] != ""] for k in (rows[0] if rows else {})}
+    columns = {}
+    for key in (rows[0] if rows else {}):
+        values = [v for v in (_number(r.get(key)) for r in rows) if v is not None]
+        if key is not None and values:
+            columns[key] = values
+    return columns
 
 
 def history_curves(history, path, metrics=("loss",), title=None):
     """Train and validation curves for each metric name, one panel each."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
     for ax, name in zip(axes[0], metrics):
+        plotted = False
         for key, style in ((name, "-"), (f"val_{name}", "--")):
             if history.get(key):
                 ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+                plotted = True
         ax.set_xlabel("epoch")
         ax.set_title(name)
-        ax.legend()
+        if plotted:
+            ax.legend()
     if title:
         fig.suptitle(title)
     _save(fig, path)

@@ -24,6 +24,7 @@ import functools
 import importlib
 import json
 import os
+import shutil
 import time
 
 from keras_cnn import config as config_lib
@@ -222,10 +223,23 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     The run folder gets the files listed in `keras_cnn.training.run_folder`.
     Set-up failures (bad data, a bad palette) remove a folder this call
     created, so fixing a flag and re-running does not trip over a half-made run.
+
+    The strategy is made before anything is written: a multi-worker cluster
+    waits for its peers there, and a peer that never comes is a `UserError`
+    after `KERAS_CNN_CLUSTER_TIMEOUT` seconds (`keras_cnn.distribute`).
+    During `fit`, SIGTERM / SIGINT stop training after the running step,
+    backed up (`TrainingInterrupted`; `--resume` continues), and a
+    non-finite loss is a `UserError` (a run folder this call created is
+    removed if no epoch had finished, so the fixed command can run again).
+    Without a validation split (val_fraction 0) `best.keras` is chosen by the
+    training metric.
     """
     task = task_for_config(cfg)
-    with training.new_run(run_dir, with_absolute_paths(cfg), resume, task=task.name) as cfg:
-        runtime = training.setup_runtime(cfg, log)
+    cfg = with_absolute_paths(cfg)
+    # Checks the folder (writing nothing) and gives the config a resume continues with.
+    runtime = training.setup_runtime(training.run_config(run_dir, cfg, resume), log)
+    created = runtime.chief and not os.path.exists(run_dir)
+    with training.new_run(run_dir, cfg, resume, task=task.name) as cfg:
         data = task.load_data(cfg)
         assets = task.prepare(cfg, data, run_dir, runtime)
         with runtime.strategy.scope():
@@ -234,15 +248,35 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
         extra = task.callbacks(cfg, data, assets, model, run_dir, runtime) if runtime.chief else []
         log(task.describe(cfg, data, model, runtime))
     start = time.time()
-    # Without a validation split (val_fraction 0) the best checkpoint is chosen by the training metric.
     monitor = task.monitor if val_ds is not None else task.monitor.removeprefix("val_")
-    training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, monitor=monitor, mode=task.monitor_mode,
-                 backup_every_steps=cfg.backup_every_steps, chief=runtime.chief, extra_callbacks=extra,
-                 verbose=verbose, sync_batchnorm=cfg.sync_batchnorm, log=log)
+    try:
+        training.fit(model, train_ds, val_ds, cfg.epochs, run_dir, monitor=monitor, mode=task.monitor_mode,
+                     backup_every_steps=cfg.backup_every_steps, chief=runtime.chief, extra_callbacks=extra,
+                     verbose=verbose, sync_batchnorm=cfg.sync_batchnorm, log=log)
+    except training.NonFiniteLoss as e:
+        raise UserError(_non_finite_message(e, run_dir, created and runtime.chief)) from None
     if not runtime.chief:
         return {}
     seconds = time.time() - start
     metrics = task.final_metrics(Run(run_dir, task, cfg), data, runtime)
+    if val_ds is None:
+        metrics["best_chosen_by"] = f"training {monitor} (no validation split)"
+        metrics["last_epoch_training"] = training.last_training_metrics(run_dir)
     metrics["train_seconds_this_session"] = round(seconds, 1)
     atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _non_finite_message(e, run_dir, created):
+    finished = len(training.read_history(run_dir))
+    if created and not finished:
+        # Nothing worth keeping: the fixed command must not find "a run" here.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        kept = "no epoch had finished, so the run folder was removed"
+    elif finished:
+        kept = (f"{run_dir} keeps the checkpoints of its {finished} finished epoch(s); start a new run "
+                "with another --run-dir")
+    else:
+        kept = f"start a new run with another --run-dir ({run_dir} was resumed with the same settings)"
+    return (f"{run_dir}: training stopped at epoch {e.epoch}, step {e.step}: the loss became {e.value} "
+            f"(not finite); lower --learning-rate ({kept})")

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -208,4 +209,87 @@ def test_two_workers_resume_from_the_chiefs_backup_after_sigkill(tmp_path, image
     assert all("Epoch 1/3" not in out and "Epoch 3/3" in out for out in outputs)
     _check_identical_and_chief_only(tmp_path, outputs)
     with open(tmp_path / "run0" / "history.csv") as f:
+        assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0", "1", "2"]
+
+
+# === A peer that never comes ===
+
+def test_cluster_timeout_setting_and_missing_peer_names(monkeypatch):
+    from keras_cnn import distribute
+    from keras_cnn.errors import UserError
+
+    monkeypatch.delenv(distribute.CLUSTER_TIMEOUT_ENV, raising=False)
+    assert distribute.cluster_timeout() == 300
+    monkeypatch.setenv(distribute.CLUSTER_TIMEOUT_ENV, "2.5")
+    assert distribute.cluster_timeout() == 2.5
+    for bad in ("0", "-3", "soon", "nan", "inf"):
+        monkeypatch.setenv(distribute.CLUSTER_TIMEOUT_ENV, bad)
+        with pytest.raises(UserError, match=f"KERAS_CNN_CLUSTER_TIMEOUT='{bad}': must be a positive number"):
+            distribute.cluster_timeout()
+    ports = free_ports(3)
+    cluster = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}}
+    # TensorFlow's barrier message names the late tasks.
+    message = ("Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0.\n# of tasks that reached the "
+               "barrier: 1/3.\nThe first task at the barrier: /job:worker/replica:0/task:0. Some timed out task "
+               "names:\n/job:worker/replica:0/task:2\n")
+    assert distribute._missing_tasks(cluster, message) == [f"worker:2 (127.0.0.1:{ports[2]})"]
+    # Without names (a worker whose leader never came), the peers that accept no connection.
+    assert distribute._missing_tasks(cluster, "Deadline Exceeded") == [
+        f"worker:1 (127.0.0.1:{ports[1]})", f"worker:2 (127.0.0.1:{ports[2]})"]
+
+
+@pytest.mark.slow
+def test_a_peer_that_never_starts_is_a_one_line_error_within_the_timeout(tmp_path, image_folder):
+    """Two lone workers of two 2-worker clusters: the leader (worker 0) and a worker whose leader never comes."""
+    procs = []
+    for index in (0, 1):
+        ports = free_ports(2)
+        env = dict(os.environ, KERAS_CNN_CLUSTER_TIMEOUT="5", TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
+        cmd = [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir",
+               str(tmp_path / f"run{index}"), "--source", "folder", "--data-dir", image_folder,
+               "--num-colours", "4", "--num-filters", "4", "--epochs", "1", "--strategy", "multi_worker"]
+        procs.append((index, ports, time.time(),
+                      subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)))
+    for index, ports, started, proc in procs:
+        out, err = proc.communicate(timeout=240)
+        # TensorFlow's start-up on a shared CPU takes most of this; the wait itself is 5 s.
+        assert time.time() - started < 200
+        missing = 1 - index
+        assert proc.returncode == 2, err[-3000:]
+        assert err.strip() == (f"error: TF_CONFIG: worker:{missing} (127.0.0.1:{ports[missing]}) did not join the "
+                               f"cluster within 5 s (this is worker:{index} (127.0.0.1:{ports[index]})); start "
+                               "every task with its own TF_CONFIG, or wait longer with "
+                               "KERAS_CNN_CLUSTER_TIMEOUT=SECONDS"), err[-3000:]
+        # Nothing was written: the fixed command does not find a half-made run.
+        assert not os.path.exists(tmp_path / f"run{index}")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_resume_continues(tmp_path, image_folder):
+    """SIGTERM to the non-chief only: the workers agree by all-reduce, both stop after that step, backed up."""
+    def args(resume):
+        return lambda i: ["train", str(tmp_path / f"run{i}"), str(tmp_path / f"w{i}.npz"), image_folder,
+                          *(["--resume"] if resume else (["--sigterm-at", "1:1"] if i == 1 else []))]
+
+    codes, outputs = run_cluster(tmp_path, args(resume=False))
+    assert codes == [143, 143], outputs[0][-3000:] + outputs[1][-3000:]
+    run0 = tmp_path / "run0"
+    for out in outputs:
+        assert f"STOPPED: {tmp_path / 'run{}'.format(outputs.index(out))}: training stopped by SIGTERM at " \
+               "epoch 2, step 2" in out, out[-3000:]
+    assert "SIGTERM received: stopping after this step" in outputs[1]
+    with open(run0 / "backup" / "state.json") as f:
+        state = json.load(f)
+    assert (state["epoch"], state["step"]) == (1, 2)
+    # A clean stop removes the non-chief's scratch backup (fit's `finally`).
+    assert backup_scratch(tmp_path / "tmp1") == []
+
+    codes, outputs = run_cluster(tmp_path, args(resume=True))
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert f"resuming from {run0 / 'backup'}, made after step 2 of epoch 2" in outputs[0]
+    assert "resuming from the chief's backup, made after step 2 of epoch 2" in outputs[1]
+    _check_identical_and_chief_only(tmp_path, outputs)
+    with open(run0 / "history.csv") as f:
         assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0", "1", "2"]

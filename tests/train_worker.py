@@ -2,18 +2,21 @@
 
     python tests/train_worker.py keras20585      # under a 2-worker TF_CONFIG
     python tests/train_worker.py train RUN_DIR WEIGHTS.npz DATA_DIR [--strategy S] [--resume]
-        [--kill-at EPOCH:STEP]
+        [--kill-at EPOCH:STEP] [--sigterm-at EPOCH:STEP]
 
 `train` trains a tiny colourizer with `keras_cnn.tasks.train`
 (3 epochs, per-replica batch 4, a backup every 2 steps) and saves the final
 weights to WEIGHTS.npz; `--kill-at` SIGKILLs the process as that step (both
-0-based) begins, after the backup of the step before it.
+0-based) begins, after the backup of the step before it; `--sigterm-at` sends
+it SIGTERM there instead (a clean stop: exit 143 after a backup of that step).
 """
 
 import os
 import signal
+import sys
 
-# keras_cnn is imported as an installed package (pip install --no-deps -e .).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -50,9 +53,9 @@ def keras20585():
 
 
 class KillAt:
-    """SIGKILLs this process as step `step` of epoch `epoch` (0-based) begins: a hard crash mid-epoch."""
+    """Sends `sig` (SIGKILL: a hard crash mid-epoch) to this process as step `step` of epoch `epoch` (0-based) begins."""
 
-    def __init__(self, epoch, step):
+    def __init__(self, epoch, step, sig=signal.SIGKILL):
         import keras
 
         class _Killer(keras.callbacks.Callback):
@@ -61,21 +64,20 @@ class KillAt:
 
             def on_train_batch_begin(cb, batch, logs=None):
                 if cb.epoch == epoch and batch == step:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), sig)
 
         self.callback = _Killer()
 
 
-def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy="multi_worker"):
+def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy="multi_worker", sigterm_at=None):
     import numpy as np
 
     from keras_cnn import training
     from keras_cnn.colorization.config import PRESETS, ColorizationConfig
     from keras_cnn.config import resolve
     from keras_cnn.tasks import train as train_colorizer
-    from keras_cnn.training import loop
 
-    original_fit, original_callbacks = training.fit, loop.standard_callbacks
+    original_fit, original_callbacks = training.fit, training.standard_callbacks
 
     def fit(model, *args, **kwargs):
         history = original_fit(model, *args, **kwargs)
@@ -83,15 +85,25 @@ def train(run_dir, weights_path, data_dir, resume=False, kill_at=None, strategy=
         return history
 
     def standard_callbacks(*args, **kwargs):
-        return [KillAt(*kill_at).callback] + original_callbacks(*args, **kwargs)
+        at, sig = (kill_at, signal.SIGKILL) if kill_at else (sigterm_at, signal.SIGTERM)
+        return [KillAt(*at, sig=sig).callback] + original_callbacks(*args, **kwargs)
 
     training.fit = fit
-    if kill_at:
+    if kill_at or sigterm_at:
+        from keras_cnn.training import loop
+
+        # `fit` looks the function up in its own module.
         loop.standard_callbacks = standard_callbacks
     cfg = resolve(ColorizationConfig, PRESETS, "cifar10_unet", dict(
         source="folder", data_dir=data_dir, epochs=3, batch_size=4, num_colours=4, num_filters=4,
         val_fraction=0.25, strategy=strategy, backup_every_steps=2))
-    train_colorizer(cfg, run_dir, resume=resume, verbose=2)
+    from keras_cnn.errors import TrainingInterrupted
+
+    try:
+        train_colorizer(cfg, run_dir, resume=resume, verbose=2)
+    except TrainingInterrupted as e:
+        print(f"STOPPED: {e}", flush=True)
+        sys.exit(e.exit_code)
     print("WORKER DONE", flush=True)
 
 
@@ -104,8 +116,10 @@ if __name__ == "__main__":
     parser.add_argument("--strategy", default="multi_worker")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--kill-at", type=lambda v: tuple(int(p) for p in v.split(":")))
+    parser.add_argument("--sigterm-at", type=lambda v: tuple(int(p) for p in v.split(":")))
     args = parser.parse_args()
     if args.mode == "keras20585":
         keras20585()
     else:
-        train(*args.paths, resume=args.resume, kill_at=args.kill_at, strategy=args.strategy)
+        train(*args.paths, resume=args.resume, kill_at=args.kill_at, strategy=args.strategy,
+              sigterm_at=args.sigterm_at)

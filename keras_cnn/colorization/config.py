@@ -34,7 +34,7 @@ class ColorizationConfig(TrainingConfig):
     cache_dir: Optional[str] = field(default=None, metadata={"help": "download cache (default ~/.keras)"})
     cifar_class: str = field(default="horse", metadata={"help": "CIFAR-10 class, number or name"})
     val_fraction: float = field(default=0.1, metadata={
-        "help": "held-out fraction of a folder source (the archive uses its test batch)"})
+        "help": "held-out fraction of a folder source (the archive uses its test batch); 0 trains on every image and picks best.keras by the training loss"})
     # === Palette ===
     palette: Optional[str] = field(default=None, metadata={
         "help": ".npy palette to use; default: fit one by k-means and save it in the run folder"})
@@ -69,7 +69,7 @@ class ColorizationConfig(TrainingConfig):
         return super().problems() + [
             # Training keeps best.keras by validation loss and plots it: an
             # empty validation split has no code path, so 0 is refused.
-            bound(self, "val_fraction", gt=0, lt=1, why="best.keras is chosen on the validation split"),
+            bound(self, "val_fraction", ge=0, lt=1),
             bound(self, "num_colours", ge=2),
             bound(self, "class_rebalance", ge=0, le=1),
             # The nets pad `kernel // 2` on each side, as the course's PyTorch does.

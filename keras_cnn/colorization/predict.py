@@ -1,9 +1,17 @@
-"""Colourize photos of any size, and the assignment's activation-map and super-resolution figures.
+"""Colourize photos of any size in bounded memory, and the assignment's activation-map and super-resolution figures.
 
 The nets are fully convolutional with two 2x downsamplings, so an image is
 padded (edge-replicated) to a multiple of 4, colourized, and cropped back. A
 colour photo is turned grey first (the course's RGB mean), so the result can be
 shown beside the original.
+
+Big photos are colourized in tiles (`TILE_SIZE` pixels a side, on the 4-pixel
+grid) each run with a border of `tile_halo(model)` pixels of real image
+around it, which is dropped afterwards: the border covers the net's receptive
+field, so every output pixel sees exactly what it would in one whole-image
+pass, and the result is the whole-image result (up to float rounding) while
+memory stays that of one tile. A net with image-level context (ResUNet's
+global pooling) sees each tile's context instead of the whole photo's.
 """
 
 import os
@@ -15,7 +23,15 @@ from keras_cnn import plots
 from keras_cnn.colorization.colorizer import downsize
 from keras_cnn.colorization.palette import grey
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_path, list_images, read_image
+from keras_cnn.fileio import atomic_path, image_size, list_images, read_image
+
+# Core tile side in pixels (a multiple of 4); photos of at most this many
+# pixels squared run in one pass.
+TILE_SIZE = 512
+# The widest border a tile gets (nets that see the whole image get this one).
+MAX_HALO = 128
+# Rows converted at a time when building the grey | colour | original strip.
+_BAND_ROWS = 512
 
 
 def write_png(path, image_uint8):
@@ -31,47 +47,130 @@ def _pad_to_multiple(images, multiple=4):
     return np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge"), (h, w)
 
 
-def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38):
+def receptive_radius(model, probe=192):
+    """How many pixels each side of it an output pixel of `model` sees, measured; None if it sees everything.
+
+    One input pixel is changed at each of the 4 phases of the net's 4-pixel
+    grid, and the farthest output pixel that changes gives the radius. A
+    change that reaches the probe's border means image-level context (global
+    pooling). Cached on the model.
+    """
+    cached = getattr(model, "_keras_cnn_receptive_radius", False)
+    if cached is not False:
+        return cached
+    rng = np.random.RandomState(0)
+    base = rng.randint(0, 256, (probe, probe, 3)).astype(np.uint8)
+    centre = probe // 2
+    batch = np.repeat(base[None], 5, axis=0)
+    for k in range(4):
+        batch[k + 1, centre + k, centre + k] = 255 - batch[k + 1, centre + k, centre + k]
+    logits = np.asarray(model(batch, training=False), np.float32)
+    radius = 0
+    for k in range(4):
+        rows, cols = np.nonzero(np.any(logits[k + 1] != logits[0], axis=-1))
+        if len(rows):
+            radius = max(radius, int(np.max(np.abs(rows - centre - k))), int(np.max(np.abs(cols - centre - k))))
+    result = None if radius >= centre - 8 else radius
+    try:
+        model._keras_cnn_receptive_radius = result
+    except AttributeError:
+        pass
+    return result
+
+
+def tile_halo(model):
+    """The border each tile is run with: the receptive radius plus one 4-pixel step, on the 4-pixel grid."""
+    radius = receptive_radius(model)
+    if radius is None:
+        return MAX_HALO
+    return min(MAX_HALO, 4 * ((radius + 4 + 3) // 4))
+
+
+def _decode(model, palette, pixels, decode, temperature):
+    logits = model(pixels, training=False)
+    return palette.decode(logits, grey(pixels), decode, temperature).numpy()
+
+
+def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38, tile_size=TILE_SIZE):
     """uint8 RGB (N, H, W, 3) -> colourized uint8 RGB of the same size (input colours are dropped).
 
-    `model` is a `Colorizer` (it converts the pixels itself).
+    `model` is a `Colorizer` (it converts the pixels itself). Images of more
+    than `tile_size` squared pixels are colourized tile by tile (see the module
+    doc), so memory stays that of one tile whatever the photo's size;
+    `tile_size=None` runs every image in one pass.
     """
-    padded, (h, w) = _pad_to_multiple(np.asarray(images_uint8, np.uint8))
-    logits = model(padded, training=False)
-    out = palette.decode(logits, grey(padded), decode, temperature).numpy()
-    return out[:, :h, :w]
+    images = np.asarray(images_uint8, np.uint8)
+    n, h, w = images.shape[:3]
+    big_h, big_w = h + (-h) % 4, w + (-w) % 4  # the padded size the net sees
+    if tile_size is None or big_h * big_w <= tile_size * tile_size:
+        padded, _ = _pad_to_multiple(images)
+        return _decode(model, palette, padded, decode, temperature)[:, :h, :w]
+    tile = max(4, int(tile_size) - int(tile_size) % 4)
+    halo = tile_halo(model)
+    out = np.empty((n, h, w, 3), np.uint8)
+    for y0 in range(0, big_h, tile):
+        for x0 in range(0, big_w, tile):
+            y1, x1 = min(y0 + tile, big_h), min(x0 + tile, big_w)
+            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+            yb, xb = min(big_h, y1 + halo), min(big_w, x1 + halo)
+            # The piece of the padded image, padded here: rows/columns past the photo repeat its edge.
+            piece = images[:, ya:min(yb, h), xa:min(xb, w)]
+            piece = np.pad(piece, ((0, 0), (0, yb - ya - piece.shape[1]), (0, xb - xa - piece.shape[2]), (0, 0)),
+                           mode="edge")
+            logits = model(piece, training=False)[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            core = piece[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+            colours = palette.decode(logits, grey(core), decode, temperature).numpy()
+            hh, ww = min(y1, h) - y0, min(x1, w) - x0
+            if hh > 0 and ww > 0:
+                out[:, y0:y0 + hh, x0:x0 + ww] = colours[:, :hh, :ww]
+    return out
+
+
+def compare_strip(original, coloured):
+    """grey | colourized | original side by side, uint8 (H, 3W, 3), built in row bands."""
+    h, w = original.shape[:2]
+    strip = np.empty((h, 3 * w, 3), np.uint8)
+    for r in range(0, h, _BAND_ROWS):
+        band = original[r:r + _BAND_ROWS]
+        strip[r:r + len(band), :w] = np.round(band.mean(-1, keepdims=True, dtype=np.float32)).astype(np.uint8)
+    strip[:, w:2 * w] = coloured
+    strip[:, 2 * w:] = original
+    return strip
 
 
 def colorize_files(model, palette, inputs, out_dir, batch_size=16, decode="argmax", temperature=0.38,
-                   compare=True):
+                   compare=True, tile_size=TILE_SIZE):
     """Colourizes an image file or every image in a folder; returns the written paths.
 
-    Images of the same size are batched together. Writes NAME_color.png and,
-    with `compare`, NAME_compare.png (grey | colourized | original). A
+    Images of the same size are batched together (photos bigger than one tile
+    go one at a time, in tiles); each is read when its batch runs, so memory
+    holds one batch, not the folder. Writes NAME_color.png and, with
+    `compare`, NAME_compare.png (grey | colourized | original). A
     super-resolution model sees the 4x-downsized colour photo instead of the
     grey one.
     """
     if not os.path.exists(inputs):
         raise UserError(f"{inputs}: no such file or folder")
     paths = list_images(inputs) if os.path.isdir(inputs) else [inputs]
-    images = {p: read_image(p) for p in paths}
-    by_shape = {}
-    for p, img in images.items():
-        by_shape.setdefault(img.shape, []).append(p)
+    by_size = {}
+    for p in paths:
+        width, height = image_size(p)  # the header only: checked, not decoded
+        by_size.setdefault((height, width), []).append(p)
     written = []
-    for group in by_shape.values():
-        for start in range(0, len(group), batch_size):
-            chunk = group[start:start + batch_size]
-            batch = np.stack([images[p] for p in chunk])
-            result = colorize(model, palette, batch, decode, temperature)
+    for (height, width), group in by_size.items():
+        step = batch_size if tile_size is None or height * width <= tile_size * tile_size else 1
+        for start in range(0, len(group), step):
+            chunk = group[start:start + step]
+            batch = np.stack([read_image(p) for p in chunk])
+            result = colorize(model, palette, batch, decode, temperature, tile_size)
             for p, original, coloured in zip(chunk, batch, result):
                 stem = os.path.join(out_dir, os.path.splitext(os.path.basename(p))[0])
                 write_png(f"{stem}_color.png", coloured)
                 written.append(f"{stem}_color.png")
                 if compare:
-                    g = np.repeat(np.round(original.mean(-1, keepdims=True)).astype(np.uint8), 3, -1)
-                    write_png(f"{stem}_compare.png", np.concatenate([g, coloured, original], axis=1))
+                    write_png(f"{stem}_compare.png", compare_strip(original, coloured))
                     written.append(f"{stem}_compare.png")
+            del batch, result
     return written
 
 

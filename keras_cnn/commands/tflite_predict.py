@@ -11,6 +11,7 @@ writes the colour image at the model's size, a segmenter writes the mask
 """
 
 import os
+import sys
 
 from keras_cnn import cli
 
@@ -42,6 +43,11 @@ def run(args):
     from keras_cnn.fileio import atomic_path
 
     meta = rt.read_metadata(metadata)
+    # Another model's metadata would decode this one's output into a wrong image: refuse it. (Checked on
+    # an interpreter without the XNNPACK delegate, which announces itself on stderr.)
+    warning = rt.check_metadata(rt.load_interpreter(args.model, with_delegates=False), meta, args.model, metadata)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     size = meta["input_size"][0]
     photo, (height, width) = rt.load_photo(args.image, size, meta.get("image_fit", "centre_crop"))
     interpreter = rt.load_interpreter(args.model, num_threads=args.threads)

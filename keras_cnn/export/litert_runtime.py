@@ -81,6 +81,48 @@ def read_metadata(path):
     return meta
 
 
+def metadata_classes(meta):
+    """The number of output classes `meta` describes (palette colours, or segmenter classes)."""
+    if meta.get("application") == "colorization":
+        colours = (meta.get("palette") or {}).get("colours")
+        return len(colours) if isinstance(colours, list) else None
+    if isinstance(meta.get("num_classes"), int):
+        return meta["num_classes"]
+    names = meta.get("class_names")
+    return len(names) if isinstance(names, list) else None
+
+
+def check_metadata(interpreter, meta, model_path="TFLite model", metadata_path="metadata.json"):
+    """A `UserError` unless `meta` describes this interpreter's model (input size, output classes).
+
+    A `.tflite` decoded with another model's metadata gives silent garbage
+    (a wrong palette, a mask of the wrong classes), so the shapes are compared
+    before anything is run. Returns a warning (or None) when the shapes agree
+    but the metadata lists other file names (another export of the same shapes,
+    or a renamed file).
+    """
+    inp = interpreter.get_input_details()[0]["shape"]
+    out = interpreter.get_output_details()[0]["shape"]
+    size = meta.get("input_size")
+    classes = metadata_classes(meta)
+    problems = []
+    if not (isinstance(size, list) and len(size) == 2) or len(inp) != 4 or [int(inp[1]), int(inp[2])] != size:
+        said = "x".join(map(str, size)) if isinstance(size, list) else repr(size)
+        problems.append(f"the model takes {'x'.join(str(int(d)) for d in inp[1:3])} images, the metadata says {said}")
+    if classes is None or len(out) != 4 or int(out[-1]) != classes:
+        problems.append(f"the model predicts {int(out[-1])} classes, the metadata describes {classes}")
+    listed = sorted((meta.get("tflite") or {}).values()) if isinstance(meta.get("tflite"), dict) else []
+    name = os.path.basename(model_path) if isinstance(model_path, str) else None
+    if problems:
+        hint = f" (it lists {', '.join(listed)})" if listed and name not in listed else ""
+        raise UserError(f"{metadata_path}: does not describe {model_path}: {'; '.join(problems)}{hint}; "
+                        "pass --metadata of the export this model came from")
+    if listed and name and name not in listed:
+        return (f"{metadata_path} lists {', '.join(listed)}, not {name}: make sure it is the metadata of "
+                "the export this model came from")
+    return None
+
+
 def load_photo(path, size, fit):
     """A photo as uint8 (size, size, 3) the way the export's `image_fit` says, and its original (h, w)."""
     from PIL import Image

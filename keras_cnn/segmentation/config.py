@@ -92,7 +92,7 @@ class SegmentationConfig(TrainingConfig):
         return super().problems() + [
             # Training keeps best.keras by validation IoU: an empty validation
             # split has no code path, so 0 is refused.
-            bound(self, "val_fraction", gt=0, lt=1, why="best.keras is chosen on the validation split"),
+            bound(self, "val_fraction", ge=0, lt=1),
             bound(self, "num_classes", ge=2, le=MAX_CLASSES),
             bound(self, "image_size", ge=MIN_IMAGE_SIZE),
             _rates_problem(self.aspp_rates),

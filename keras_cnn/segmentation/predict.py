@@ -3,6 +3,13 @@
 The photo is resized to the model's input size (the model normalises it
 itself), and the logits are resized back to the photo's own size
 (bilinearly, before the argmax) so the mask lines up with the original.
+
+Memory stays bounded for big photos: the resize to the model's size runs in
+row bands (width first, then height: the antialiased bilinear resize is
+separable), and the logits are brought back to the photo's size and turned
+into labels `BAND_ROWS` rows at a time, so no float copy of the whole photo
+or of its full-size logits is ever made. The results are those of
+`tf.image.resize` on the whole photo, up to float rounding.
 """
 
 import os
@@ -13,6 +20,9 @@ import tensorflow as tf
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images, read_image
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
+
+# Rows of the photo handled at a time by the resizes, the argmax and the overlay.
+BAND_ROWS = 256
 
 # Class colours for masks with more than two classes (PASCAL VOC's first colours).
 PALETTE = np.array([
@@ -34,22 +44,73 @@ def colorize(labels, num_classes):
 
 
 def overlay(image, labels, alpha=0.5):
-    """The photo (uint8 RGB) with every non-background pixel tinted (red for class 1)."""
-    tint = (PALETTE[np.mod(labels, len(PALETTE))] * 255.0).astype(np.float32)
-    tint[labels == 1] = (255.0, 0.0, 0.0)
-    out = image.astype(np.float32)
-    fg = labels > 0
-    out[fg] = (1 - alpha) * out[fg] + alpha * tint[fg]
-    return np.clip(out, 0, 255).astype(np.uint8)
+    """The photo (uint8 RGB) with every non-background pixel tinted (red for class 1), in row bands."""
+    out = np.empty_like(image, dtype=np.uint8)
+    for r in range(0, image.shape[0], BAND_ROWS):
+        lab = labels[r:r + BAND_ROWS]
+        tint = (PALETTE[np.mod(lab, len(PALETTE))] * 255.0).astype(np.float32)
+        tint[lab == 1] = (255.0, 0.0, 0.0)
+        band = image[r:r + BAND_ROWS].astype(np.float32)
+        fg = lab > 0
+        band[fg] = (1 - alpha) * band[fg] + alpha * tint[fg]
+        out[r:r + BAND_ROWS] = np.clip(band, 0, 255).astype(np.uint8)
+    return out
+
+
+def resize_to_model(image, size):
+    """uint8 RGB (h, w, 3) -> float32 (S, S, 3): `tf.image.resize(bilinear, antialias=True)` in row bands.
+
+    The width is resized first, `BAND_ROWS` rows at a time (a resize that
+    keeps the height is exact per row), then the height of the (h, S) result:
+    no float copy of the whole photo.
+    """
+    h, w = image.shape[:2]
+    if h * w <= BAND_ROWS * BAND_ROWS:
+        return tf.image.resize(image, size, method="bilinear", antialias=True)
+    narrow = np.empty((h, size[1], image.shape[2]), np.float32)
+    for r in range(0, h, BAND_ROWS):
+        band = image[r:r + BAND_ROWS]
+        narrow[r:r + len(band)] = tf.image.resize(band, (len(band), size[1]), method="bilinear",
+                                                  antialias=True).numpy()
+    return tf.image.resize(narrow, size, method="bilinear", antialias=True)
+
+
+def _bilinear_weights(out_size, in_size):
+    """TensorFlow's half-pixel-centre bilinear sampling along one axis: (lower, upper, lerp)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    x = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(x)
+    lower = np.maximum(floor, 0).astype(np.int64)
+    upper = np.minimum(np.ceil(x), in_size - 1).astype(np.int64)
+    return lower, upper, (x - floor).astype(np.float32)
+
+
+def labels_at_size(logits, height, width):
+    """Logits (S, S', K) -> uint8 labels (height, width): bilinear upsampling then argmax, in row bands.
+
+    The same sampling as `tf.image.resize(logits, (height, width), "bilinear")`
+    but `BAND_ROWS` rows at a time, so the full-size logits never exist.
+    """
+    logits = np.asarray(logits, np.float32)
+    y_lo, y_hi, y_lerp = _bilinear_weights(height, logits.shape[0])
+    x_lo, x_hi, x_lerp = _bilinear_weights(width, logits.shape[1])
+    x_lerp = x_lerp[None, :, None]
+    labels = np.empty((height, width), np.uint8)
+    for r in range(0, height, BAND_ROWS):
+        rows = slice(r, min(r + BAND_ROWS, height))
+        top, bottom = logits[y_lo[rows]], logits[y_hi[rows]]
+        top = top[:, x_lo] + (top[:, x_hi] - top[:, x_lo]) * x_lerp
+        bottom = bottom[:, x_lo] + (bottom[:, x_hi] - bottom[:, x_lo]) * x_lerp
+        band = top + (bottom - top) * y_lerp[rows][:, None, None]
+        labels[rows] = np.argmax(band, axis=-1)
+    return labels
 
 
 def predict_labels(model, image):
-    """Class labels `(h, w)` for one uint8 RGB photo at its own size."""
-    size = model.image_size
-    x = tf.image.resize(image, size, method="bilinear", antialias=True)
+    """Class labels `(h, w)` for one uint8 RGB photo at its own size, in memory bounded by the model's size."""
+    x = resize_to_model(image, model.image_size)
     logits = model(tf.clip_by_value(tf.round(x), 0, 255)[None], training=False)
-    logits = tf.image.resize(logits, image.shape[:2], method="bilinear")
-    return tf.argmax(logits[0], axis=-1).numpy().astype(np.uint8)
+    return labels_at_size(logits[0], image.shape[0], image.shape[1])
 
 
 def _inputs(paths):

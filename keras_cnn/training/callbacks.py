@@ -1,14 +1,18 @@
-"""The callbacks every run gets: CSV log, atomic checkpoints, kill-safe backups, TensorBoard."""
+"""The callbacks every run gets: CSV log, atomic checkpoints, kill-safe backups, TensorBoard,
+a stop on a non-finite loss, and a clean stop on SIGTERM / SIGINT."""
 
 import json
+import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 
 import keras
 
 from keras_cnn import distribute
-from keras_cnn.errors import UserError
+from keras_cnn.errors import TrainingInterrupted, UserError
 from keras_cnn.fileio import atomic_path, atomic_write_text
 from keras_cnn.training.run_folder import BACKUP_DIR, BACKUP_STATE, HISTORY_CSV, drop_history_from, read_best
 
@@ -184,6 +188,10 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self._should_save_on_batch(batch):
             self._save(self._current_epoch, batch + 1)
 
+    def save_step(self, epoch, step):
+        """A backup made after `step` steps of `epoch` (both as Keras counts: epoch 0-based)."""
+        self._save(epoch, step)
+
     def _save(self, epoch, step):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch{epoch:05d}-step{step:07d}.weights.h5"
@@ -204,15 +212,141 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.model._initial_epoch = None
 
 
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite at `step` (1-based) of `epoch` (1-based)."""
+
+    def __init__(self, run_dir, epoch, step, value):
+        super().__init__(f"{run_dir}: training stopped at epoch {epoch}, step {step}: the loss became "
+                         f"{value} (not finite); lower --learning-rate")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training with `NonFiniteLoss` (a `UserError`) at the first step whose loss is not finite.
+
+    Unlike `keras.callbacks.TerminateOnNaN`, which lets the epoch end (its
+    checkpoints, CSV row and backup written from broken weights) and `fit`
+    return normally, this raises at once from the step's end: the run folder
+    keeps the checkpoints and backup of the last good epoch or step, and the
+    script exits non-zero.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = run_dir
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        value = float(keras.ops.convert_to_numpy(loss))
+        if not math.isfinite(value):
+            raise NonFiniteLoss(self.run_dir, self.epoch + 1, batch + 1, value)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """SIGTERM or SIGINT (Ctrl-C) stop training cleanly at the end of the current step.
+
+    The way schedulers and preemption stop a job: the first signal is
+    noted, the step that is running finishes, `backup` saves that step
+    (so `--resume` continues from it) and `TrainingInterrupted` is raised
+    (exit 128 + signal number through `keras_cnn.cli`). A second signal stops
+    at once (KeyboardInterrupt), keeping the last backup. Under a
+    multi-worker strategy the workers agree by all-reduce at every step, so
+    they all stop after the same step even when only one was signalled.
+
+    Installed by `install()` around `fit` (main thread only: Python runs
+    signal handlers there); `restore()` puts the previous handlers back.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, backup, run_dir, log=print):
+        super().__init__()
+        self.backup = backup
+        self.run_dir = run_dir
+        self.log = log
+        self.received = None
+        self.epoch = 0
+        self._previous = {}
+        self._sync = None
+
+    def install(self):
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handle)
+        return True
+
+    def restore(self):
+        for sig, previous in self._previous.items():
+            # None: a handler not installed from Python (TensorFlow's own SIGTERM notifier).
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.received = signum
+        self.log(f"{signal.Signals(signum).name} received: stopping after this step, once it is backed up "
+                 "(send it again to stop at once)")
+
+    def on_train_begin(self, logs=None):
+        from keras_cnn import multiworker_fix
+
+        strategy = self.model.distribute_strategy
+        self._sync = strategy if multiworker_fix.is_multi_worker(strategy) else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _stop_requested(self):
+        """The signal to stop for (0: none); under a multi-worker strategy, any worker's."""
+        if self._sync is None:
+            return self.received or 0
+        import tensorflow as tf
+
+        # Every worker calls this at every step, so the collectives line up.
+        flags = tf.constant([int(self.received == s) for s in self.SIGNALS], tf.int64)
+        flags = self._sync.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None).numpy()
+        return next((int(s) for s, n in zip(self.SIGNALS, flags) if n), 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        signum = self._stop_requested()
+        if signum:
+            self.backup.save_step(self.epoch, batch + 1)
+            self._stop(signum, f"epoch {self.epoch + 1}, step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Signalled during validation or the end-of-epoch saves: the epoch's backup is already made.
+        signum = self._stop_requested()
+        if signum:
+            self._stop(signum, f"the end of epoch {epoch + 1}")
+
+    def _stop(self, signum, where):
+        name = signal.Signals(signum).name
+        raise TrainingInterrupted(signum, f"{self.run_dir}: training stopped by {name} at {where}, backed "
+                                          f"up in {self.backup.backup_dir}; run the same command with "
+                                          "--resume to continue")
+
+
 def standard_callbacks(run_dir, monitor="val_loss", mode="min", backup_every_steps=0,
                        chief=True, log=print):
-    """The callbacks every run gets, `RunBackup` last.
+    """The callbacks every run gets: `StopOnNaN` first, then `RunBackup`, then `StopOnSignal`.
 
-    The backup comes last so that when it records an epoch as finished, that
-    epoch's checkpoint, CSV row and plots are already written. Non-chief
-    workers get only the backup, writing to a temporary folder.
+    The backup comes after the checkpoint, CSV and extra callbacks so that
+    when it records an epoch as finished, that epoch's checkpoint, CSV row and
+    plots are already written; `StopOnSignal` comes after it and uses it.
+    Non-chief workers get only the NaN stop, the backup (writing to a
+    temporary folder) and the signal stop.
     """
-    callbacks = [keras.callbacks.TerminateOnNaN()]
+    callbacks = [StopOnNaN(run_dir)]
     if chief:
         callbacks += [
             AtomicCheckpoint(run_dir, monitor=monitor, mode=mode),
@@ -222,6 +356,7 @@ def standard_callbacks(run_dir, monitor="val_loss", mode="min", backup_every_ste
     # Every worker saves (symmetric work under a multi-worker strategy); only
     # the chief's copy is kept.
     backup_dir = os.path.join(run_dir, BACKUP_DIR) if chief else tempfile.mkdtemp(prefix="keras_cnn_backup_")
-    callbacks.append(RunBackup(backup_dir, save_freq=backup_every_steps if backup_every_steps > 0 else "epoch",
-                               chief=chief, log=log))
+    backup = RunBackup(backup_dir, save_freq=backup_every_steps if backup_every_steps > 0 else "epoch",
+                       chief=chief, log=log)
+    callbacks += [backup, StopOnSignal(backup, run_dir, log)]
     return callbacks

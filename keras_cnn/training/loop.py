@@ -3,7 +3,9 @@
 The caller builds and compiles the model inside the strategy's scope
 (`setup_runtime` gives the strategy). Resuming: run the same command again
 with `--resume`; `RunBackup` restores the last backup and training goes on
-from there.
+from there. SIGTERM and SIGINT stop training after the running step, backed
+up (`StopOnSignal`); a non-finite loss stops it with a `UserError`
+(`StopOnNaN`).
 """
 
 import shutil
@@ -11,7 +13,7 @@ import shutil
 import tensorflow as tf
 
 from keras_cnn import distribute
-from keras_cnn.training.callbacks import standard_callbacks
+from keras_cnn.training.callbacks import RunBackup, StopOnSignal, standard_callbacks
 
 
 def _shard_on_purpose(dataset):
@@ -36,12 +38,17 @@ def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min"
     if sync_batchnorm and model.distribute_strategy.num_replicas_in_sync > 1:
         distribute.sync_batchnorm(model)
     callbacks = standard_callbacks(run_dir, monitor, mode, backup_every_steps, chief, log)
-    callbacks[-1:-1] = [c for c in extra_callbacks if chief]
+    backup = next(c for c in callbacks if isinstance(c, RunBackup))
+    stopper = next(c for c in callbacks if isinstance(c, StopOnSignal))
+    at = callbacks.index(backup)
+    callbacks[at:at] = [c for c in extra_callbacks if chief]
+    stopper.install()
     try:
         return model.fit(_shard_on_purpose(train_ds),
                          validation_data=None if val_ds is None else _shard_on_purpose(val_ds),
                          epochs=epochs, callbacks=callbacks, verbose=verbose,
                          steps_per_epoch=steps_per_epoch, shuffle=False)
     finally:
+        stopper.restore()
         if not chief:
-            shutil.rmtree(callbacks[-1].backup_dir, ignore_errors=True)
+            shutil.rmtree(backup.backup_dir, ignore_errors=True)

@@ -48,6 +48,22 @@ def read_history(run_dir, before_epoch=None):
     return rows
 
 
+def last_training_metrics(run_dir):
+    """The training metrics (no `val_` columns) of the last finished epoch in `history.csv`."""
+    rows = read_history(run_dir)
+    if not rows:
+        return {}
+    out = {}
+    for key, value in rows[-1].items():
+        if key == "epoch" or key.startswith("val_"):
+            continue
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def drop_history_from(run_dir, epoch):
     """Rewrites `history.csv` keeping only complete rows of epochs before `epoch`; returns how many went."""
     path = os.path.join(run_dir, HISTORY_CSV)
@@ -77,18 +93,16 @@ def read_best(run_dir, monitor, mode, before_epoch=None):
     return min(values) if mode == "min" else max(values)
 
 
-def prepare_run_dir(run_dir, cfg, resume=False, chief=None, task=None):
-    """Creates the run folder and writes `config.json`; returns the config to train with.
+def run_config(run_dir, cfg, resume=False, chief=None):
+    """The config a run in `run_dir` trains with, checking the folder; writes nothing.
 
     A folder that already holds a config is only reused with `resume=True`,
     and then its saved config wins (a resumed run must be the same run). A
     resume needs something to resume: a backup, or a run that stopped before
     its first backup; a finished run is an error, not a silent restart.
-
-    `chief` (default: from `TF_CONFIG`) False: a non-chief worker writes
-    nothing; it uses the saved config when it can see the chief's folder
-    (shared file system), else `cfg`, so every machine should be given the
-    same flags. `task` is the task's name, recorded in `config.json`.
+    `chief` False (default: from `TF_CONFIG`): a non-chief worker uses the
+    saved config when it can see the chief's folder (shared file system),
+    else `cfg`, so every machine should be given the same flags.
     """
     if chief is None:
         chief = distribute.is_chief()
@@ -112,8 +126,22 @@ def prepare_run_dir(run_dir, cfg, resume=False, chief=None, task=None):
         return saved
     if resume:
         raise UserError(f"{run_dir}: nothing to resume (no config.json)")
-    os.makedirs(run_dir, exist_ok=True)
-    config_lib.save_config(cfg, path, task=task)
+    return cfg
+
+
+def prepare_run_dir(run_dir, cfg, resume=False, chief=None, task=None):
+    """Creates the run folder and writes `config.json`; returns the config to train with.
+
+    The checks and the config are those of `run_config`; a non-chief worker
+    writes nothing. `task` is the task's name, recorded in `config.json`.
+    """
+    if chief is None:
+        chief = distribute.is_chief()
+    cfg = run_config(run_dir, cfg, resume, chief)
+    path = config_lib.config_path(run_dir)
+    if chief and not os.path.exists(path):
+        os.makedirs(run_dir, exist_ok=True)
+        config_lib.save_config(cfg, path, task=task)
     return cfg
 
 

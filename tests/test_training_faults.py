@@ -1,0 +1,213 @@
+"""Training under faults, both applications at tiny size: no validation split, a non-finite loss, signals.
+
+In-process tests are fast; the ones that start a training script (SIGTERM to
+a real process, then `--resume`) are marked slow.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO, write_images
+from test_segmentation_data import make_folder
+
+from keras_cnn import plots
+from keras_cnn.colorization.config import PRESETS as COLOUR_PRESETS
+from keras_cnn.colorization.config import ColorizationConfig
+from keras_cnn.config import resolve
+from keras_cnn.errors import UserError
+from keras_cnn.segmentation.config import PRESETS as SEG_PRESETS
+from keras_cnn.tasks import open_run, train
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.fixture(scope="module")
+def colour_images(tmp_path_factory):
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (16, 4, 4, 3)).astype(np.uint8).repeat(4, 1).repeat(4, 2)
+    return str(write_images(tmp_path_factory.mktemp("c") / "imgs", images))
+
+
+@pytest.fixture(scope="module")
+def seg_folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("s") / "data", n=8)
+
+
+def colour_cfg(data_dir, **overrides):
+    fields = dict(source="folder", data_dir=data_dir, epochs=2, batch_size=8, num_colours=4, num_filters=4,
+                  val_fraction=0.25)
+    fields.update(overrides)
+    return resolve(ColorizationConfig, COLOUR_PRESETS, "cifar10_unet", fields)
+
+
+def seg_cfg(data_dir, **overrides):
+    fields = dict(data_dir=str(data_dir), epochs=2, batch_size=4, max_examples=0, learning_rate=3e-3,
+                  plot_examples=2, image_size=32)
+    fields.update(overrides)
+    return dataclasses.replace(SEG_PRESETS["smoke"], **fields)
+
+
+def history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# === val_fraction 0 ===
+
+@pytest.mark.parametrize("application", ["colorization", "segmentation"])
+def test_no_validation_split_trains_fully_and_finishes(application, colour_images, seg_folder, tmp_path):
+    run_dir = str(tmp_path / "run")
+    if application == "colorization":
+        cfg, monitor = colour_cfg(colour_images, val_fraction=0.0), "loss"
+    else:
+        cfg, monitor = seg_cfg(seg_folder, val_fraction=0.0, epochs=1), "fg_iou"
+    metrics = train(cfg, run_dir, verbose=0, log=quiet)
+    rows = history(run_dir)
+    assert len(rows) == cfg.epochs
+    # Keras writes "NA" in the validation columns; the curves skip them.
+    assert all(r.get(f"val_{monitor}") in (None, "NA") for r in rows)
+    assert f"val_{monitor}" not in plots.read_history_csv(os.path.join(run_dir, "history.csv"))
+    for name in ("best.keras", "last.keras", "metrics.json"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    assert os.listdir(os.path.join(run_dir, "plots"))
+    saved = json.loads(open(os.path.join(run_dir, "metrics.json")).read())
+    assert saved == json.loads(json.dumps(metrics))
+    assert saved["best_chosen_by"] == f"training {monitor} (no validation split)"
+    assert saved["last_epoch_training"][monitor] == pytest.approx(float(rows[-1][monitor]), abs=1e-6)
+    # best.keras is the epoch with the best training metric.
+    values = [float(r[monitor]) for r in rows]
+    best_epoch = int(np.argmin(values) if monitor == "loss" else np.argmax(values))
+    run = open_run(run_dir)
+    if application == "colorization":
+        # The best epoch's weights are those of last.keras only if it is the last epoch.
+        same = all(np.array_equal(a, b) for a, b in zip(run.load_model("best").get_weights(),
+                                                        run.load_model("last").get_weights()))
+        assert same == (best_epoch == len(rows) - 1)
+    with pytest.raises(UserError):
+        run.evaluate()  # no validation split to evaluate on: one line, not a crash
+
+
+# === Non-finite loss ===
+
+def test_non_finite_loss_stops_with_one_line_and_leaves_no_trap(colour_images, tmp_path):
+    from keras_cnn import training
+
+    run_dir = str(tmp_path / "run")
+    cfg = colour_cfg(colour_images, learning_rate=float("nan"), epochs=3, batch_size=4)
+    with pytest.raises(UserError) as caught:
+        train(cfg, run_dir, verbose=0, log=quiet)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{run_dir}: training stopped at epoch 1, step ")
+    assert "(not finite); lower --learning-rate (no epoch had finished, so the run folder was removed)" in message
+    # Nothing left that the fixed command would trip over.
+    assert not os.path.exists(run_dir)
+    fixed = dataclasses.replace(cfg, learning_rate=1e-3)
+    assert training.run_config(run_dir, fixed) == fixed
+
+
+def test_loss_becoming_nan_later_keeps_the_good_epochs(colour_images, tmp_path, monkeypatch):
+    import keras
+
+    class PoisonAtEpoch2(plots.EpochStrip):
+        def on_epoch_end(self, epoch, logs=None):
+            pass  # no strip: faster
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                for w in self.model.trainable_weights[:1]:
+                    w.assign(w * np.nan)
+
+    monkeypatch.setattr(plots, "EpochStrip", PoisonAtEpoch2)
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(UserError, match=r"training stopped at epoch 2, step 1: the loss became nan \(not finite\); "
+                                        r"lower --learning-rate \(.*run keeps the checkpoints of its 1 finished"):
+        train(colour_cfg(colour_images, epochs=2), run_dir, verbose=0, log=quiet)
+    # Epoch 1's checkpoints and backup, and no row or checkpoint of the poisoned epoch.
+    assert len(history(run_dir)) == 1
+    weights = keras.saving.load_model(os.path.join(run_dir, "last.keras")).get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    with open(os.path.join(run_dir, "backup", "state.json")) as f:
+        assert json.load(f)["epoch"] == 1
+
+
+# === Signals ===
+
+def test_sigterm_during_fit_backs_up_the_step_and_stops(colour_images, tmp_path, monkeypatch):
+    from keras_cnn.errors import TrainingInterrupted
+
+    class SigtermAtStep(plots.EpochStrip):
+        # The scheduler's SIGTERM arrives during step 2 of epoch 2 (Keras counts from 0).
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            pass  # no strip: faster
+
+    monkeypatch.setattr(plots, "EpochStrip", SigtermAtStep)
+    run_dir = str(tmp_path / "run")
+    before = signal.getsignal(signal.SIGTERM)
+    logged = []
+    with pytest.raises(TrainingInterrupted) as caught:
+        train(colour_cfg(colour_images, epochs=2, batch_size=4), run_dir, verbose=0, log=logged.append)
+    assert caught.value.exit_code == 143
+    assert str(caught.value) == (f"{run_dir}: training stopped by SIGTERM at epoch 2, step 2, backed up in "
+                                 f"{run_dir}/backup; run the same command with --resume to continue")
+    assert any(line.startswith("SIGTERM received: stopping after this step") for line in logged)
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+    with open(os.path.join(run_dir, "backup", "state.json")) as f:
+        assert json.load(f) == {"epoch": 1, "step": 2, "weights": "epoch00001-step0000002.weights.h5"}
+    monkeypatch.undo()
+    logged = []
+    train(colour_cfg(colour_images, epochs=2, batch_size=4), run_dir, resume=True, verbose=0, log=logged.append)
+    assert any("made after step 2 of epoch 2" in line for line in logged)
+    assert [r["epoch"] for r in history(run_dir)] == ["0", "1"]
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
+
+
+def _train_script(run_dir, data_dir, *extra):
+    return [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir", run_dir,
+            "--source", "folder", "--data-dir", data_dir, "--num-colours", "4", "--num-filters", "4",
+            "--batch-size", "2", "--val-fraction", "0.25", "--backup-every-steps", "1", "--verbose", "0",
+            *extra]
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_training_process_then_resume(colour_images, tmp_path):
+    """A real process: SIGTERM mid-epoch -> exit 130 with the step backed up; --resume finishes the run."""
+    run_dir = str(tmp_path / "run")
+    state = os.path.join(run_dir, "backup", "state.json")
+    proc = subprocess.Popen(_train_script(run_dir, colour_images, "--epochs", "40"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not os.path.exists(state) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip() == "error: interrupted" and "Traceback" not in err
+    assert "SIGTERM received: stopping after this step" in out
+    with open(state) as f:
+        stopped = json.load(f)
+    assert stopped["epoch"] < 40
+    done = subprocess.run(_train_script(run_dir, colour_images, "--resume"), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"made after step {stopped['step']} of epoch {stopped['epoch'] + 1}" in done.stdout \
+        or f"made after epoch {stopped['epoch']}" in done.stdout
+    assert len(history(run_dir)) == 40 and os.path.isfile(os.path.join(run_dir, "metrics.json"))
