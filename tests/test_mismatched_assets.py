@@ -12,14 +12,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
-from export_helpers import colour_run
 from PIL import Image
 
 from keras_cnn.colorization.palette import Palette, save_palette
 from keras_cnn.errors import UserError
 from keras_cnn.export import litert_runtime
 from keras_cnn.tasks import open_run
+from tests.export_helpers import colour_run
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, write_images
-from test_segmentation_data import make_folder
 
 from keras_cnn import plots
 from keras_cnn.colorization.config import PRESETS as COLOUR_PRESETS
@@ -25,6 +23,8 @@ from keras_cnn.config import resolve
 from keras_cnn.errors import UserError
 from keras_cnn.segmentation.config import PRESETS as SEG_PRESETS
 from keras_cnn.tasks import open_run, train
+from tests.helpers import REPO, write_images
+from tests.test_segmentation_data import make_folder
 
 
 def quiet(*args, **kwargs):
