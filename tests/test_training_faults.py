@@ -102,8 +102,9 @@ def test_no_validation_split_trains_fully_and_finishes(application, colour_image
 def test_non_finite_loss_stops_with_one_line_and_leaves_no_trap(colour_images, tmp_path):
     from keras_cnn import training
 
+    # A finite but absurd rate: NaN itself is refused up front by config validation.
     run_dir = str(tmp_path / "run")
-    cfg = colour_cfg(colour_images, learning_rate=float("nan"), epochs=3, batch_size=4)
+    cfg = colour_cfg(colour_images, learning_rate=1e30, epochs=3, batch_size=4)
     with pytest.raises(UserError) as caught:
         train(cfg, run_dir, verbose=0, log=quiet)
     message = str(caught.value)
