@@ -5,11 +5,14 @@ r"""Evaluate a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy
         --data-dir /elsewhere/weizmann-horses
     python scripts/evaluate_segmentation.py --model model.keras --preset weizmann_scratch \
         --data-dir ../shared/data/weizmann-horses --split validation
+    python scripts/evaluate_segmentation.py --run-dir runs/weizmann --full-size
 
 With --run-dir the data and the split are the run's own (its config.json);
 SegmentationConfig flags override it (e.g. a moved --data-dir). Without it,
---model is evaluated on the data of --preset plus flags. Prints JSON; --out
-also writes it to a file.
+--model is evaluated on the data of --preset plus flags. --full-size adds
+"photo_size" and "mask_size": the predictions resized back to each photo's
+own size (the mask resized to it by nearest neighbour) and to the mask's own
+size (the labels exactly as given). Prints JSON; --out also writes it to a file.
 """
 
 import argparse
@@ -35,6 +38,8 @@ def run():
     parser.add_argument("--preset", default="weizmann_scratch", choices=sorted(PRESETS),
                         help="data settings when there is no --run-dir")
     parser.add_argument("--split", choices=("train", "validation", "test"), default="validation")
+    parser.add_argument("--full-size", action="store_true",
+                        help="also score predictions resized back to each photo's and mask's own size")
     parser.add_argument("--out", help="also write the metrics JSON here")
     config_lib.add_config_args(parser, SegmentationConfig)
     args = parser.parse_args()
@@ -50,7 +55,7 @@ def run():
         model = args.model
     else:
         raise UserError("pass --run-dir (a training run) or --model (a .keras file)")
-    results = evaluate_config(cfg, model, args.split)
+    results = evaluate_config(cfg, model, args.split, full_size=args.full_size)
     results.update({"model": model, "split": args.split})
     text = json.dumps(results, indent=2) + "\n"
     print(text, end="")

@@ -159,9 +159,13 @@ def test_dilation_schedule():
     assert [rates[i] for i in (5, 8, 11, 12, 15)] == [(2, 1), (1, 1), (1, 1), (1, 2), (1, 2)]
 
 
-def test_segmenter_config_and_keras_round_trip(tmp_path):
-    model = DeepLabV3Segmenter(make_backbone("efficientnet_lite0", 32, 16), 2, aspp_channels=8)
-    assert model.preprocessing == "tf"
+@pytest.mark.parametrize("low_level_channels", [0, 8])
+def test_segmenter_config_and_keras_round_trip(tmp_path, low_level_channels):
+    model = DeepLabV3Segmenter(make_backbone("efficientnet_lite0", 32, 16), 2, aspp_channels=8,
+                               low_level_channels=low_level_channels)
+    assert model.preprocessing == "tf" and model.output.shape == (None, 32, 32, 2)
+    if low_level_channels:  # DeepLabV3+: the classifier runs at stride 4
+        assert model.get_layer("classifier").output.shape == (None, 8, 8, 2)
     again = DeepLabV3Segmenter.from_config(json.loads(json.dumps(model.get_config())))
     assert json.dumps(again.get_config(), sort_keys=True) == json.dumps(model.get_config(), sort_keys=True)
     model.save(tmp_path / "m.keras")
@@ -244,3 +248,66 @@ def test_training_script_refuses_a_hostile_checkpoint_and_writes_nothing(tmp_pat
     last = proc.stderr.strip().splitlines()[-1]
     assert str(evil) in last and "refusing a pickle that asks for posix.system" in last, proc.stderr[-2000:]
     assert not run_dir.exists() and not marker.exists()
+
+
+# === Fine-tuning from the real weights ===
+
+def disc_batch(count=8, size=64, seed=0):
+    """Bright discs on darker noise, masks = the discs: learnable in a few steps."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images, masks = [], []
+    for _ in range(count):
+        cy, cx, r = rng.randint(16, 48, 2).tolist() + [rng.randint(8, 16)]
+        mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r).astype(np.int32)
+        image = rng.uniform(0, 90, (size, size, 3)) + mask[..., None] * np.array([150, 110, 60])
+        images.append(image)
+        masks.append(mask)
+    return np.stack(images).astype(np.float32) / 127.5 - 1.0, np.stack(masks)
+
+
+def finetune_steps(model, mode, steps, learning_rate):
+    """`steps` training steps on the discs in fine-tuning `mode`; the losses, and what changed.
+
+    Eager steps: tracing the training graph of the whole network costs more
+    than a few steps at 64 px. The losses are those train_on_batch reports
+    before each update; with only frozen layers before the trained ones and no
+    dropout they are the inference losses.
+    """
+    from keras_cnn.segmentation.metrics import IGNORE_LABEL
+
+    set_finetune_mode(model, mode)
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL),
+                  run_eagerly=True)
+    groups = {"backbone": model.backbone, "aspp": model.get_layer("aspp"),
+              "decoder": model.get_layer("decoder_conv"), "classifier": model.get_layer("classifier")}
+    # Every variable, BatchNorm moving statistics included.
+    before = {k: [np.array(v) for v in layer.weights] for k, layer in groups.items()}
+    x, y = disc_batch(count=4)
+    losses = [float(model.train_on_batch(x, y)) for _ in range(steps)]
+    changed = {k for k, layer in groups.items()
+               if any(not np.array_equal(a, np.asarray(b)) for a, b in zip(before[k], layer.weights))}
+    return losses, changed
+
+
+def lite0_segmenter(path):
+    keras.utils.set_random_seed(0)
+    return DeepLabV3Segmenter(make_backbone("efficientnet_lite0", 64, 16, path), 2,
+                              aspp_rates=(1, 2, 3), aspp_channels=16, dropout=0.0)
+
+
+def test_head_finetuning_from_the_real_weights_trains_only_the_classifier(wheel_weights):
+    model = lite0_segmenter(wheel_weights[0])
+    losses, changed = finetune_steps(model, "head", 3, 1e-2)
+    assert losses[-1] < losses[0], losses
+    assert changed == {"classifier"}  # the backbone's weights and BN statistics are untouched
+
+
+@pytest.mark.slow
+def test_decoder_and_all_finetuning_from_the_real_weights(wheel_weights):
+    model = lite0_segmenter(wheel_weights[0])
+    losses, changed = finetune_steps(model, "decoder", 3, 1e-3)
+    assert losses[-1] < losses[0] and changed == {"aspp", "decoder", "classifier"}, (losses, changed)
+    losses, changed = finetune_steps(model, "all", 3, 1e-3)
+    assert losses[-1] < losses[0] and changed == {"backbone", "aspp", "decoder", "classifier"}, (losses, changed)

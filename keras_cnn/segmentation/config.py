@@ -56,6 +56,8 @@ class SegmentationConfig(TrainingConfig):
     aspp_rates: str = _f("", "ASPP dilation rates 'a,b,c' (empty: 6,12,18 at stride 16, 12,24,36 at 8)")
     aspp_channels: int = _f(256, "width of the ASPP branches and the decoder conv")
     dropout: float = _f(0.5, "dropout after the ASPP projection")
+    low_level_channels: int = _f(0, "DeepLabV3+ decoder: project the backbone's stride-4 features to "
+                                    "this many channels and predict at stride 4 (0 = plain DeepLabV3)")
     preprocessing: str = _f("auto", "input normalisation (auto = the backbone's own)",
                             ("auto", "imagenet", "caffe", "tf"))
     base_model: str = _f("", "a .keras segmenter of this project to start from")

@@ -237,6 +237,9 @@ class EfficientNetLiteBackbone(Backbone):
         efficientnet/lite, 2020); Chen et al. 2017 (atrous convolution).
     """
 
+    # Stride-4 features for a DeepLabV3+ decoder: the end of the 24-channel stage.
+    low_level_layer = "block2_add"
+
     def __init__(self, output_stride=16, image_shape=(224, 224, 3), features="blocks", weights=None,
                  **kwargs):
         _check_output_stride(output_stride)

@@ -2,11 +2,16 @@
 
 `evaluate(model, pairs, decode_mask)` runs `model.evaluate` on checked
 image/mask pairs at the model's own input size and preprocessing.
+`evaluate_full_size(model, pairs, decode_mask)` scores the same predictions
+the way a user sees them: logits resized back to each photo's own size (as
+`predict.segment_paths` does) against the mask at that size.
 `evaluate_run(run_dir, ...)` does it for a run folder, re-reading the run's
 config so the validation split is exactly the one training held out.
 """
 
 import os
+
+import numpy as np
 
 from keras_cnn import config as config_lib
 from keras_cnn import training
@@ -29,6 +34,51 @@ def evaluate(model, pairs, decode_mask, batch_size=16):
     return {k: round(float(values[k]), 6) for k in METRICS if k in values}
 
 
+def evaluate_full_size(model, pairs, decode_mask, batch_size=16, at="photo"):
+    """Foreground IoU, mean IoU and pixel accuracy at each example's own size.
+
+    Each photo is resized to the model's input (bilinear with antialiasing,
+    as in training), and the logits are resized bilinearly back before the
+    argmax, as `predict.predict_labels` does. With `at="photo"` they go to
+    the photo's size and the mask is brought to it by nearest neighbour
+    when the two differ; with `at="mask"` they go to the mask's size, so the
+    labels are scored exactly as given (Weizmann masks are stored smaller or
+    larger than their photos, at the same aspect ratio). Intersections and
+    unions are summed over all pixels of all examples, like `ForegroundIoU`.
+    """
+    import tensorflow as tf
+
+    if at not in ("photo", "mask"):
+        raise UserError(f"at must be 'photo' or 'mask', got {at!r}")
+    n = model.num_classes
+    confusion = np.zeros((n, n), np.int64)  # [true, predicted]
+    size = model.image_size
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        photos = [data_lib.read_image(image_path) for image_path, _ in chunk]
+        x = tf.stack([tf.cast(tf.clip_by_value(tf.round(
+            tf.image.resize(p, size, method="bilinear", antialias=True)), 0, 255), tf.uint8)
+            for p in photos])
+        logits = model(data_lib.preprocess(x, model.preprocessing), training=False)
+        for (_, mask_path), photo, one in zip(chunk, photos, logits):
+            labels = decode_mask(mask_path)
+            target = photo.shape[:2] if at == "photo" else labels.shape
+            if labels.shape != tuple(target):
+                labels = tf.image.resize(labels[..., None], target, method="nearest")[..., 0].numpy()
+            pred = tf.argmax(tf.image.resize(one[None], target, method="bilinear")[0], axis=-1).numpy()
+            keep = labels < n  # 255 = ignored
+            confusion += np.bincount(labels[keep].astype(np.int64) * n + pred[keep],
+                                     minlength=n * n).reshape(n, n)
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = confusion.sum(1) > 0
+    iou = np.where(union > 0, tp / np.maximum(union, 1), 0.0)
+    return {"fg_iou": round(float(iou[1 if n > 1 else 0]), 6),
+            "mean_iou": round(float(iou[present].mean()), 6),
+            "pixel_accuracy": round(float(tp.sum() / max(confusion.sum(), 1)), 6),
+            "examples": len(pairs)}
+
+
 def run_config(run_dir, overrides=None):
     """The saved config of a run folder, with `overrides` (e.g. a moved data_dir) applied."""
     cfg = config_lib.load_config(SegmentationConfig, config_lib.config_path(run_dir))
@@ -37,11 +87,12 @@ def run_config(run_dir, overrides=None):
     return cfg
 
 
-def evaluate_config(cfg, model_path, split="validation"):
+def evaluate_config(cfg, model_path, split="validation", full_size=False):
     """Evaluates the `.keras` file `model_path` on `split` of the data `cfg` names.
 
     The split is the one training used: the same hash-chosen validation share
-    of a folder, or the same Oxford 17 split.
+    of a folder, or the same Oxford 17 split. With `full_size`, the results
+    also hold "photo_size" and "mask_size" (`evaluate_full_size`).
     """
     from keras_cnn.segmentation.train import load_data
 
@@ -51,10 +102,14 @@ def evaluate_config(cfg, model_path, split="validation"):
     data = load_data(cfg, splits=(split,))
     results = evaluate(model, data.pairs(split), data.decode_mask, cfg.batch_size)
     results["examples"] = len(data.pairs(split))
+    if full_size:
+        for at in ("photo", "mask"):
+            results[f"{at}_size"] = evaluate_full_size(model, data.pairs(split), data.decode_mask,
+                                                       cfg.batch_size, at=at)
     return results
 
 
-def evaluate_run(run_dir, checkpoint="best", split="validation", overrides=None):
+def evaluate_run(run_dir, checkpoint="best", split="validation", overrides=None, full_size=False):
     """Evaluates `run_dir/<checkpoint>.keras` on a split of the run's own data."""
     cfg = run_config(run_dir, overrides)
-    return evaluate_config(cfg, os.path.join(run_dir, f"{checkpoint}.keras"), split)
+    return evaluate_config(cfg, os.path.join(run_dir, f"{checkpoint}.keras"), split, full_size)

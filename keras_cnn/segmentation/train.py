@@ -98,7 +98,8 @@ def build_segmenter(cfg):
     backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.output_stride, cfg.backbone_weights)
     return DeepLabV3Segmenter(backbone, cfg.num_classes, aspp_rates=_rates(cfg),
                               aspp_channels=cfg.aspp_channels, dropout=cfg.dropout,
-                              preprocessing=preprocessing, name="deeplab_v3")
+                              preprocessing=preprocessing, low_level_channels=cfg.low_level_channels,
+                              name="deeplab_v3")
 
 
 def make_optimizer(cfg, learning_rate, total_steps):
