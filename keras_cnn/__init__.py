@@ -39,6 +39,7 @@ _KERAS_MODULES = (
     "keras_cnn.colorization.pipeline",
     "keras_cnn.segmentation.deeplab_v3",
     "keras_cnn.segmentation.torchvision_resnet",
+    "keras_cnn.segmentation.efficientnet_lite",
     "keras_cnn.segmentation.metrics",
 )
 

@@ -64,9 +64,9 @@ def segmenter_run(root, image_size=32, n_pairs=12, seed=0):
     """
     from PIL import Image
 
-    from keras_cnn.segmentation.backbones import make_backbone
     from keras_cnn.segmentation.config import PRESETS
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.segmentation.registry import make_backbone
 
     rng = np.random.RandomState(seed)
     data_dir = os.path.join(root, "data")

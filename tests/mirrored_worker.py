@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 from keras_cnn import distribute, training  # noqa: E402
 from keras_cnn.colorization.models import build_model  # noqa: E402
 from keras_cnn.colorization.pipeline import PixelCrossEntropy  # noqa: E402
-from keras_cnn.segmentation.backbones import make_backbone  # noqa: E402
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter  # noqa: E402
+from keras_cnn.segmentation.registry import make_backbone  # noqa: E402
 
 GLOBAL_BATCH = 8
 

@@ -104,8 +104,8 @@ def test_setup_runtime_logs_batch_and_learning_rate_rule():
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_keeps_logits_and_loss_float32(policy):
-    from keras_cnn.segmentation.backbones import make_backbone
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.segmentation.registry import make_backbone
 
     previous = keras.mixed_precision.global_policy()
     try:

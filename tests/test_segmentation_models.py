@@ -7,18 +7,14 @@ import numpy as np
 import pytest
 
 from keras_cnn.errors import UserError
-from keras_cnn.segmentation.backbones import (
-    MobileNetV2Backbone,
-    ResNetBackbone,
-    _stage_schedule,
-    make_backbone,
-)
+from keras_cnn.segmentation.backbones import MobileNetV2Backbone, ResNetBackbone, _stage_schedule
 from keras_cnn.segmentation.deeplab_v3 import (
     DeepLabV3Segmenter,
     SpatialPyramidPooling,
     rebuild,
     set_finetune_mode,
 )
+from keras_cnn.segmentation.registry import make_backbone
 from keras_cnn.training import load_model
 
 

@@ -20,6 +20,7 @@ from keras_cnn.weights import load_torch_state_dict
 from keras_cnn.weights.torch_checkpoint import parameter_count
 from tests.torch_checkpoint_files import (
     LEGACY_MAGIC,
+    Hostile,
     Parameter,
     Storage,
     Tensor,
@@ -119,16 +120,6 @@ def test_zip_prefix_and_byte_order(tmp_path):
     got = load_torch_state_dict(path)["a"]
     assert got.dtype == np.float32 and got.dtype.isnative
     np.testing.assert_array_equal(got, arrays["a"])
-
-
-class Hostile:
-    """A pickle that runs a shell command when plain pickle.load reads it."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def hostile_files(tmp_path, marker):

@@ -13,6 +13,7 @@ torch.load reads files written this way; the tests never need torch.)
 
 import collections
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -102,6 +103,16 @@ class CheckpointPickler(pickle._Pickler):  # the Python pickler: its `save` can 
             self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("utf-8"))
             return
         super().save(obj, save_persistent_id)
+
+
+class Hostile:
+    """A pickle that runs `touch marker` when plain pickle.load reads it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
 
 
 def state_dict(arrays):

@@ -64,8 +64,8 @@ def _build(task, image_size):
         from keras_cnn.colorization.pipeline import PixelCrossEntropy
 
         return build_model("unet", num_filters=32, num_colours=24), PixelCrossEntropy(), 1, 24
-    from keras_cnn.segmentation.backbones import make_backbone
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.segmentation.registry import make_backbone
 
     model = DeepLabV3Segmenter(make_backbone("small_resnet", image_size, output_stride=16), 2)
     return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), 3, 2

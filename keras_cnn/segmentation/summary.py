@@ -8,8 +8,8 @@ and the forward multiply-accumulates of the convolutions.
 import keras
 import numpy as np
 
-from keras_cnn.segmentation.backbones import make_backbone
 from keras_cnn.segmentation.deeplab_v3 import DEFAULT_RATES, DeepLabV3Segmenter, SpatialPyramidPooling
+from keras_cnn.segmentation.registry import make_backbone
 
 # SPEC B, "Published numbers": torchvision's figures (with its auxiliary FCN
 # head, trained on COCO with 21 classes), for comparison only.

@@ -21,11 +21,11 @@ from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
-from keras_cnn.segmentation.backbones import make_backbone
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, rebuild, set_finetune_mode
-from keras_cnn.segmentation.evaluate import evaluate
+from keras_cnn.segmentation.evaluate import evaluate, evaluate_full_size
 from keras_cnn.segmentation.metrics import IGNORE_LABEL, segmentation_metrics
 from keras_cnn.segmentation.predict import predict_labels
+from keras_cnn.segmentation.registry import make_backbone
 
 MONITOR = "val_fg_iou"
 
@@ -101,7 +101,8 @@ def build_segmenter(cfg):
     backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.output_stride, cfg.backbone_weights)
     return DeepLabV3Segmenter(backbone, cfg.num_classes, aspp_rates=_rates(cfg),
                               aspp_channels=cfg.aspp_channels, dropout=cfg.dropout,
-                              preprocessing=preprocessing, name="deeplab_v3")
+                              preprocessing=preprocessing, low_level_channels=cfg.low_level_channels,
+                              name="deeplab_v3")
 
 
 def make_optimizer(cfg, learning_rate, total_steps):
@@ -256,19 +257,28 @@ class SegmentationTask(tasks.Task):
         compile_segmenter(model)
         return model
 
-    def evaluate(self, run, checkpoint="best", split="validation", batch_size=None):
-        return self.evaluate_model(run.load_model(checkpoint), run.config, split, batch_size)
+    def evaluate(self, run, checkpoint="best", split="validation", batch_size=None, full_size=False):
+        return self.evaluate_model(run.load_model(checkpoint), run.config, split, batch_size, full_size)
 
-    def evaluate_model(self, model, cfg, split="validation", batch_size=None):
-        """Metrics of a segmenter on `split` of the data `cfg` names (the split training held out)."""
+    def evaluate_model(self, model, cfg, split="validation", batch_size=None, full_size=False):
+        """Metrics of a segmenter on `split` of the data `cfg` names (the split training held out).
+
+        With `full_size`, also "photo_size" and "mask_size": the predictions
+        resized back to each photo's own size and to each mask's own size
+        (`evaluate.evaluate_full_size`), the figures a user of `segment` sees.
+        """
         if split not in ("train", "validation", "test"):
             raise UserError(f"unknown split {split!r}; choose train, validation or test")
         if not isinstance(model, DeepLabV3Segmenter):
             raise UserError(f"not a DeepLabV3 segmenter (it is a {type(model).__name__})")
         compile_segmenter(model)
         data = self.load_data(cfg, splits=(split,))
-        results = evaluate(model, data.pairs(split), data.decode_mask, batch_size or cfg.batch_size)
-        results["examples"] = len(data.pairs(split))
+        pairs, batch_size = data.pairs(split), batch_size or cfg.batch_size
+        results = evaluate(model, pairs, data.decode_mask, batch_size)
+        results["examples"] = len(pairs)
+        if full_size:
+            for at in ("photo", "mask"):
+                results[f"{at}_size"] = evaluate_full_size(model, pairs, data.decode_mask, batch_size, at=at)
         return results
 
     def predict(self, run, images):
