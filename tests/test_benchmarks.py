@@ -270,3 +270,14 @@ def test_quick_benchmark_on_the_shared_data(tmp_path):
         assert r["pipeline_ratio"] >= 10, r
     names = [r["name"] for r in result["colorization_quality"]["rows"]]
     assert names[:3] == ["cifar10_unet", "cifar10_unet, decoded annealed", "cifar10_resunet"]
+
+
+def test_quick_runs_are_labelled_smoke_tests_in_the_tables():
+    rows = [{"name": "cifar10_unet", "model": "unet", "palette": "rgb 24", "decode": "argmax", "epochs": 1,
+             "val_loss": 2.0, "accuracy": 0.3, "delta_e": 20.0, "psnr": 20.0, "chroma": 5.0}]
+    quality = {"validation_images": 4, "rows": rows, "baselines": []}
+    smoke = report.markdown({"smoke_test": True, "note": "SMOKE TEST (--quick): 1 epoch on 400 images; quality "
+                             "figures are not results", "colorization_quality": quality})
+    assert smoke.startswith("**SMOKE TEST (--quick)") and "(smoke test: not a result)" in smoke
+    real = report.markdown({"smoke_test": False, "colorization_quality": quality})
+    assert "SMOKE" not in real and "smoke" not in real

@@ -82,11 +82,14 @@ SEG_BASELINE_COLUMNS = [("baseline", "name", None), ("pixel accuracy", "pixel_ac
 
 
 def markdown(result):
-    """All tables of a benchmark result, with headings."""
+    """All tables of a benchmark result, with headings (a --quick run is labelled a smoke test)."""
     out = []
+    if result.get("smoke_test"):
+        out += [f"**{result['note']}.** Run without --quick for measurements.", ""]
     q = result.get("colorization_quality")
     if q:
-        out += [f"### Colourization quality ({q['validation_images']} validation images)", "",
+        smoke = " (smoke test: not a result)" if result.get("smoke_test") else ""
+        out += [f"### Colourization quality ({q['validation_images']} validation images){smoke}", "",
                 table(q["rows"], QUALITY_COLUMNS), "", table(q["baselines"], BASELINE_COLUMNS), ""]
         if q.get("ratios"):
             ratios = [{"name": k, **v} for k, v in q["ratios"].items()]
