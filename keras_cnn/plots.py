@@ -88,6 +88,17 @@ def history_curves(history, path, metrics=("loss",), title=None):
     _save(fig, path)
 
 
+def feature_grid(grid, path, title, min_pixels=560):
+    """A tiled grid of feature maps (values in [0, 1]) as a titled PNG, enlarged so small maps can be read."""
+    h, w = grid.shape
+    inches = max(min_pixels / 100.0, w / 100.0)
+    fig, ax = plt.subplots(figsize=(inches, inches * h / w + 0.6))
+    ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    _save(fig, path)
+
+
 class EpochStrip(keras.callbacks.Callback):
     """After every epoch: `draw(model, path)` writes `plots/epoch_NNN.png`, and TensorBoard gets it.
 

@@ -105,3 +105,22 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "p.npy: palette must be (K, 3)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()  # failed set-up leaves nothing
+
+
+def test_activation_maps_show_distinct_layers_with_titles(trained_run, tmp_path):
+    from keras_cnn.colorization.predict import save_activations
+    from keras_cnn.tasks import open_run
+
+    _, run_dir = trained_run
+    run = open_run(run_dir)
+    image = np.random.RandomState(0).randint(0, 256, (32, 32, 3)).astype(np.uint8)
+    written = save_activations(run.model, run.assets["palette"], image, str(tmp_path / "maps"))
+    grids = [p for p in written if os.path.basename(p)[:2].isdigit()]
+    names = [os.path.basename(p)[3:-4] for p in grids]
+    # No picture that only repeats the one before it (BatchNorm, the linear logits, crops, pads).
+    assert not any(n.endswith(("_bn", "_crop", "_pad")) or n == "logits" for n in names), names
+    assert "up1_relu" in names and "final" in names
+    pictures = [open(p, "rb").read() for p in grids]
+    assert len(set(pictures)) == len(pictures)
+    # Enlarged enough to read: at least 400 pixels wide.
+    assert all(Image.open(p).size[0] >= 400 for p in grids)

@@ -189,21 +189,42 @@ def _grid(maps):
     return grid
 
 
+def _repeats_its_input(layer):
+    """Whether a layer's maps look like its input's once each map is scaled to its own range.
+
+    BatchNorm and the linear "logits" layer are per-channel affine maps, and
+    padding, cropping and concatenation only move pixels: their grids would
+    be (near-)copies of the layer before, so they are not drawn.
+    """
+    import keras
+
+    if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.ZeroPadding2D, keras.layers.Cropping2D,
+                          keras.layers.Concatenate, keras.layers.InputLayer)):
+        return True
+    return isinstance(layer, keras.layers.Activation) and layer.get_config().get("activation") == "linear"
+
+
 def save_activations(model, palette, image_uint8, out_dir):
-    """The assignment's activation maps of a `Colorizer`'s net: one grid PNG per layer, plus input/truth/output."""
+    """The assignment's activation maps of a `Colorizer`'s net: one titled grid per layer, plus input/truth/output.
+
+    Layers whose maps would repeat the previous picture (`_repeats_its_input`)
+    are skipped; each map is scaled to its own range, and the title says so.
+    """
     import keras
 
     net = model.net
-    layers = [layer for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
-    probe = keras.Model(net.inputs, [layer.output for layer in layers])
+    layers = [layer for layer in net.layers if not _repeats_its_input(layer)]
+    probe = keras.Model(net.inputs, [layer.output for layer in layers] + [net.output])
     x = model.preprocessor(image_uint8[None])
-    outputs = probe(x, training=False)
+    *outputs, logits = probe(x, training=False)
     written = []
     for i, (layer, act) in enumerate(zip(layers, outputs)):
         path = os.path.join(out_dir, f"{i:02d}_{layer.name}.png")
-        write_png(path, np.round(_grid(np.asarray(act[0], np.float32)) * 255))
+        maps = np.asarray(act[0], np.float32)
+        plots.feature_grid(_grid(maps), path, f"{layer.name} ({type(layer).__name__}): {maps.shape[-1]} maps of "
+                                              f"{maps.shape[0]}x{maps.shape[1]}, each scaled to its own range")
         written.append(path)
-    out = palette.decode(outputs[-1], grey(image_uint8[None])).numpy()[0]
+    out = palette.decode(logits, grey(image_uint8[None])).numpy()[0]
     net_in = np.round(np.asarray(x[0]) * 256).clip(0, 255).astype(np.uint8)
     for name, img in (("input", np.repeat(net_in, 3, -1) if net_in.shape[-1] == 1 else net_in),
                       ("truth", image_uint8), ("output", out)):
