@@ -313,3 +313,8 @@ def test_decoder_and_all_finetuning_from_the_real_weights(wheel_weights):
     assert losses[-1] < losses[0] and changed == {"aspp", "decoder", "classifier"}, (losses, changed)
     losses, changed = finetune_steps(model, "all", 3, 1e-3)
     assert losses[-1] < losses[0] and changed == {"backbone", "aspp", "decoder", "classifier"}, (losses, changed)
+    bn = [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    bn_before = [np.array(v) for layer in bn for v in layer.weights]
+    losses, changed = finetune_steps(model, "all_frozen_bn", 3, 1e-3)
+    assert losses[-1] < losses[0] and changed == {"backbone", "aspp", "decoder", "classifier"}, (losses, changed)
+    assert all(np.array_equal(a, np.asarray(v)) for a, v in zip(bn_before, [v for layer in bn for v in layer.weights]))

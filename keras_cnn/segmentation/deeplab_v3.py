@@ -218,15 +218,19 @@ class DeepLabV3Segmenter(keras.Model):
 # Layers each fine-tuning mode trains; everything else is frozen. A frozen
 # BatchNormalization runs in inference mode in Keras 3 (moving statistics,
 # no updates), which is what fine-tuning on small batches needs.
+# "all_frozen_bn" trains everything except the backbone's BatchNorm layers:
+# they keep their ImageNet statistics and scales instead of re-estimating
+# them from batches of 8 (DeepLabV3 freezes them for the same reason).
 FINETUNE_MODES = {
     "head": ("classifier",),
     "decoder": ("aspp", "low_level_conv", "low_level_bn", "decoder_conv", "decoder_bn", "classifier"),
     "all": None,
+    "all_frozen_bn": None,
 }
 
 
 def set_finetune_mode(model, mode):
-    """Freezes the layers `mode` ("head", "decoder" or "all") does not train."""
+    """Freezes the layers `mode` ("head", "decoder", "all" or "all_frozen_bn") does not train."""
     if mode not in FINETUNE_MODES:
         raise UserError(f"unknown fine-tuning mode {mode!r}; choose one of: {', '.join(FINETUNE_MODES)}")
     trained = FINETUNE_MODES[mode]
@@ -235,6 +239,10 @@ def set_finetune_mode(model, mode):
     model.trainable = True
     for layer in model.layers:
         layer.trainable = trained is None or layer.name in trained
+    if mode == "all_frozen_bn":
+        for layer in model.backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
 
 
 def rebuild(model, num_classes=None, image_size=None, source=""):
