@@ -405,9 +405,10 @@ def help_text(command, *argv, monkeypatch, capsys):
 def test_help_shows_the_chosen_presets_values(monkeypatch, capsys):
     text = help_text("train-segmentation", "--preset", "weizmann_scratch", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(weizmann_scratch: 300\)", text)
-    assert "--backbone {resnet50,resnet101,mobilenetv2,small_resnet,tiny}" in text
+    assert "--backbone {resnet50,resnet101,mobilenetv2,efficientnet_lite0,small_resnet,tiny}" in text
     assert "(weizmann_scratch: 'small_resnet')" in text
-    assert "--preset {flowers17_deeplabv3,flowers17_imagenet,smoke,weizmann_scratch}" in text
+    assert ("--preset {flowers17_deeplabv3,flowers17_imagenet,smoke,weizmann_effnet,weizmann_effnet_decoder,"
+            "weizmann_scratch}") in text
     assert "--lr-schedule {constant,cosine,cosine_time}" in text
     text = help_text("train-segmentation", "--preset", "smoke", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(smoke: 1\)", text) and "(smoke: 'tiny')" in text
