@@ -238,7 +238,9 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     cfg = with_absolute_paths(cfg)
     # Checks the folder (writing nothing) and gives the config a resume continues with.
     runtime = training.setup_runtime(training.run_config(run_dir, cfg, resume), log)
-    created = runtime.chief and not os.path.exists(run_dir)
+    # What the folder held before (None: no folder), so a run that dies of a NaN loss before its first
+    # epoch can take back exactly what it wrote.
+    before = (set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None) if runtime.chief and not resume else ()
     with training.new_run(run_dir, cfg, resume, task=task.name) as cfg:
         data = task.load_data(cfg)
         assets = task.prepare(cfg, data, run_dir, runtime)
@@ -254,7 +256,7 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
                      backup_every_steps=cfg.backup_every_steps, chief=runtime.chief, extra_callbacks=extra,
                      verbose=verbose, sync_batchnorm=cfg.sync_batchnorm, log=log)
     except training.NonFiniteLoss as e:
-        raise UserError(_non_finite_message(e, run_dir, created and runtime.chief)) from None
+        raise UserError(_non_finite_message(e, run_dir, before)) from None
     if not runtime.chief:
         return {}
     seconds = time.time() - start
@@ -267,16 +269,26 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     return metrics
 
 
-def _non_finite_message(e, run_dir, created):
+def _non_finite_message(e, run_dir, before):
+    """The one line for a NaN / infinite loss; removes what a new run wrote if no epoch finished.
+
+    `before`: the folder's entries before this run (None: it did not exist;
+    an empty tuple: a resumed run or a non-chief worker, which remove nothing).
+    """
     finished = len(training.read_history(run_dir))
-    if created and not finished:
+    if finished:
+        kept = (f"{run_dir} keeps the checkpoints of its {finished} finished epoch(s); start a new run "
+                "with another --run-dir")
+    elif before is None:
         # Nothing worth keeping: the fixed command must not find "a run" here.
         shutil.rmtree(run_dir, ignore_errors=True)
         kept = "no epoch had finished, so the run folder was removed"
-    elif finished:
-        kept = (f"{run_dir} keeps the checkpoints of its {finished} finished epoch(s); start a new run "
-                "with another --run-dir")
+    elif isinstance(before, set):
+        for name in set(os.listdir(run_dir)) - before:
+            path = os.path.join(run_dir, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+        kept = f"no epoch had finished, so what the run wrote in {run_dir} was removed"
     else:
-        kept = f"start a new run with another --run-dir ({run_dir} was resumed with the same settings)"
+        kept = f"{run_dir} was resumed with its saved settings: start a new run with another --run-dir"
     return (f"{run_dir}: training stopped at epoch {e.epoch}, step {e.step}: the loss became {e.value} "
             f"(not finite); lower --learning-rate ({kept})")

@@ -28,28 +28,38 @@ def photo(height, width, seed=0):
 
 @pytest.fixture(scope="module")
 def colour_runs(tmp_path_factory):
+    """Run folders made on first use: "unet", "pool_upsample_superres", "resunet"."""
     root = tmp_path_factory.mktemp("big")
-    runs = {}
-    for name, kwargs in (("unet", {}), ("pool_upsample_superres", dict(model="pool_upsample", downsize_input=True)),
-                         ("resunet", dict(model="resunet"))):
-        os.makedirs(root / name)
-        runs[name] = open_run(colour_run(str(root / name), **kwargs)[0])
-    return runs
+    kinds = {"unet": {}, "pool_upsample_superres": dict(model="pool_upsample", downsize_input=True),
+             "resunet": dict(model="resunet")}
+
+    class Runs(dict):
+        def __missing__(self, name):
+            os.makedirs(root / name)
+            self[name] = open_run(colour_run(str(root / name), **kinds[name])[0])
+            return self[name]
+
+    return Runs()
 
 
-def test_receptive_radius_is_measured_and_global_context_is_detected(colour_runs):
-    unet = colour_runs["unet"].model
-    radius = colour_predict.receptive_radius(unet)
-    # UNet, kernel 3, two stride-2 levels: measured 7 pixels.
-    assert 4 <= radius <= 16
-    assert colour_predict.tile_halo(unet) % 4 == 0 and colour_predict.tile_halo(unet) >= radius + 4
+@pytest.mark.slow
+def test_receptive_radius_of_a_global_context_net_is_unbounded(colour_runs):
     # ResUNet's image pooling sees the whole photo.
     assert colour_predict.receptive_radius(colour_runs["resunet"].model) is None
     assert colour_predict.tile_halo(colour_runs["resunet"].model) == colour_predict.MAX_HALO
 
 
-@pytest.mark.parametrize("name,decode", [("unet", "argmax"), ("unet", "annealed"),
-                                         ("pool_upsample_superres", "argmax")])
+def test_receptive_radius_is_measured(colour_runs):
+    unet = colour_runs["unet"].model
+    radius = colour_predict.receptive_radius(unet)
+    # UNet, kernel 3, two stride-2 levels: measured 7 pixels.
+    assert 4 <= radius <= 16
+    assert colour_predict.tile_halo(unet) % 4 == 0 and colour_predict.tile_halo(unet) >= radius + 4
+
+
+@pytest.mark.parametrize("name,decode", [
+    ("unet", "argmax"), ("unet", "annealed"),
+    pytest.param("pool_upsample_superres", "argmax", marks=pytest.mark.slow)])
 def test_tiled_colourization_equals_whole_image_inference(colour_runs, name, decode):
     run = colour_runs[name]
     image = photo(701, 903)  # not multiples of 4 or of the tile
@@ -63,6 +73,7 @@ def test_tiled_colourization_equals_whole_image_inference(colour_runs, name, dec
     assert np.max(np.abs(tiled.astype(int) - whole.astype(int))) <= (1 if decode == "annealed" else 255)
 
 
+@pytest.mark.slow
 def test_global_context_net_is_tiled_approximately(colour_runs):
     """ResUNet's image pooling sees each tile, not the photo: close to, not equal to, one pass (stated in the docs)."""
     run = colour_runs["resunet"]

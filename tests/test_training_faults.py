@@ -64,7 +64,7 @@ def history(run_dir):
 
 # === val_fraction 0 ===
 
-@pytest.mark.parametrize("application", ["colorization", "segmentation"])
+@pytest.mark.parametrize("application", ["colorization", pytest.param("segmentation", marks=pytest.mark.slow)])
 def test_no_validation_split_trains_fully_and_finishes(application, colour_images, seg_folder, tmp_path):
     run_dir = str(tmp_path / "run")
     if application == "colorization":
