@@ -184,12 +184,22 @@ def convert(saved_model_dir, variant, representative_images=None, logits_range=N
     return model
 
 
-def agreement(reference, outputs):
-    """How closely a variant's `outputs` follow the Keras `reference` (dicts as `tflite_outputs` gives)."""
-    diff = np.abs(np.asarray(outputs["logits"], np.float64) - np.asarray(reference["logits"], np.float64))
+def agreement(reference, outputs, floor=None):
+    """How closely a variant's `outputs` follow the Keras `reference` (dicts as `tflite_outputs` gives).
+
+    Logit differences leave out the reference logits below `floor` (those the
+    int8 file clamps; see `argmax_logit_range`).
+    """
+    want = np.asarray(reference["logits"], np.float64)
+    diff = np.abs(np.asarray(outputs["logits"], np.float64) - want)
+    if floor is not None:
+        diff = diff[want >= floor]
     same = np.asarray(outputs["classes"]) == np.asarray(reference["classes"])
     out = {"images": int(len(same)), "argmax_agreement": float(same.mean()),
-           "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+           "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+           "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+    if floor is not None:
+        out["logit_diffs_above"] = float(floor)
     if "colours" in reference and "colours" in outputs:
         out["colours_equal"] = float(np.all(np.asarray(outputs["colours"]) == np.asarray(reference["colours"]),
                                             axis=-1).mean())
@@ -345,7 +355,8 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
             "latency_threads": latency_threads,
             "ops": litert_runtime.op_names(model),
             **tensors(interpreter),
-            "agreement_with_keras": {**agreement(reference, got), "images_source": images_source},
+            "agreement_with_keras": {**agreement(reference, got, logits_range[0] if variant == "int8" and
+                                                 logits_range else None), "images_source": images_source},
         }
         if truth is not None:
             rep["task_metrics"] = servable.score(got, check_images, truth)
