@@ -195,6 +195,24 @@ def test_ab_palette_colours_in_the_graph_equal_the_savedmodel_decoding(tmp_path,
                              - want["colours"].astype(int))) <= 1
 
 
+@pytest.mark.parametrize("name", ["unet", "conv_transpose", "pool_upsample", "cnn2020", "resunet"])
+def test_int8_friendly_graph_computes_what_the_model_computes(name):
+    import keras
+
+    from keras_cnn.colorization.colorizer import Colorizer
+    from keras_cnn.colorization.models import build_model
+    from keras_cnn.export.int8_graph import colourizer_logits
+
+    keras.utils.set_random_seed(3)
+    model = Colorizer(build_model(name, num_filters=4, num_colours=6))
+    images = blocky_images(4, seed=9)
+    for _ in range(3):  # BatchNorm statistics away from 0 / 1, as after training
+        model(images.astype(np.float32), training=True)
+    want = model(images.astype(np.float32), training=False).numpy()
+    got = colourizer_logits(model, tf.constant(images)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
 def test_argmax_logit_range_is_the_lowest_runner_up_to_the_highest_logit():
     logits = np.array([[[5.0, -40.0, 1.0], [0.5, -2.0, -30.0], [-1.0, 3.0, 9.0]]])
     assert tflite.argmax_logit_range(logits) == (-2.0, 9.0)

@@ -156,7 +156,7 @@ def _rewrite(operation):
             return _Grey(operation(first.rgb))
         if type(operation) is keras.layers.Conv2DTranspose and len(args) == 1 and not kwargs \
                 and not _is_marker(first) and operation.data_format == "channels_last":
-            return _ConvTranspose(operation, first)
+            return _ConvTranspose(operation, _value(first))
         if isinstance(first, _ConvTranspose) and len(args) == 1:
             if type(operation) is keras.layers.Cropping2D and first.crop is None and not first.relu:
                 first.crop = operation
