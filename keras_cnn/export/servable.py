@@ -280,8 +280,11 @@ class ColorizerServable(Servable):
         if "colours" in outputs:
             return np.asarray(outputs["colours"], np.uint8)
         images = tf.constant(np.asarray(images, np.uint8))
-        return self.palette.decode(tf.constant(outputs["logits"], tf.float32), grey(images), self.cfg.decode,
-                                   self.cfg.temperature).numpy()
+        if "logits" not in outputs and self.decided_by_argmax:  # class ids alone decode by argmax
+            logits = tf.one_hot(np.asarray(outputs["classes"], np.int32), len(self.palette))
+        else:
+            logits = tf.constant(outputs["logits"], tf.float32)
+        return self.palette.decode(logits, grey(images), self.cfg.decode, self.cfg.temperature).numpy()
 
     def score(self, outputs, images, truth):
         from keras_cnn.colorization.evaluate import colour_errors
