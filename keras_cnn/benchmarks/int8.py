@@ -205,13 +205,15 @@ def study(servable, check_count=500, representative_count=200, more_representati
             cal = tflite._set_logits_range(cal, *lr)
         keep = (_logits_producer(cal),) if lr is not None else ()
         models["int8 shipped + percentile ranges"] = _quantise(_percentile_ranges(cal, few, 0.01, 0.99, keep))
-    timing = tflite.latencies(models, check[0], num_threads=num_threads)
+    cpu = {}
+    timing = tflite.latencies(models, check[0], num_threads=num_threads, cpu=cpu)
     rows = []
     for name, model in models.items():
         got = _outputs(model, check)
         row = {"file": name, "argmax_agreement": float(np.mean(got["classes"] == reference["classes"])),
                "size_kib": len(model) / 1024, "size_vs_float32": len(model) / len(models["float32"]),
-               "latency_ms": timing[name], "latency_vs_float32": timing[name] / timing["float32"]}
+               "latency_ms": timing[name], "latency_vs_float32": timing[name] / timing["float32"],
+               "cpu_ms": cpu[name], "cpu_vs_float32": cpu[name] / cpu["float32"]}
         if truth is not None:
             row.update(servable.score(got, check, truth))
         rows.append(row)
@@ -233,4 +235,5 @@ def markdown(result):
     return table(rows, [("file", "file", None), ("argmax agreement", "argmax_agreement", lambda v: f"{100 * v:.2f}%"),
                         metric, ("KiB", "size_kib", ".1f"), ("size / float32", "size_vs_float32", ".2f"),
                         (f"ms / image ({result['threads']} thread)", "latency_ms", ".2f"),
-                        ("latency / float32", "latency_vs_float32", ".2f")])
+                        ("latency / float32", "latency_vs_float32", ".2f"),
+                        ("CPU ms / image", "cpu_ms", ".2f"), ("CPU / float32", "cpu_vs_float32", ".2f")])

@@ -221,10 +221,12 @@ def tensors(interpreter):
             "outputs": {k: _tensor_info(d) for k, d in sorted(runner.get_output_details().items())}}
 
 
-def latencies(models, image, num_threads=1, rounds=7, seconds=0.15):
+def latencies(models, image, num_threads=1, rounds=7, seconds=0.15, cpu=None):
     """Median milliseconds of one invoke of each model (name -> bytes), measured in alternating rounds.
 
     Alternating keeps a busy machine's slow moments from landing on one model.
+    `cpu`, a dict, receives each model's process CPU milliseconds per invoke
+    (on one thread, what the invoke itself costs, whatever else the machine runs).
     """
     interpreters = {}
     for name, model in models.items():
@@ -235,14 +237,19 @@ def latencies(models, image, num_threads=1, rounds=7, seconds=0.15):
             it.set_tensor(inp["index"], image[None])
             it.invoke()
     times = {name: [] for name in models}
+    cpu_times = {name: [0.0, 0] for name in models}
     for _ in range(rounds):
         for name, (it, inp) in interpreters.items():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             while time.perf_counter() - start < seconds:
                 t = time.perf_counter()
                 it.set_tensor(inp["index"], image[None])
                 it.invoke()
                 times[name].append(time.perf_counter() - t)
+                cpu_times[name][1] += 1
+            cpu_times[name][0] += time.process_time() - cpu_start
+    if cpu is not None:
+        cpu.update({name: 1000.0 * total / max(n, 1) for name, (total, n) in cpu_times.items()})
     return {name: 1000.0 * float(np.median(t)) for name, t in times.items()}
 
 
@@ -336,7 +343,8 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
         for variant in ("float32",) + tuple(v for v in variants if v != "float32"):
             models[variant] = convert(graph_dir, variant, representative_images,
                                       logits_range if variant == "int8" else None)
-    timing = latencies(models, check_images[0], num_threads=latency_threads)
+    cpu = {}
+    timing = latencies(models, check_images[0], num_threads=latency_threads, cpu=cpu)
     reports = {}
     for variant in variants:
         model = models[variant]
@@ -353,6 +361,8 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
             "latency_ms": timing[variant],
             "latency_vs_float32": timing[variant] / timing["float32"],
             "latency_threads": latency_threads,
+            "cpu_ms": cpu[variant],
+            "cpu_vs_float32": cpu[variant] / cpu["float32"],
             "ops": litert_runtime.op_names(model),
             **tensors(interpreter),
             "agreement_with_keras": {**agreement(reference, got, logits_range[0] if variant == "int8" and
