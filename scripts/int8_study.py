@@ -28,6 +28,9 @@ def run():
     parser.add_argument("--more-representative", type=int, default=1000,
                         help="calibration images of the 'more images' row (default: 1000)")
     parser.add_argument("--threads", type=int, default=1, help="LiteRT threads for the latencies (default: 1)")
+    parser.add_argument("--grey-rounding", action="store_true",
+                        help="colourizers: only the diagnosis, the Keras model's agreement with itself when "
+                             "its grey input is rounded to coarser steps (seconds)")
     args = parser.parse_args()
 
     from keras_cnn.benchmarks import int8
@@ -36,6 +39,18 @@ def run():
     from keras_cnn.tasks import open_run
 
     servable = open_run(args.run_dir).servable()
+    if args.grey_rounding:
+        from keras_cnn.benchmarks.report import table
+        from keras_cnn.errors import UserError
+
+        if servable.application != "colorization":
+            raise UserError("--grey-rounding is for colourizers")
+        rows = int8.grey_rounding(servable, args.check_count)
+        atomic_write_text(args.out, json.dumps({"grey_rounding": rows, "machine": machine()}, indent=2) + "\n")
+        print(table(rows, [("grey step", "step", ".5f"), ("levels", "levels", None),
+                           ("argmax agreement", "argmax_agreement", lambda v: f"{100 * v:.2f}%")]))
+        print(f"wrote {args.out}")
+        return
     result = int8.study(servable, args.check_count, args.representative_count, args.more_representative,
                         args.threads)
     result.update({"run_dir": os.path.abspath(args.run_dir), "machine": machine()})

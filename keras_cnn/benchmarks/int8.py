@@ -34,6 +34,28 @@ from keras_cnn.export import litert_runtime, tflite
 from keras_cnn.export.saved_model import IMAGES_KEY
 
 
+def grey_rounding(servable, check_count=500, steps=(1 / 768, 1 / 256, 1 / 128, 1 / 31.5, 1 / 15.75)):
+    """The diagnosis, in float: the Keras colourizer's agreement with itself when its grey input is rounded.
+
+    A plain int8 graph holds the grey image in an int8 tensor; where the grey
+    is concatenated with ReLU activations it shares their scale (about 1/31.5
+    on the trained course UNet). Rows: {"step", "levels", "argmax_agreement"}.
+    """
+    from keras_cnn.colorization.palette import grey
+
+    images, _ = servable.check_set(check_count)
+    g = grey(tf.constant(images))
+    net = servable.model.net
+    want = np.argmax(net(g, training=False).numpy(), -1)
+    rows = []
+    for step in steps:
+        rounded = tf.round(g / step) * step
+        got = np.argmax(net(rounded, training=False).numpy(), -1)
+        rows.append({"step": float(step), "levels": int(round(1 / step)),
+                     "argmax_agreement": float(np.mean(got == want))})
+    return rows
+
+
 def _write(servable, path, fn):
     import keras
 
