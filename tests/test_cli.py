@@ -186,6 +186,13 @@ BAD_INPUTS = [
      "--out {w}/file.txt: exists and is not a folder"),
     ("export:counts", ["export", "--run-dir", "{w}/run_export", "--representative-count", "0"],
      "argument --representative-count: must be >= 1, got 0"),
+    # --- int8-study
+    ("int8:run-missing", ["int8-study", "--run-dir", "{w}/nope", "--out", "{w}/study.json"],
+     "--run-dir {w}/nope: no such folder"),
+    ("int8:out-is-folder", ["int8-study", "--run-dir", "{w}/run_export", "--out", "{w}/data"],
+     "--out {w}/data: is a folder, not a file"),
+    ("int8:threads-0", ["int8-study", "--run-dir", "{w}/run_export", "--out", "{w}/study.json", "--threads", "0"],
+     "argument --threads: must be >= 1, got 0"),
     # --- serving-client
     ("client:url-port", ["serving-client", "--rest", "http://localhost:abc", "--model", "m", "--out", "{w}/out",
                          "{w}/img.png"], "--rest http://localhost:abc: not a URL"),

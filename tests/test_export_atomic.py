@@ -34,6 +34,9 @@ class FakeServable:
     def images(self, split, count):
         return np.zeros((1, 8, 8, 3), np.uint8)
 
+    def check_set(self, count):
+        return self.images("validation", count), None
+
 
 @pytest.fixture
 def fake_writers(monkeypatch):
@@ -62,6 +65,8 @@ def fake_writers(monkeypatch):
     monkeypatch.setattr(saved_model, "check_saved_model",
                         lambda *a, **k: {"max_abs_diff_probabilities": {"probabilities": 0.0}, "images": 1})
     monkeypatch.setattr(tflite, "export_tflite", export_tflite)
+    monkeypatch.setattr(tflite, "metadata",
+                        lambda servable, reports: {"tflite": {v: r["file"] for v, r in reports.items()}})
     return during_write
 
 

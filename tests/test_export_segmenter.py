@@ -87,7 +87,13 @@ def test_every_tflite_variant_converts_with_builtin_ops_and_agrees(exported):
         else:
             assert np.mean(got.argmax(-1) == want.argmax(-1)) > 0.8  # random weights: weak decisions
         with open(os.path.join(folder, f"seg_{variant}_report.json")) as f:
-            assert json.load(f)["size_bytes"] == os.path.getsize(path)
+            report = json.load(f)
+        assert report["size_bytes"] == os.path.getsize(path)
+        # Scored against the run's validation masks, beside the Keras model's own score.
+        assert 0 <= report["task_metrics"]["foreground_iou"] <= 1
+        assert set(report["keras_task_metrics"]) == {"foreground_iou", "mean_iou", "pixel_accuracy"}
+        classes = litert_runtime.predict(litert_runtime.load_interpreter(path), images)["classes"]
+        np.testing.assert_array_equal(classes, got.argmax(-1))
     meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
     assert meta["application"] == "segmentation" and meta["class_names"] == ["background", "horse"]
     assert meta["input_size"] == [32, 32] and meta["image_fit"] == "stretch"

@@ -25,6 +25,7 @@ MODULES = (
     "segmentation_summary",
     "convert_torchvision",
     "export",
+    "int8_study",
     "serving_client",
     "tflite_predict",
     "benchmark",

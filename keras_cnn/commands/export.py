@@ -11,6 +11,13 @@ metadata.json) and exported_models/models.config (every served model). The
 version is the next free integer unless --version is given; an existing
 version is never overwritten. int8 calibration and the agreement checks use
 the run's own training / validation images, or --images DIR.
+
+Each TFLite file is checked on the held-out images and one line per file
+says: size and one-thread LiteRT latency against float32, argmax agreement
+and mean logit difference with the Keras model, and the task metric of the
+file beside the Keras model's (mean delta E of the colours for a colourizer,
+foreground IoU against the run's masks for a segmenter); "ok" or "MISSED"
+marks each target of docs/TFLITE.md. The same goes into <name>_<variant>_report.json.
 """
 
 import os

@@ -5,9 +5,11 @@ r"""Run an exported .tflite on a photo as a phone app would (LiteRT + NumPy, no 
 
 (`keras-cnn tflite-predict ...` is the same command.) The photo is fitted to
 the model's fixed input size (as metadata.json beside the model says), run
-through the LiteRT interpreter, and decoded with the metadata: a colourizer
-writes the colour image at the model's size, a segmenter writes the mask
-(class index scaled to 0..255) at the photo's size.
+through the LiteRT interpreter. The graph itself returns the answer: an argmax
+colourizer its "colours" (uint8 RGB, written at the model's size), a segmenter
+its "classes" (the mask, written as class index scaled to 0..255 at the
+photo's size). An annealed-mean colourizer's colours are decoded from its
+"logits" with the palette in the metadata.
 """
 
 import os
@@ -51,13 +53,15 @@ def run(args):
     size = meta["input_size"][0]
     photo, (height, width) = rt.load_photo(args.image, size, meta.get("image_fit", "centre_crop"))
     interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
-    probabilities = rt.predict_probabilities(interpreter, photo[None])
+    outputs = rt.predict(interpreter, photo[None])
     if meta["application"] == "colorization":
-        result = Image.fromarray(rt.decode_colours(probabilities, photo[None], meta)[0])
+        colours = outputs["colours"] if "colours" in outputs else rt.decode_colours(outputs["logits"], photo[None],
+                                                                                   meta)
+        result = Image.fromarray(colours[0])
         what = f"colours at {size}x{size}"
     else:
-        mask = rt.decode_mask(probabilities)[0]
-        step = 255 // max(probabilities.shape[-1] - 1, 1)
+        mask = outputs["classes"][0]
+        step = 255 // max(outputs["logits"].shape[-1] - 1, 1)
         result = Image.fromarray((mask * step).astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
         share = float(np.mean(mask > 0))
         what = f"mask at {width}x{height}, {100 * share:.1f}% of pixels not class 0"

@@ -386,7 +386,7 @@ def export_model(servable, root, name, formats=FORMATS, version=None, representa
         metadata = {"name": name, "version": version,
                     "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     **servable.metadata()}
-        check_images = servable.images("validation", check_count)
+        check_images, truth = servable.check_set(check_count)
         representative = servable.images("train", representative_count) if "int8" in variants else None
         if representative is not None and len(representative) == 0:
             raise UserError("int8 export needs representative images, but the representative dataset is empty")
@@ -411,9 +411,9 @@ def export_model(servable, root, name, formats=FORMATS, version=None, representa
             tfl_tmp = os.path.join(build, "tflite")
             os.makedirs(tfl_tmp)
             reports = tflite.export_tflite(servable, variants, tfl_tmp, name, check_images,
-                                           representative, images_source, log)
+                                           representative, images_source, log, truth=truth)
             saved_model.write_metadata(os.path.join(tfl_tmp, "metadata.json"),
-                                       {**metadata, "tflite": {v: r["file"] for v, r in reports.items()}})
+                                       {**metadata, **tflite.metadata(servable, reports)})
             summary["tflite"] = {"path": targets[-1], "reports": reports}
         # Everything is written and checked: from here on the version is published, even if this
         # process is killed between the two renames (the next export rolls it forward).

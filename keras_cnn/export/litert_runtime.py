@@ -1,11 +1,13 @@
 """Running an exported `.tflite` as a phone app would: LiteRT and NumPy, no TensorFlow.
 
-The TFLite graphs take uint8 RGB images (1, S, S, 3) and return class
-probabilities (float32, or uint8 with a scale in the int8 variant); the app
-decodes them with the `metadata.json` written beside the `.tflite` file:
-palette colours for a colourizer, class indices for a segmenter.
-`decode_colours` is the NumPy twin of `Palette.decode` (tested equal), so a
-phone port has a reference to follow.
+The TFLite graphs take uint8 RGB images (1, S, S, 3) under the signature
+"serving_default" and return, by name: "classes" (uint8 (1, S, S), the argmax
+class of each pixel), "logits" ((1, S, S, K): float32, or int8 with a scale
+and zero point in the int8 file) and, for an argmax colourizer, "colours"
+(uint8 RGB (1, S, S, 3)). `metadata.json` beside the file says which are
+there and how they are decoded. `decode_colours` is the NumPy twin of
+`Palette.decode` on logits (tested equal), for annealed-mean colourizers
+whose colours an app computes itself.
 """
 
 import os
@@ -53,24 +55,44 @@ def input_size(interpreter):
     return int(shape[1]), int(shape[2])
 
 
-def predict_probabilities(interpreter, images):
-    """uint8 images (N, S, S, 3) -> float32 probabilities (N, S, S, K), one image per invoke."""
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
+def dequantize(values, detail):
+    """An int8 output as float32: scale * (q - zero_point); float outputs as they are."""
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(np.asarray(values).dtype, np.floating) or not scale:
+        return np.asarray(values, np.float32)
+    return (np.asarray(values, np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def predict(interpreter, images):
+    """uint8 images (N, S, S, 3) -> {output name: (N, ...)}, one image per invoke.
+
+    "logits" come back as float32 (dequantised in the int8 file); "classes"
+    and "colours" as the uint8 the graph returns.
+    """
+    runner = interpreter.get_signature_runner("serving_default")
+    (key, inp), = runner.get_input_details().items()
+    outs = runner.get_output_details()
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != tuple(inp["shape"][1:]):
         raise UserError(f"TFLite model wants uint8 images of shape (N, {', '.join(map(str, inp['shape'][1:]))}), "
                         f"got {images.dtype} {images.shape}")
-    results = []
+    results = {name: [] for name in outs}
     for image in images:
-        interpreter.set_tensor(inp["index"], image[None])
-        interpreter.invoke()
-        raw = interpreter.get_tensor(out["index"])[0]
-        scale, zero_point = out["quantization"]
-        if out["dtype"] != np.float32:
-            raw = (raw.astype(np.float32) - zero_point) * np.float32(scale)
-        results.append(raw.astype(np.float32))
-    return np.stack(results)
+        got = runner(**{key: image[None]})
+        for name, value in got.items():
+            results[name].append(dequantize(value[0], outs[name]) if name == "logits" else value[0].copy())
+    return {name: np.stack(v) for name, v in results.items()}
+
+
+def softmax(logits):
+    z = np.asarray(logits, np.float32)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def predict_probabilities(interpreter, images):
+    """uint8 images (N, S, S, 3) -> float32 class probabilities (N, S, S, K): softmax of the logits."""
+    return softmax(predict(interpreter, images)["logits"])
 
 
 def read_metadata(path):
@@ -102,7 +124,11 @@ def check_metadata(interpreter, meta, model_path="TFLite model", metadata_path="
     or a renamed file).
     """
     inp = interpreter.get_input_details()[0]["shape"]
-    out = interpreter.get_output_details()[0]["shape"]
+    outputs = interpreter.get_signature_runner("serving_default").get_output_details() \
+        if "serving_default" in interpreter.get_signature_list() else {}
+    # Files of the first release return probabilities only; newer ones name their class scores "logits".
+    out = (outputs.get("logits") or next(iter(outputs.values()), None)
+           or interpreter.get_output_details()[0])["shape"]
     size = meta.get("input_size")
     classes = metadata_classes(meta)
     problems = []
@@ -140,18 +166,15 @@ def load_photo(path, size, fit):
     return load_image(path, size), original
 
 
-def decode_colours(probabilities, images_uint8, metadata):
-    """Probabilities (N, H, W, K) -> uint8 RGB with the palette in `metadata`, as `Palette.decode`."""
+def decode_colours(logits, images_uint8, metadata):
+    """Logits (N, H, W, K) -> uint8 RGB with the palette in `metadata`, as `Palette.decode`."""
     palette = metadata["palette"]
     colours = np.asarray(palette["colours"], np.float32)
-    p = np.asarray(probabilities, np.float32)
+    z = np.asarray(logits, np.float32)
     if metadata.get("decode", "argmax") == "argmax":
-        weights = np.eye(len(colours), dtype=np.float32)[np.argmax(p, axis=-1)]
+        weights = np.eye(len(colours), dtype=np.float32)[np.argmax(z, axis=-1)]
     else:
-        # softmax(log p / T); an int8 model can return exact zeros.
-        z = np.log(np.maximum(p, 1e-30)) / np.float32(metadata["temperature"])
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        weights = z / z.sum(axis=-1, keepdims=True)
+        weights = softmax(z / np.float32(metadata["temperature"]))
     mixed = weights @ colours
     if palette["space"] == "rgb":
         rgb = mixed * np.float32(256.0 / 255.0)
@@ -167,6 +190,6 @@ def decode_colours(probabilities, images_uint8, metadata):
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def decode_mask(probabilities):
-    """Probabilities (N, H, W, K) -> uint8 class indices (N, H, W)."""
-    return np.argmax(probabilities, axis=-1).astype(np.uint8)
+def decode_mask(logits):
+    """Logits or probabilities (N, H, W, K) -> uint8 class indices (N, H, W) (the graph's "classes")."""
+    return np.argmax(logits, axis=-1).astype(np.uint8)

@@ -14,6 +14,12 @@ and a phone compute the same thing. Servables come from
   cropped back), TFLite a fixed square size.
 - `SegmenterServable`: outputs "mask" and "probabilities". The model has a
   fixed input size; the SavedModel resizes any image to it and the results back.
+
+The TFLite graphs (`tflite_outputs`, fixed size) return what an app needs
+without decoding: "classes" (uint8 argmax per pixel: the palette colour or
+the segment class), "logits" (float32, or int8 with a scale in the int8
+file) and, for an argmax colourizer, "colours" (uint8 RGB, looked up in the
+graph). `score` measures any of them against the truth (delta E, IoU).
 """
 
 
@@ -107,6 +113,38 @@ class Servable:
             arrays.append(self.fit(tf.constant(read_image(path))).numpy())
         return np.stack(arrays) if arrays else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
+    # === TFLite ===
+
+    # Whether the app's result is the argmax of the logits (then int8 may clamp
+    # logits that can never win; see `export.tflite`).
+    decided_by_argmax = True
+
+    def export_logits(self, images):
+        """The logits of the TFLite graph (the model's, computed in an int8-friendly form where one exists)."""
+        return self.logits(images)
+
+    def tflite_outputs(self, images):
+        """Fixed-size uint8 images -> the TFLite graph's outputs (see the module docstring)."""
+        logits = tf.cast(self.export_logits(images), tf.float32)
+        return {"logits": logits, "classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
+
+    def reference_outputs(self, images):
+        """What the Keras model gives for `images`, under the names of `tflite_outputs`."""
+        logits = self.logits(images)
+        return {"logits": logits, "classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
+
+    def check_set(self, count):
+        """Up to `count` held-out images (N, S, S, 3) and their truth (or None where there is none)."""
+        images = self.images("validation", count)
+        return images, self._truth(images, count)
+
+    def _truth(self, images, count):
+        return None
+
+    def score(self, outputs, images, truth):
+        """Task metrics of `outputs` (a dict as `tflite_outputs` gives) against `truth`; {} without truth."""
+        raise NotImplementedError
+
     def base_metadata(self):
         import keras
 
@@ -176,6 +214,86 @@ class ColorizerServable(Servable):
         train, val = self._data
         return (train if split == "train" or not len(val) else val)[:count]
 
+    # === TFLite ===
+
+    @property
+    def decided_by_argmax(self):
+        return self.cfg.decode == "argmax"
+
+    def export_logits(self, images):
+        from keras_cnn.export.int8_graph import colourizer_logits
+
+        return tf.cast(colourizer_logits(self.model, tf.cast(images, tf.float32)), tf.float32)
+
+    def colour_table(self):
+        """uint8 (G, K, 3): the RGB colour of palette class k at grey index g (argmax decoding).
+
+        RGB palettes do not depend on the grey level (G = 1); ab palettes take
+        their lightness from it, indexed by R + G + B (G = 766 levels, since
+        grey = (R + G + B) / 768). Each entry is `Palette.decode` of a one-hot
+        pixel, so the lookup equals the SavedModel's decoding exactly.
+        """
+        from keras_cnn.colorization.palette import grey
+
+        with tf.init_scope():  # eager even while a graph is traced: the table is a constant
+            colours = tf.constant(self.palette.colours)
+            k = len(self.palette)
+            if self.palette.space == "rgb":
+                return self.palette.colours_to_rgb(colours[None], None).numpy()
+            levels = np.arange(766, dtype=np.int64)
+            # A pixel per level with R + G + B = level, then grey() exactly as decoding computes it.
+            pixels = np.stack([levels // 3 + (levels % 3 > 0), levels // 3 + (levels % 3 > 1), levels // 3], -1)
+            g = grey(tf.constant(pixels.astype(np.uint8)))  # (766, 1)
+            return self.palette.colours_to_rgb(tf.broadcast_to(colours[None], (766, k, 2)),
+                                               tf.broadcast_to(g[:, None, :], (766, k, 1))).numpy()
+
+    def lookup_colours(self, images, classes):
+        """uint8 RGB (N, S, S, 3) of class ids `classes` (N, S, S) with `colour_table`, integer ops only."""
+        table = self.colour_table()
+        flat = tf.constant(table.reshape(-1, 3))
+        index = tf.cast(classes, tf.int32)
+        if len(table) > 1:
+            level = tf.reduce_sum(tf.cast(images, tf.int32), axis=-1)
+            index = level * len(self.palette) + index
+        return tf.gather(flat, index)
+
+    def tflite_outputs(self, images):
+        out = super().tflite_outputs(images)
+        if self.decided_by_argmax:
+            out["colours"] = self.lookup_colours(images, out["classes"])
+        return out
+
+    def reference_outputs(self, images):
+        from keras_cnn.colorization.palette import grey
+
+        out = super().reference_outputs(images)
+        out["colours"] = self.palette.decode(out["logits"], grey(images), self.cfg.decode, self.cfg.temperature)
+        return out
+
+    def _truth(self, images, count):
+        return images  # a colour photo is its own truth
+
+    def decode(self, outputs, images):
+        """uint8 RGB of `outputs`: its "colours", or the palette decoding of its "logits"."""
+        from keras_cnn.colorization.palette import grey
+
+        if "colours" in outputs:
+            return np.asarray(outputs["colours"], np.uint8)
+        images = tf.constant(np.asarray(images, np.uint8))
+        if "logits" not in outputs and self.decided_by_argmax:  # class ids alone decode by argmax
+            logits = tf.one_hot(np.asarray(outputs["classes"], np.int32), len(self.palette))
+        else:
+            logits = tf.constant(outputs["logits"], tf.float32)
+        return self.palette.decode(logits, grey(images), self.cfg.decode, self.cfg.temperature).numpy()
+
+    def score(self, outputs, images, truth):
+        from keras_cnn.colorization.evaluate import colour_errors
+
+        colours = self.decode(outputs, images)
+        de, ps = colour_errors(tf.constant(truth), tf.constant(colours))
+        n = len(truth)
+        return {"delta_e": float(de) / (n * truth.shape[1] * truth.shape[2]), "psnr": float(ps) / n}
+
     def metadata(self):
         meta = self.base_metadata()
         meta.update({
@@ -207,7 +325,7 @@ class SegmenterServable(Servable):
         class_names: one name per class (default: "background" then
             "foreground" or "class_<i>").
         source, images_dir: as `ColorizerServable`.
-        data_loader: `() -> {split: [(image_path, mask_path), ...]}` of the run.
+        data_loader: `() -> SegmentationData` of the run (its pairs per split and mask decoder).
     """
 
     application = "segmentation"
@@ -252,8 +370,43 @@ class SegmenterServable(Servable):
             if self.data_loader is None:
                 raise UserError("no data given")
             self._data = self.data_loader()
-        pairs = self._data.get(split) or self._data.get("train") or []
+        pairs = self._pairs(split)
         return self._load_files([image for image, _ in pairs[:count]])
+
+    def _pairs(self, split):
+        splits = self._data.splits if hasattr(self._data, "splits") else self._data
+        return splits.get(split) or splits.get("train") or []
+
+    def _truth(self, images, count):
+        """The validation masks (N, S, S) of the run's check images, resized as training resized them."""
+        if self.images_dir or getattr(self._data, "decode_mask", None) is None:
+            return None  # a plain image folder has no masks
+        from keras_cnn.segmentation.data import load_examples
+
+        pairs = self._pairs("validation")[:count]
+        if len(pairs) != len(images):
+            return None
+        loaded, masks = load_examples(pairs, self._data.decode_mask, (self.image_size, self.image_size))
+        if not np.array_equal(loaded, images):
+            return None  # not the same photos: no truth rather than a wrong one
+        return masks
+
+    def score(self, outputs, images, truth):
+        from keras_cnn.segmentation.metrics import IGNORE_LABEL
+
+        classes = np.asarray(outputs["classes"]).astype(np.int64)
+        truth = np.asarray(truth).astype(np.int64)
+        labelled = truth != IGNORE_LABEL
+        ious = []
+        for c in range(self.model.num_classes):
+            inter = np.sum((classes == c) & (truth == c) & labelled)
+            union = np.sum(((classes == c) | (truth == c)) & labelled)
+            ious.append(inter / union if union else np.nan)
+        out = {"mean_iou": float(np.nanmean(ious)) if not np.all(np.isnan(ious)) else None,
+               "pixel_accuracy": float(np.mean((classes == truth)[labelled])) if labelled.any() else None}
+        if self.model.num_classes == 2:
+            out["foreground_iou"] = None if np.isnan(ious[1]) else float(ious[1])
+        return out
 
     def metadata(self):
         from keras_cnn.segmentation.preprocessing import CONSTANTS, FORMULAS

@@ -298,7 +298,7 @@ class SegmentationTask(tasks.Task):
         source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
         # Only the photos are needed for calibration and checks; skip checking every mask.
         return SegmenterServable(model, run.config, class_names, source, images_dir,
-                                 data_loader=lambda: self.load_data(run.config, splits=()).splits)
+                                 data_loader=lambda: self.load_data(run.config, splits=()))
 
 
 TASK = SegmentationTask()
