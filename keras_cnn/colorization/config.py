@@ -34,7 +34,8 @@ class ColorizationConfig(TrainingConfig):
     cache_dir: Optional[str] = field(default=None, metadata={"help": "download cache (default ~/.keras)"})
     cifar_class: str = field(default="horse", metadata={"help": "CIFAR-10 class, number or name"})
     val_fraction: float = field(default=0.1, metadata={
-        "help": "held-out fraction of a folder source (the archive uses its test batch); 0 trains on every image and picks best.keras by the training loss"})
+        "help": "held-out fraction of a folder source (the archive uses its test batch); "
+                "0 trains on every image and picks best.keras by the training loss"})
     # === Palette ===
     palette: Optional[str] = field(default=None, metadata={
         "help": ".npy palette to use; default: fit one by k-means and save it in the run folder"})

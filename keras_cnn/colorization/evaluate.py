@@ -39,12 +39,14 @@ class _Totals:
         return {k: self.sums[k] / max(self.counts[k], 1) for k in self.sums}
 
 
-def evaluate(model, images_uint8, palette, batch_size=100, decode="argmax", temperature=0.38):
-    """Loss, pixel accuracy, mean delta E and PSNR of a `Colorizer` on uint8 images (N, H, W, 3)."""
-    totals = _Totals()
+def evaluation_step(model, palette, decode="argmax", temperature=0.38):
+    """The compiled per-batch step of `evaluate`; made once and reused, it is traced only once.
 
+    (uint8 images, labels) -> sums of cross-entropy, correct pixels, delta E and PSNR.
+    """
     @tf.function(reduce_retracing=True)
     def step(images, y):
+        y = tf.cast(y, tf.int32)
         logits = tf.cast(model(images, training=False), tf.float32)
         ce = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
@@ -52,7 +54,18 @@ def evaluate(model, images_uint8, palette, batch_size=100, decode="argmax", temp
         decoded = palette.decode(logits, grey(images), decode, temperature)
         de, ps = colour_errors(images, decoded)
         return tf.reduce_sum(ce), correct, de, ps
+    return step
 
+
+def evaluate(model, images_uint8, palette, batch_size=100, decode="argmax", temperature=0.38, step=None):
+    """Loss, pixel accuracy, mean delta E and PSNR of a `Colorizer` on uint8 images (N, H, W, 3).
+
+    `step`: an `evaluation_step` of the same model and decoding, for callers
+    that evaluate every epoch (tracing it anew each time costs as much as
+    evaluating).
+    """
+    totals = _Totals()
+    step = step or evaluation_step(model, palette, decode, temperature)
     for images, y in make_dataset(images_uint8, palette, batch_size):
         ce, correct, de, ps = step(images, y)
         n, pixels = int(images.shape[0]), int(np.prod(y.shape))

@@ -163,7 +163,7 @@ def _load_course_format(path):
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         _, _, dtype = read_header(f)
-        if dtype != object:
+        if dtype.kind != "O":  # a pickled object array
             raise UserError(f"{path}: not a palette file")
         obj = safe_pickle.loads(f.read(), source=path)
     return np.asarray(obj[0] if isinstance(obj, (tuple, list, np.ndarray)) else obj, dtype=np.float32)

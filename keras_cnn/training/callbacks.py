@@ -79,13 +79,15 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        with atomic_path(os.path.join(self.run_dir, "last.keras")) as tmp:
+        last = os.path.join(self.run_dir, "last.keras")
+        with atomic_path(last) as tmp:
             self.model.save(tmp)
         value = logs.get(self.monitor)
         if value is not None and self._improved(float(value)):
             self.best = float(value)
+            # The same model was just saved: a copy of the file costs a fraction of a second save.
             with atomic_path(os.path.join(self.run_dir, "best.keras")) as tmp:
-                self.model.save(tmp)
+                shutil.copyfile(last, tmp)
 
 
 def read_backup_state(backup_dir):
