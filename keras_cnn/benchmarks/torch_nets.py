@@ -25,6 +25,8 @@ from keras_cnn.errors import UserError
 
 # PyTorch's BatchNorm2d defaults, which the Keras nets copy (blocks.BN_ARGS: momentum 0.9 = 1 - 0.1).
 BN_MOMENTUM = 0.1
+# One difference remains, in training only: torch updates running_var with the unbiased batch variance,
+# Keras with the biased one (a factor n / (n - 1), n = batch x height x width; tests/test_torch_peer.py).
 BN_EPSILON = 1e-5
 # Keras' Adam epsilon; torch's default is 1e-8. The peer uses Keras' so both run the same recipe.
 KERAS_ADAM_EPSILON = 1e-7
