@@ -60,8 +60,8 @@ def parse_args(argv=None, prog=None):
                            "(DeepLabV3-ResNet-50 speed and memory) (default: both)")
     peer.add_argument("--peer-epochs", type=cli.at_least(1), default=None,
                       help="epochs of the course-UNet time-to-quality race (default 10; 1 with --quick)")
-    peer.add_argument("--quality-target", type=cli.positive_float, default=14.5,
-                      help="validation mean delta E the race times each side to (default 14.5)")
+    peer.add_argument("--quality-target", type=cli.positive_float, default=15.0,
+                      help="held-out mean delta E the time-to-quality race times each side to (default 15.0)")
     return parser.parse_args(argv)
 
 
