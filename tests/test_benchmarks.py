@@ -251,7 +251,7 @@ def script(*args, timeout=120):
 def test_script_bad_input_is_one_line_error(tmp_path):
     out = script("--parts", "quality,colour", "--out", str(tmp_path / "r.json"))
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == \
-        "error: unknown benchmark part(s) colour; choose from: quality, speed, segmentation"
+        "error: unknown benchmark part(s) colour; choose from: quality, speed, segmentation, peer"
     out = script("--quick", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "r.json"))
     assert out.returncode == 2 and "cifar10-horse-train: data folder not found" in out.stderr.splitlines()[-1]
     assert not os.path.exists(tmp_path / "r.json")

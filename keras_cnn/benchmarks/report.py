@@ -80,6 +80,60 @@ SEG_QUALITY_COLUMNS = [("run", "name", None), ("backbone", "backbone", None), ("
 SEG_BASELINE_COLUMNS = [("baseline", "name", None), ("pixel accuracy", "pixel_accuracy", _pct),
                         ("foreground IoU", "fg_iou", ".3f")]
 
+PEER_COLUMNS = [("net", "name", None), ("batch", "batch", None), ("parameters ours", "params_ours", ","),
+                ("parameters peer", "params_peer", ","), ("rounds", "rounds_done", None),
+                ("training images/s ours", "ours_train_images_per_s", ".1f"),
+                ("training images/s peer", "peer_train_images_per_s", ".1f"),
+                ("training ours / peer", "train_ratio", ".2f"),
+                ("inference images/s ours", "ours_infer_images_per_s", ".1f"),
+                ("inference images/s peer", "peer_infer_images_per_s", ".1f"),
+                ("inference ours / peer", "infer_ratio", ".2f"),
+                ("peak MiB ours", "ours_peak_rss_mib", ".0f"), ("peak MiB peer", "peer_peak_rss_mib", ".0f"),
+                ("memory ours / peer", "memory_ratio", ".2f")]
+PEER_ROUND_COLUMNS = [("net", "name", None), ("round", "round", None), ("first", "first", None),
+                      ("training ours", "ours_train_images_per_s", ".1f"),
+                      ("training peer", "peer_train_images_per_s", ".1f"),
+                      ("training ours / peer", "train_ratio", ".2f"),
+                      ("inference ours", "ours_infer_images_per_s", ".1f"),
+                      ("inference peer", "peer_infer_images_per_s", ".1f"),
+                      ("inference ours / peer", "infer_ratio", ".2f"),
+                      ("load", "load_average", ".1f")]
+PEER_QUALITY_COLUMNS = [("epoch", "epoch", None), ("ours minutes", "ours_train_minutes", ".2f"),
+                        ("ours delta E", "ours_delta_e", ".3f"), ("peer minutes", "peer_train_minutes", ".2f"),
+                        ("peer delta E", "peer_delta_e", ".3f")]
+
+
+def _minutes(v):
+    return "not reached" if v is None else f"{v:.2f} min"
+
+
+def peer_markdown(peer):
+    """The PyTorch peer's tables: medians, every round, and the time-to-quality race."""
+    fw = f"torch {peer['torch']}, torchvision {peer['torchvision']}"
+    out = [f"### PyTorch peer ({fw}; {peer['torch_threads']} torch threads, TensorFlow intra-op "
+           f"{peer['tf_intra_op_threads']})", "",
+           "Medians over the rounds; ratios are ours / peer (above 1: ours is faster, or uses more memory).", ""]
+    nets = [{**n, "rounds_done": len(n["rounds"])} for n in peer.get("nets", [])]
+    if nets:
+        out += [table(nets, PEER_COLUMNS), "",
+                table([{"name": n["name"], **r} for n in nets for r in n["rounds"]], PEER_ROUND_COLUMNS), ""]
+    q = peer.get("time_to_quality")
+    if q:
+        ratio = "-" if q["minutes_ratio"] is None else f"{q['minutes_ratio']:.2f}"
+        out += [f"Time to quality, course UNet (batch {q['batch']}, Adam {q['learning_rate']:g}, same initial "
+                f"weights; mean delta E on {q['validation_images']} held-out images after each epoch; training "
+                "minutes exclude evaluation):", "",
+                table([{"side": "ours", "to": _minutes(q["ours_minutes_to_target"]),
+                        "final": q["ours_final_delta_e"], "total": q["ours_train_minutes"]},
+                       {"side": "peer", "to": _minutes(q["peer_minutes_to_target"]),
+                        "final": q["peer_final_delta_e"], "total": q["peer_train_minutes"]}],
+                      [("side", "side", None), (f"minutes to delta E {q['target_delta_e']:g}", "to", None),
+                       (f"delta E after {q['epochs']} epochs", "final", ".3f"),
+                       (f"minutes for {q['epochs']} epochs", "total", ".2f")]), "",
+                f"Minutes to the target, ours / peer: {ratio}.", "",
+                table(q["epochs_rows"], PEER_QUALITY_COLUMNS), ""]
+    return out
+
 
 def markdown(result):
     """All tables of a benchmark result, with headings (a --quick run is labelled a smoke test)."""
@@ -113,4 +167,6 @@ def markdown(result):
             out += [table(g["training"], TRAIN_SPEED_COLUMNS), ""]
         if g.get("inference"):
             out += [table(g["inference"], INFERENCE_COLUMNS), ""]
+    if result.get("peer"):
+        out += peer_markdown(result["peer"])
     return "\n".join(out)

@@ -1,8 +1,9 @@
-"""The whole benchmark: colourization quality, speed, segmentation; one JSON result.
+"""The whole benchmark: colourization quality, speed, segmentation, the PyTorch peer; one JSON result.
 
 `run(...)` is what `scripts/benchmark.py` calls. Everything a comparison
 needs is measured inside one call, so ratios (ours / course, pipeline /
-training, TFLite / Keras) never mix machines or load conditions.
+training, TFLite / Keras, ours / PyTorch) never mix machines or load conditions.
+The "peer" part (`peer_torch`) needs torch and torchvision, so it runs only when asked for.
 """
 
 import json
@@ -10,12 +11,15 @@ import os
 import sys
 import time
 
-from keras_cnn.benchmarks import colorization, inference, report, segmentation
+from keras_cnn.benchmarks import colorization, inference, peer_torch, report, segmentation
 from keras_cnn.colorization.config import PRESETS
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 
-PARTS = ("quality", "speed", "segmentation")
+PARTS = ("quality", "speed", "segmentation", "peer")
+# The parts a plain run measures; "peer" needs the optional torch extra.
+DEFAULT_PARTS = ("quality", "speed", "segmentation")
+PEERS = (peer_torch.FRAMEWORK,)
 HORSES = "cifar10-horse-train"
 WEIZMANN = "weizmann-horses"
 
@@ -46,13 +50,22 @@ def with_course_ratio(rows):
 
 def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False, strip_path=None,
         tflite_threads=None, overrides=None, segmentation_preset=segmentation.PRESET, export_formats=None,
-        log=print):
+        peer=None, peer_rounds=peer_torch.DEFAULT_ROUNDS, peer_epochs=None,
+        quality_target=peer_torch.DEFAULT_QUALITY_TARGET, peer_nets=peer_torch.NETS, log=print):
     """Runs the chosen parts and returns the result dict (see `report.markdown` for its tables).
 
     `overrides` change every colourization preset (tests shrink the nets with
     them); `segmentation_preset` names the segmentation config; `export_formats`
     limits the timed exports (default: SavedModel and every TFLite variant).
+    `peer` ("torch") adds the "peer" part; the part alone means the torch peer.
     """
+    if peer is not None and peer not in PEERS:
+        raise UserError(f"unknown --peer {peer!r}; choose from: {', '.join(PEERS)}")
+    if peer and "peer" not in parts:
+        parts = tuple(p for p in PARTS if p in parts or p == "peer")
+    if "peer" in parts:
+        # Before anything else: without torch, one line now rather than after an hour of other parts.
+        peer_torch.require_torch()
     # The course UNet and ours train first, back to back, so the load on a
     # shared machine differs least between the two runs compared most.
     presets = list(presets or sorted(PRESETS, key=lambda p: p not in colorization.EXPORTED))
@@ -68,8 +81,10 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
                                                                          + sys.argv[1:]),
               "started_at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": report.machine()}
     min_seconds = 0.3 if quick else 2.0
-    if "quality" in parts or "speed" in parts:
+    if "quality" in parts or "speed" in parts or ("peer" in parts and "unet" in peer_nets):
         horses = _data_folder(data_root, HORSES)
+    if "segmentation" in parts or ("peer" in parts and "deeplab" in peer_nets):
+        weizmann = _data_folder(data_root, WEIZMANN)
     if "quality" in parts:
         log("== colourization quality ==")
         result["colorization_quality"] = colorization.quality(
@@ -87,7 +102,6 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
             min_seconds=min_seconds, formats=export_formats, log=log)}
     if "segmentation" in parts:
         log("== segmentation ==")
-        weizmann = _data_folder(data_root, WEIZMANN)
         quality = segmentation.quality(weizmann, work_dir, segmentation_preset, quick=quick, reuse=reuse, log=log)
         result["segmentation"] = {
             "quality": quality,
@@ -96,6 +110,12 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
                                             os.path.join(work_dir, "exported_models"), batch=16,
                                             tflite_threads=tflite_threads, min_seconds=min_seconds,
                                             formats=export_formats, log=log)}
+    if "peer" in parts:
+        log("== PyTorch peer ==")
+        result["peer"] = peer_torch.run(horses if "unet" in peer_nets else None,
+                                        weizmann if "deeplab" in peer_nets else None, quick=quick,
+                                        rounds=peer_rounds, epochs=peer_epochs, target=quality_target,
+                                        nets=peer_nets, log=log)
     result["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     result["load_average_at_end"] = list(os.getloadavg())
     return result

@@ -5,6 +5,7 @@ r"""Measure quality and speed: colourizers, their exports, and the segmenter; pr
         --strip docs/colorization_strip.png                               # what docs/BENCHMARKS.md quotes
     python scripts/benchmark.py --parts quality --presets cifar10_unet,cifar10_resunet \
         --out benchmarks_out/unet_vs_resunet.json
+    python scripts/benchmark.py --parts peer --peer torch --out benchmarks_out/peer.json   # ours vs PyTorch
 
 (`keras-cnn benchmark ...` is the same command.) Parts: quality (each
 colourization preset trained on ../shared/data/cifar10-horse-train, 90/10
@@ -14,6 +15,11 @@ inference), segmentation (the weizmann_scratch DeepLabV3 on
 ../shared/data/weizmann-horses, trained and timed). Runs, exports and plots go
 to --work-dir, which must not hold earlier benchmark runs unless --reuse is
 given. The tables are also written beside the JSON as a .md file.
+
+--peer torch adds the PyTorch peer (docs/BENCHMARKS.md, "PyTorch peer") to
+the chosen parts; --parts peer runs it alone. It trains the course UNet and
+DeepLabV3-ResNet-50 in PyTorch beside ours, alternating in rounds, and
+needs torch and torchvision (pip install -e .[bench]).
 """
 
 import os
@@ -27,7 +33,8 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--quick", action="store_true",
                         help="one short epoch on a few hundred images per preset, short timings")
     parser.add_argument("--parts", default="quality,speed,segmentation",
-                        help="comma-separated: quality, speed, segmentation (default: all)")
+                        help="comma-separated: quality, speed, segmentation, peer (default: all but peer; "
+                             "--peer torch adds it)")
     parser.add_argument("--presets", default="",
                         help="comma-separated colourization presets (default: all of them)")
     parser.add_argument("--data-root", default=os.environ.get("KERAS_CNN_SHARED_DATA")
@@ -42,6 +49,19 @@ def parse_args(argv=None, prog=None):
                         help="PNG of grey / course UNet / ResUNet / truth on validation horses")
     parser.add_argument("--tflite-threads", type=cli.at_least(1), default=None,
                         help="LiteRT interpreter threads (default: the interpreter's own choice)")
+    peer = parser.add_argument_group("PyTorch peer (needs torch and torchvision: pip install -e .[bench])")
+    peer.add_argument("--peer", choices=("torch",), default=None,
+                      help="also measure the same nets in this framework (with --parts peer: only that)")
+    peer.add_argument("--peer-rounds", type=cli.at_least(1), default=3,
+                      help="ours / peer alternations for each speed figure; the median ratio is reported "
+                           "(default 3)")
+    peer.add_argument("--peer-nets", default="unet,deeplab",
+                      help="comma-separated: unet (course UNet speed, memory, time to quality), deeplab "
+                           "(DeepLabV3-ResNet-50 speed and memory) (default: both)")
+    peer.add_argument("--peer-epochs", type=cli.at_least(1), default=None,
+                      help="epochs of the course-UNet time-to-quality race (default 10; 1 with --quick)")
+    peer.add_argument("--quality-target", type=cli.positive_float, default=15.0,
+                      help="held-out mean delta E the time-to-quality race times each side to (default 15.0)")
     return parser.parse_args(argv)
 
 
@@ -56,13 +76,21 @@ def run(args):
     if args.strip:
         check_output(args.strip, "--strip", "file")
     # (suite.run checks --data-root, --parts and --presets before any work.)
+    from keras_cnn.benchmarks import peer_torch  # torch-free until asked
+
+    peer_nets = peer_torch.parse_nets(args.peer_nets)
+    if args.peer or "peer" in [p.strip() for p in args.parts.split(",")]:
+        # torch and torchvision load before TensorFlow (and a missing torch is one line, at once).
+        peer_torch.require_torch()
 
     from keras_cnn.benchmarks import report, suite
 
     parts = suite.parse_parts(args.parts)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] or None
     result = suite.run(args.data_root, work_dir, parts, quick=args.quick, presets=presets, reuse=args.reuse,
-                       strip_path=args.strip, tflite_threads=args.tflite_threads)
+                       strip_path=args.strip, tflite_threads=args.tflite_threads, peer=args.peer,
+                       peer_rounds=args.peer_rounds, peer_epochs=args.peer_epochs,
+                       quality_target=args.quality_target, peer_nets=peer_nets)
     md_path = suite.write(result, args.out)
     print(report.markdown(result))
     print(f"wrote {args.out} and {md_path}")
