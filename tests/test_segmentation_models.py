@@ -172,3 +172,28 @@ def test_bad_arguments_are_user_errors():
         make_backbone("vgg", 32, 8)
     with pytest.raises(UserError, match="unknown fine-tuning mode"):
         set_finetune_mode(tiny_segmenter(), "some")
+
+
+@pytest.mark.parametrize("size,rate", [((20, 20), 12), ((20, 20), 24), ((10, 10), 36), ((9, 23), 12),
+                                       ((16, 16), 8), ((8, 8), 2)])
+def test_atrous_conv_equals_the_dilated_conv_and_its_gradient(size, rate):
+    """The decomposed ASPP convolution is the same function, and trains the same, as Keras' dilated Conv2D."""
+    import tensorflow as tf
+
+    from keras_cnn.segmentation.deeplab_v3 import atrous_conv2d
+
+    x = tf.constant(np.random.RandomState(0).normal(size=(2, *size, 6)).astype(np.float32))
+    plain = keras.layers.Conv2D(5, 3, dilation_rate=rate, padding="same", use_bias=False)
+    fast = atrous_conv2d(5, 3, rate, use_bias=False)
+    plain.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights(plain.get_weights())
+    grads = []
+    for layer in (plain, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        grads.append((y, *tape.gradient(loss, [x, layer.kernel])))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5, rtol=1e-5)
