@@ -86,14 +86,18 @@ def error_line(e):
 
 
 def main(fn):
-    """Runs `fn()` and exits: its return code, 2 on an expected failure, 130 on Ctrl-C."""
+    """Runs `fn()` and exits: its return code, 2 on an expected failure, 130 on Ctrl-C (128 + the signal
+    number for training stopped cleanly by a signal: 143 for SIGTERM)."""
     quiet_tensorflow()
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         code = fn()
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:
+        # A clean stop by a signal (SIGTERM from a scheduler, a first Ctrl-C) exits 128 + its
+        # number, as a shell reports a process the signal killed, and says where it backed up.
+        code = getattr(e, "exit_code", None)
+        print(f"error: {e}" if code else "error: interrupted", file=sys.stderr)
+        sys.exit(code or EXIT_INTERRUPTED)
     except Exception as e:
         line = error_line(e)
         if line is None:

@@ -24,6 +24,7 @@ from keras_cnn.colorization.palette import Palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.errors import UserError
 from keras_cnn.tasks import open_run
+from keras_cnn.training.run_folder import read_history
 from tests.helpers import REPO, shared_data_dir, write_images
 from tests.test_segmentation_data import make_folder
 
@@ -61,13 +62,15 @@ def tiny(tmp_path_factory):
     quality = colorization.quality(PRESETS, horses, work, quick=True, overrides=TINY, strip_path=strip, log=quiet)
     training = suite.with_course_ratio(colorization.training_speed(PRESETS, horses, True, TINY, log=quiet))
     course_run = colorization.ensure_run("cifar10_unet", horses, work, TINY, quiet)
+    overhead = colorization.loop_overhead("cifar10_unet", horses, work, rounds=2, quick=True, overrides=TINY,
+                                          log=quiet)
     runtimes = inference.runtimes({"colorizer_unet": course_run}, exports, batch=8, min_seconds=0.1,
                                   formats=FORMATS, log=quiet)
     seg_quality = segmentation.quality(weizmann, work, "smoke", quick=True, log=quiet)
     seg_training = segmentation.training_speed(weizmann, "smoke", quick=True, log=quiet)
     return {"data_root": str(data_root), "work": work, "strip": strip, "course_run": course_run,
             "result": {"quick": True, "machine": report.machine(), "colorization_quality": quality,
-                       "speed": {"training": training, "inference": runtimes},
+                       "speed": {"training": training, "loop_overhead": overhead, "inference": runtimes},
                        "segmentation": {"quality": seg_quality, "training": seg_training}}}
 
 
@@ -170,6 +173,19 @@ def test_training_speed_rows(tiny):
         assert r["pipeline_ratio"] == pytest.approx(r["pipeline_images_per_s"] / r["train_images_per_s"])
     assert rows[0]["speed_vs_course"] == 1.0
     assert rows[1]["speed_vs_course"] == pytest.approx(rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"])
+
+
+def test_loop_overhead_times_a_real_run_against_a_bare_fit(tiny):
+    o = tiny["result"]["speed"]["loop_overhead"]
+    assert o["name"] == "cifar10_unet" and len(o["rounds"]) == 2 and o["epochs"] == 1
+    for r in o["rounds"]:
+        assert r["ours"] > 0 and r["bare"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["bare"])
+        # Ours is a whole run: its folder has the checkpoints and history of the timed training.
+        run_dir = os.path.join(tiny["work"], f"overhead_cifar10_unet_{r['round']}")
+        assert os.path.exists(os.path.join(run_dir, "best.keras"))
+        assert len(read_history(run_dir)) == 1
+    assert o["ratio"] == pytest.approx(o["ours_seconds"] / o["bare_seconds"])
+    assert "against a bare `model.fit`" in report.markdown(tiny["result"])
 
 
 def test_inference_rows_cover_every_runtime_of_the_export(tiny):

@@ -366,6 +366,12 @@ def test_image_errors_and_interrupts(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         cli.main(failing(KeyboardInterrupt()))
     assert e.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
+    from keras_cnn.errors import TrainingInterrupted
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(failing(TrainingInterrupted(15, "runs/x: training stopped by SIGTERM at epoch 2, step 3")))
+    assert e.value.code == 143
+    assert capsys.readouterr().err == "error: runs/x: training stopped by SIGTERM at epoch 2, step 3\n"
     # A bug is not an expected failure: it keeps its traceback.
     with pytest.raises(ZeroDivisionError):
         cli.main(lambda: 1 / 0)

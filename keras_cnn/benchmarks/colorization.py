@@ -10,7 +10,9 @@ every TFLite variant.
 """
 
 import os
+import time
 
+import numpy as np
 import tensorflow as tf
 
 from keras_cnn import plots
@@ -20,6 +22,7 @@ from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.evaluate import baselines, evaluate
 from keras_cnn.colorization.palette import fit_palette, grey
 from keras_cnn.config import resolve
+from keras_cnn.errors import UserError
 
 COURSE = "cifar10_unet"
 BETTER = "cifar10_resunet"
@@ -205,6 +208,65 @@ def training_speed(presets, data_dir, quick=False, overrides=None, steps=None, l
         log(f"{preset}: fit {fit['images_per_s']:.0f} images/s at batch {runtime.global_batch}; "
             f"pipeline alone {pipe['images_per_s']:.0f} images/s ({rows[-1]['pipeline_ratio']:.0f}x)")
     return rows
+
+
+def loop_overhead(preset, data_dir, work_dir, epochs=None, rounds=2, quick=False, overrides=None, log=print):
+    """A whole run's `fit` against a bare `model.fit` of the same model on cached tensors.
+
+    Ours: `tasks.train` into a fresh run folder (the task's pipeline, the
+    checkpoints, CSV, TensorBoard, backups, the epoch strip and its delta E),
+    timed by its own `train_seconds_this_session` (the `fit` call). Bare: the
+    same task-built, compiled model, `fit` on `(images, labels)` tensors
+    cached in memory (labels from the same palette), the same validation
+    images, no callbacks. Both include the first epoch's tracing. The two
+    alternate `rounds` times (who goes first swaps); the ratio is of the
+    medians, ours / bare: 1.05 means the package's loop costs 5%.
+    """
+    import keras
+
+    from keras_cnn import training
+    from keras_cnn.colorization.pipeline import palette_labels
+    from keras_cnn.tasks import get_task, train
+
+    # Five epochs: long enough that the first epoch's tracing (in both) is not most of it.
+    epochs = epochs or (None if quick else 5)
+    overrides = {**(overrides or {}), **({"epochs": epochs} if epochs else {})}
+    cfg = preset_config(preset, data_dir, quick, overrides)
+    task = get_task("colorization")
+    data = task.load_data(cfg)
+    palette = fit_palette(data[0], cfg.num_colours, cfg.palette_space, cfg.seed)
+    cached = [tf.data.Dataset.from_tensor_slices((images, palette_labels(images, palette)))
+              for images in data]
+    train_ds = cached[0].shuffle(len(data[0]), seed=cfg.seed).batch(cfg.batch_size).cache().prefetch(2)
+    val_ds = cached[1].batch(cfg.batch_size).cache().prefetch(2) if len(data[1]) else None
+
+    def ours(r):
+        run_dir = os.path.join(work_dir, f"overhead_{preset}_{r}")
+        if os.path.exists(run_dir):
+            raise UserError(f"{run_dir}: benchmark run folder exists already; remove it or choose another "
+                            "--work-dir")
+        return train(cfg, run_dir, verbose=0, log=lambda msg: None)["train_seconds_this_session"]
+
+    def bare(r):
+        runtime = training.setup_runtime(cfg, log=lambda msg: None)
+        keras.utils.set_random_seed(cfg.seed)
+        with runtime.strategy.scope():
+            model = task.build_model(cfg, data, {"palette": palette}, runtime)
+        start = time.perf_counter()
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0)
+        return time.perf_counter() - start
+
+    rows = []
+    for r in range(rounds):
+        order = [("ours", ours), ("bare", bare)] if r % 2 == 0 else [("bare", bare), ("ours", ours)]
+        seconds = {name: fn(r) for name, fn in order}
+        rows.append({"round": r, **seconds, "ratio": seconds["ours"] / seconds["bare"]})
+        log(f"{preset} loop overhead, round {r + 1}: run {seconds['ours']:.1f} s, bare fit "
+            f"{seconds['bare']:.1f} s ({rows[-1]['ratio']:.3f}x) for {cfg.epochs} epoch(s)")
+    median = {k: float(np.median([row[k] for row in rows])) for k in ("ours", "bare")}
+    return {"name": preset, "epochs": cfg.epochs, "train_images": len(data[0]), "rounds": rows,
+            "ours_seconds": median["ours"], "bare_seconds": median["bare"],
+            "ratio": median["ours"] / median["bare"]}
 
 
 def ensure_run(preset, data_dir, work_dir, overrides=None, log=print):

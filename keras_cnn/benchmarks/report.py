@@ -154,6 +154,11 @@ def markdown(result):
     if s:
         if s.get("training"):
             out += ["### Training speed and input pipeline", "", table(s["training"], TRAIN_SPEED_COLUMNS), ""]
+        o = s.get("loop_overhead")
+        if o:
+            out += [f"A run's training loop against a bare `model.fit` on cached tensors ({o['name']}, "
+                    f"{o['epochs']} epochs, median of {len(o['rounds'])} alternating rounds): "
+                    f"{o['ours_seconds']:.1f} s against {o['bare_seconds']:.1f} s, **{o['ratio']:.3f}x**.", ""]
         if s.get("inference"):
             out += ["### Inference speed", "", table(s["inference"], INFERENCE_COLUMNS), ""]
     g = result.get("segmentation")

@@ -97,7 +97,10 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
         exported = {name.replace("cifar10_", "colorizer_"): colorization.ensure_run(name, horses, work_dir,
                                                                                      overrides, log)
                     for name in colorization.EXPORTED if name in presets}
-        result["speed"] = {"training": training_rows, "inference": inference.runtimes(
+        overhead = colorization.loop_overhead(colorization.COURSE, horses, work_dir, quick=quick,
+                                              overrides=overrides, log=log) \
+            if colorization.COURSE in presets else None
+        result["speed"] = {"training": training_rows, "loop_overhead": overhead, "inference": inference.runtimes(
             exported, os.path.join(work_dir, "exported_models"), batch=100, tflite_threads=tflite_threads,
             min_seconds=min_seconds, formats=export_formats, log=log)}
     if "segmentation" in parts:
