@@ -51,7 +51,10 @@ def keras20585():
 
 
 class KillAt:
-    """Sends `sig` (SIGKILL: a hard crash mid-epoch) to this process as step `step` of epoch `epoch` (0-based) begins."""
+    """Sends `sig` (SIGKILL: a hard crash mid-epoch) to this process as step `step` of epoch `epoch` begins.
+
+    Both 0-based.
+    """
 
     def __init__(self, epoch, step, sig=signal.SIGKILL):
         import keras
