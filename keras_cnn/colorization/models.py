@@ -14,7 +14,7 @@ momentum 0.1 and epsilon 1e-5.
 
 import keras
 
-from keras_cnn.colorization import resunet
+from keras_cnn.colorization import effnet_unet, resunet
 from keras_cnn.colorization.blocks import (
     ColourNet,
     bn_relu,
@@ -144,12 +144,18 @@ def _resunet(**kwargs):
     return resunet.ResUNet(**kwargs)
 
 
+def _effnet_unet(**kwargs):
+    """EffNetUNet (effnet_unet.py): an ImageNet EfficientNet-Lite0 encoder and a UNet decoder."""
+    return effnet_unet.EffNetUNet(**kwargs)
+
+
 MODELS = {
     "pool_upsample": PoolUpsampleNet,
     "conv_transpose": ConvTransposeNet,
     "unet": UNet,
     "cnn2020": _cnn2020,
     "resunet": _resunet,
+    "effnet_unet": _effnet_unet,
 }
 
 

@@ -107,8 +107,10 @@ class ColorizationTask(tasks.Task):
         if cfg.class_rebalance > 0:
             counts = np.bincount(palette.labels(train_images).numpy().ravel(), minlength=len(palette))
             weights = palette.class_weights(counts, lam=cfg.class_rebalance)
+        extra = ({"upsample": cfg.upsample, "weights": cfg.backbone_weights or None}
+                 if cfg.model == "effnet_unet" else {})
         net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters,
-                          num_colours=len(palette), num_in_channels=3 if cfg.downsize_input else 1)
+                          num_colours=len(palette), num_in_channels=3 if cfg.downsize_input else 1, **extra)
         model = Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")
         model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg, len(train_images), runtime)),
                       loss=PixelCrossEntropy(weights),

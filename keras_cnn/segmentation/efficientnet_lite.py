@@ -78,10 +78,17 @@ def _conv(filters, kernel, name, stride=1, dilation=1):
                                padding="same", use_bias=False, name=name)
 
 
-def _features(inputs, output_stride, head):
-    """The Lite0 graph from [-1, 1] images to the last block (or the head conv with `head`)."""
+def lite0_features(inputs, output_stride, head, endpoints=None):
+    """The Lite0 graph from [-1, 1] images to the last block (or the head conv with `head`).
+
+    With a dict `endpoints`, also records the last tensor at each running
+    stride (2, 4, ... up to `output_stride`): the skip features of a UNet decoder.
+    """
+    endpoints = {} if endpoints is None else endpoints
     x = _conv(STEM_CHANNELS, 3, "stem_conv", stride=2)(inputs)
     x = _relu6("stem_relu")(_bn("stem_bn")(x))
+    running = 2
+    endpoints[running] = x
     for index, kernel, stride, dilation, expansion, cin, cout in _blocks(output_stride):
         p = f"block{index}"
         shortcut = x
@@ -94,6 +101,8 @@ def _features(inputs, output_stride, head):
         x = _bn(f"{p}_project_bn")(_conv(cout, 1, f"{p}_project_conv")(x))
         if stride == 1 and cin == cout:  # inverted residual; no drop-connect at inference
             x = keras.layers.Add(name=f"{p}_add")([shortcut, x])
+        running *= stride
+        endpoints[running] = x
     if head:
         x = _conv(HEAD_CHANNELS, 1, "head_conv")(x)
         x = _relu6("head_relu")(_bn("head_bn")(x))
@@ -246,7 +255,7 @@ class EfficientNetLiteBackbone(Backbone):
             raise UserError(f"features must be 'blocks' or 'head', got {features!r}")
         kwargs.setdefault("name", "efficientnet_lite0_backbone")
         inputs = keras.Input(shape=tuple(image_shape), name="efficientnet_lite0_images")
-        outputs = _features(inputs, output_stride, head=features == "head")
+        outputs = lite0_features(inputs, output_stride, head=features == "head")
         self._finish(inputs, outputs, image_shape, output_stride, "tf", **kwargs)
         self.features = features
         if weights:
@@ -272,7 +281,7 @@ def efficientnet_lite0_classifier(weights=None, image_shape=(224, 224, 3), class
         classifier_activation: "softmax", or None for logits.
     """
     inputs = keras.Input(shape=tuple(image_shape), name="efficientnet_lite0_images")
-    x = _features(inputs, 32, head=True)
+    x = lite0_features(inputs, 32, head=True)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(DROPOUT, name="top_dropout")(x)
     outputs = keras.layers.Dense(1000, activation=classifier_activation, name="predictions",
