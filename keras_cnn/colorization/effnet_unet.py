@@ -24,6 +24,7 @@ encoder rounds sizes up.
 """
 
 import keras
+import tensorflow as tf
 
 from keras_cnn.colorization.blocks import ColourNet, bn_relu, check_args, conv, logits_layer, net_inputs
 from keras_cnn.errors import UserError
@@ -35,15 +36,29 @@ DECODER_WIDTHS = {16: 3.0, 8: 2.0, 4: 1.5, 2: 1.0, 1: 1.0}
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
-class ResizeLike(keras.layers.Layer):
-    """Bilinear resize of `x` to the height and width of `reference` (known at run time only)."""
+class BilinearResize(keras.layers.Layer):
+    """Bilinear resize of `x` to `scale` times its own size, or to the size of `reference`.
 
-    def call(self, x, reference):
-        size = keras.ops.shape(reference)[1:3]
-        return keras.ops.image.resize(x, (size[0], size[1]), interpolation="bilinear")
+    tf.image.resize, which `keras.ops.image.resize` and `UpSampling2D` call on
+    this backend; those check sizes in Python, which fails on the sizes an
+    exported graph knows only when it runs.
+    """
 
-    def compute_output_shape(self, x_shape, reference_shape):
-        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[3])
+    def __init__(self, scale=1, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def call(self, x, reference=None):
+        size = tf.shape(x if reference is None else reference)[1:3] * self.scale
+        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+
+    def compute_output_shape(self, x_shape, reference_shape=None):
+        h, w = (x_shape if reference_shape is None else reference_shape)[1:3]
+        return (x_shape[0], None if h is None else h * self.scale, None if w is None else w * self.scale,
+                x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -87,14 +102,14 @@ class EffNetUNet(ColourNet):
         # The net input is pixel / 256; Lite0 wants pixel / 127.5 - 1.
         x = keras.layers.Rescaling(256 / 127.5, offset=-1.0, name="to_lite0_range")(x)
         if upsample > 1:
-            x = keras.layers.UpSampling2D(upsample, interpolation="bilinear", name="enlarge")(x)
+            x = BilinearResize(upsample, name="enlarge")(x)
         endpoints = {}
         x = lite0_features(x, 32, head=False, endpoints=endpoints)
         for stride in (16, 8, 4, 2, 1):
             if stride < upsample:
                 break
             skip = endpoints.get(stride, inputs)  # stride 1 (upsample 1): the input itself
-            x = ResizeLike(name=f"up{stride}_resize")(x, skip)
+            x = BilinearResize(name=f"up{stride}_resize")(x, skip)
             if stride in endpoints:
                 x = keras.layers.Concatenate(name=f"up{stride}_skip")([x, skip])
             width = int(round(DECODER_WIDTHS[stride] * num_filters))
