@@ -56,18 +56,6 @@ def grey_rounding(servable, check_count=500, steps=(1 / 768, 1 / 256, 1 / 128, 1
     return rows
 
 
-def _write(servable, path, fn):
-    import keras
-
-    size = servable.image_size
-    archive = keras.export.ExportArchive()
-    archive.track(servable.model)
-    archive.add_endpoint("serving_default", fn,
-                         input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name=IMAGES_KEY)])
-    archive.write_out(path, verbose=False)
-    return path
-
-
 def _calibrated(path, images):
     converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=["serving_default"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -78,20 +66,6 @@ def _calibrated(path, images):
         return converter.convert()
 
 
-def _model_object(model):
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema, schema.ModelT.InitFromPackedBuf(model, 0)
-
-
-def _pack(model):
-    import flatbuffers
-
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def _logits_producer(calibrated):
     """The output tensor name of the op whose result ARG_MAX reads (the logits' last op)."""
     return _logits_tail(calibrated)[0]
@@ -99,12 +73,11 @@ def _logits_producer(calibrated):
 
 def _logits_tail(calibrated):
     """Output tensor names from the tensor ARG_MAX reads back to the last CONV_2D's (included)."""
-    schema, model = _model_object(calibrated)
+    schema, model = tflite.flatbuffer(calibrated)
     graph = model.subgraphs[0]
 
     def code(op):
-        c = model.operatorCodes[op.opcodeIndex]
-        return max(c.builtinCode, c.deprecatedBuiltinCode)
+        return tflite.builtin_code(model, op)
 
     producers = {t: op for op in graph.operators for t in op.outputs}
     argmax = [op for op in graph.operators if code(op) == schema.BuiltinOperator.ARG_MAX]
@@ -124,7 +97,7 @@ def _percentile_ranges(calibrated, images, low_q, high_q, keep=()):
     """The calibrated model with every activation range set to the mean per-image quantiles."""
     from ai_edge_litert.interpreter import Interpreter
 
-    schema, model = _model_object(calibrated)
+    schema, model = tflite.flatbuffer(calibrated)
     graph = model.subgraphs[0]
     ranged = [i for i, t in enumerate(graph.tensors)
               if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1
@@ -143,7 +116,7 @@ def _percentile_ranges(calibrated, images, low_q, high_q, keep=()):
     for i in ranged:
         q = graph.tensors[i].quantization
         q.min, q.max = [min(float(np.min(lows[i])), 0.0)], [max(float(np.max(highs[i])), 0.0)]
-    return _pack(model)
+    return tflite.pack(model)
 
 
 def _quantise(calibrated, per_channel=True, denylisted_nodes=None):
@@ -188,10 +161,6 @@ def study(servable, check_count=500, representative_count=200, more_representati
     keras_scores = servable.score(reference, check, truth) if truth is not None else {}
     argmax = servable.decided_by_argmax
 
-    def logits_range(images):
-        return tflite.argmax_logit_range(np.concatenate(
-            [servable.export_logits(tf.constant(images[i:i + 100])).numpy() for i in range(0, len(images), 100)]))
-
     def model_graph(images):
         logits = servable.logits(images)
         return {"logits": logits, "classes": tf.cast(tf.argmax(logits, -1), tf.uint8)}
@@ -203,10 +172,10 @@ def study(servable, check_count=500, representative_count=200, more_representati
     with tempfile.TemporaryDirectory(prefix="keras_cnn_int8_study_") as scratch:
         shipped = os.path.join(scratch, "shipped")
         tflite.write_fixed_saved_model(servable, shipped)
-        probs = _write(servable, os.path.join(scratch, "probs"),
-                       lambda x: {"probabilities": servable.probabilities(x)})
-        plain = _write(servable, os.path.join(scratch, "plain"), model_graph)
-        classes_only = _write(servable, os.path.join(scratch, "classes"), model_classes)
+        probs = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "probs"),
+                                               lambda x: {"probabilities": servable.probabilities(x)})
+        plain = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "plain"), model_graph)
+        classes_only = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "classes"), model_classes)
         for variant in ("float32", "float16", "dynamic"):
             models[variant] = tflite.convert(shipped, variant)
         models["int8 before (uint8 softmax out)"] = _before(probs, few)
@@ -217,11 +186,11 @@ def study(servable, check_count=500, representative_count=200, more_representati
         models["int8 last conv float"] = _quantise(cal_plain, denylisted_nodes=_logits_tail(cal_plain))
         if servable.application == "colorization":
             models["int8 exact grey, min/max logits"] = tflite.convert(shipped, "int8", few, None)
-        lr = logits_range(few) if argmax else None
+        lr = tflite.calibration_logit_range(servable, few) if argmax else None
         models["int8 shipped"] = tflite.convert(shipped, "int8", few, lr)
         if more_representative > representative_count and len(reps) > len(few):
             models[f"int8 shipped, {len(reps)} calibration images"] = tflite.convert(
-                shipped, "int8", reps, logits_range(reps) if argmax else None)
+                shipped, "int8", reps, tflite.calibration_logit_range(servable, reps) if argmax else None)
         cal = _calibrated(shipped, few)
         if lr is not None:
             cal = tflite._set_logits_range(cal, *lr)

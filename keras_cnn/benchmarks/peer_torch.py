@@ -53,9 +53,10 @@ INSTALL = "pip install -e .[bench]"
 COURSE_LR = 1e-3
 SEG_DEPTH = 50
 SEG_PRESET = "weizmann_scratch"  # for its data settings only (folder layout, 25% validation)
-# Steps per measurement. DeepLabV3 takes few: TensorFlow's gradient of a dilated conv is slow on CPU
-# (measured on 2 cores, 8x8x2048 -> 256 channels, batch 2: rate 36 fwd+bwd 8.1 s against 0.08 s at rate 1;
-# torch 0.09 s), and the ASPP's rates 12/24/36 make one Keras training step tens of seconds.
+# Steps per measurement. DeepLabV3 takes few: TensorFlow's dilated conv was slow on CPU (2 cores,
+# 8x8x2048 -> 256 channels, batch 2: rate 36 fwd+bwd 8.1 s against 0.08 s at rate 1; torch 0.09 s), and
+# the ASPP's rates 12/24/36 made one Keras training step tens of seconds. `deeplab_v3.atrous_conv2d`
+# has since made that step 3.4-3.7x faster; the step counts were not raised again.
 # The smoke settings (--quick): every step runs, no figure means anything.
 SETTINGS = {
     False: {"unet_steps": 20, "unet_warmup": 3, "seg_size": 160, "seg_batch": 4, "seg_steps": 2,

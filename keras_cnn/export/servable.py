@@ -392,20 +392,13 @@ class SegmenterServable(Servable):
         return masks
 
     def score(self, outputs, images, truth):
-        from keras_cnn.segmentation.metrics import IGNORE_LABEL
+        from keras_cnn.segmentation.metrics import confusion_matrix, confusion_scores
 
-        classes = np.asarray(outputs["classes"]).astype(np.int64)
-        truth = np.asarray(truth).astype(np.int64)
-        labelled = truth != IGNORE_LABEL
-        ious = []
-        for c in range(self.model.num_classes):
-            inter = np.sum((classes == c) & (truth == c) & labelled)
-            union = np.sum(((classes == c) | (truth == c)) & labelled)
-            ious.append(inter / union if union else np.nan)
-        out = {"mean_iou": float(np.nanmean(ious)) if not np.all(np.isnan(ious)) else None,
-               "pixel_accuracy": float(np.mean((classes == truth)[labelled])) if labelled.any() else None}
-        if self.model.num_classes == 2:
-            out["foreground_iou"] = None if np.isnan(ious[1]) else float(ious[1])
+        n = self.model.num_classes
+        scores = confusion_scores(confusion_matrix(truth, outputs["classes"], n))
+        out = {"mean_iou": scores["mean_iou"], "pixel_accuracy": scores["pixel_accuracy"]}
+        if n == 2:
+            out["foreground_iou"] = scores["fg_iou"]
         return out
 
     def metadata(self):

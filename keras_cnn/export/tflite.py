@@ -57,17 +57,22 @@ FLOAT_CHECKS = {"float32": {"argmax_agreement": 0.999, "mean_abs_diff": 1e-4},
                 "float16": {"argmax_agreement": 0.99, "mean_abs_diff": 2e-2}}
 
 
-def write_fixed_saved_model(servable, path):
-    """The TFLite graph as a SavedModel (the converter's official Keras 3 input)."""
+def write_fixed_saved_model(servable, path, outputs=None):
+    """The TFLite graph as a SavedModel (the converter's official Keras 3 input); returns `path`.
+
+    `outputs`: images -> dict of tensors; default `servable.tflite_outputs`
+    (the int8 study writes other graphs of the same model).
+    """
     import keras
 
     size = servable.image_size
     archive = keras.export.ExportArchive()
     archive.track(servable.model)
     archive.add_endpoint(
-        "serving_default", servable.tflite_outputs,
+        "serving_default", outputs or servable.tflite_outputs,
         input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name=IMAGES_KEY)])
     archive.write_out(path, verbose=False)
+    return path
 
 
 def _first_error_line(e):
@@ -88,25 +93,45 @@ def argmax_logit_range(logits):
     return float(top2[:, 0].min()), float(top2[:, 1].max())
 
 
-def _set_logits_range(calibrated, low, high):
-    """The calibrated model with the range of the tensor ARG_MAX reads (the logits) set to [low, high]."""
-    import flatbuffers
+def calibration_logit_range(servable, images, batch=100):
+    """`argmax_logit_range` of the TFLite graph's logits on calibration `images`."""
+    return argmax_logit_range(np.concatenate(
+        [servable.export_logits(tf.constant(images[i:i + batch])).numpy() for i in range(0, len(images), batch)]))
+
+
+def flatbuffer(model_bytes):
+    """(schema module, mutable `ModelT`) of a `.tflite`, for editing it."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(calibrated, 0)
+    return schema, schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+
+
+def pack(model):
+    """`.tflite` bytes of a `ModelT`."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def builtin_code(model, op):
+    codes = model.operatorCodes[op.opcodeIndex]
+    return max(codes.builtinCode, codes.deprecatedBuiltinCode)
+
+
+def _set_logits_range(calibrated, low, high):
+    """The calibrated model with the range of the tensor ARG_MAX reads (the logits) set to [low, high]."""
+    schema, model = flatbuffer(calibrated)
     graph = model.subgraphs[0]
-    argmax = [op for op in graph.operators
-              if max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                     model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode) == schema.BuiltinOperator.ARG_MAX]
+    argmax = [op for op in graph.operators if builtin_code(model, op) == schema.BuiltinOperator.ARG_MAX]
     if len(argmax) != 1:
         raise UserError(f"int8 calibration: the graph has {len(argmax)} ARG_MAX ops, expected one")
     quant = graph.tensors[argmax[0].inputs[0]].quantization
     if quant is None or quant.min is None or len(quant.min) != 1:
         raise UserError("int8 calibration: the logits tensor has no calibrated range")
     quant.min, quant.max = [min(float(low), 0.0)], [max(float(high), 0.0)]
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(model)
 
 
 def _check_integer_only(model):
@@ -292,15 +317,15 @@ def summary_line(rep):
     def flag(name):
         return "" if name not in t else (" ok" if t[name]["met"] else f" MISSED (target {t[name]['target']:g})")
 
-    parts = [f"tflite {rep['variant']}: {rep['size_bytes'] / 1024:.1f} KiB"]
-    if rep["variant"] == "float32":
-        parts.append(f"{rep['latency_ms']:.2f} ms/image on {rep['latency_threads']} thread(s)")
-    elif rep.get("size_vs_float32") is not None:
-        parts[0] += f" ({rep['size_vs_float32']:.2f}x float32{flag('size_vs_float32')})"
-    if rep.get("latency_ms") is not None and rep["variant"] != "float32":
-        parts.append(f"{rep['latency_ms']:.2f} ms/image on {rep['latency_threads']} thread(s)"
-                     + (f" ({rep['latency_vs_float32']:.2f}x float32{flag('latency_vs_float32')})"
-                        if rep.get("latency_vs_float32") is not None else ""))
+    def vs_float32(key):
+        ratio = rep.get(f"{key}_vs_float32")
+        if rep["variant"] == "float32" or ratio is None:
+            return ""
+        return f" ({ratio:.2f}x float32{flag(f'{key}_vs_float32')})"
+
+    parts = [f"tflite {rep['variant']}: {rep['size_bytes'] / 1024:.1f} KiB{vs_float32('size')}"]
+    if rep.get("latency_ms") is not None:
+        parts.append(f"{rep['latency_ms']:.2f} ms/image on {rep['latency_threads']} thread(s){vs_float32('latency')}")
     parts.append(f"argmax agreement {100 * a['argmax_agreement']:.2f}%{flag('argmax_agreement')}, "
                  f"mean |d logit| {a['mean_abs_diff']:.2e}{flag('mean_abs_diff')} on {a['images']} images")
     scores, ref = rep.get("task_metrics") or {}, rep.get("keras_task_metrics") or {}
@@ -324,17 +349,15 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
     check_images = np.asarray(check_images, np.uint8)
     if len(check_images) == 0:
         raise UserError("no images to check the TFLite export with")
-    num_classes = int(servable.reference_outputs(tf.constant(check_images[:1]))["logits"].shape[-1])
+    reference = {k: v.numpy() for k, v in servable.reference_outputs(tf.constant(check_images)).items()}
+    num_classes = reference["logits"].shape[-1]
     if num_classes > 256:
         raise UserError(f"TFLite export returns class ids as uint8; {num_classes} classes do not fit")
-    reference = {k: v.numpy() for k, v in servable.reference_outputs(tf.constant(check_images)).items()}
     reference_scores = servable.score(reference, check_images, truth) if truth is not None else {}
     logits_range = None
     if "int8" in variants and servable.decided_by_argmax:
         calibration = np.asarray(representative_images, np.uint8)
-        logits_range = argmax_logit_range(np.concatenate(
-            [servable.export_logits(tf.constant(calibration[i:i + 100])).numpy()
-             for i in range(0, len(calibration), 100)]) if len(calibration) else np.zeros((1, 2)))
+        logits_range = calibration_logit_range(servable, calibration) if len(calibration) else (0.0, 0.0)
     models = {}
     with tempfile.TemporaryDirectory(prefix="keras_cnn_tflite_") as scratch:
         graph_dir = os.path.join(scratch, "graph")
@@ -388,21 +411,16 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
 def metadata(servable, reports):
     """What `metadata.json` tells an app about the `.tflite` files: files, tensors, how to decode."""
     size = servable.image_size
-    k = None
-    outputs = {}
-    for rep in reports.values():
-        k = rep["outputs"]["logits"]["shape"][-1]
-        for name in rep["outputs"]:
-            outputs.setdefault(name, None)
+    first = next(iter(reports.values()))  # every variant has the same outputs
+    outputs = sorted(first["outputs"])
+    k = first["outputs"]["logits"]["shape"][-1]
     what = "palette colour" if servable.application == "colorization" else "class (see class_names)"
+    clamped = ("; in the int8 file, logits below the lowest runner-up seen on the calibration images are "
+               "clamped to it (argmax decisions are unchanged)") if servable.decided_by_argmax else ""
     described = {
         "classes": f"uint8 (1, {size}, {size}): the argmax {what} of each pixel",
         "logits": (f"(1, {size}, {size}, {k}) class scores: float32, or int8 in the int8 file, where "
-                   "logit = scale * (q - zero_point) with logits_quantization below; in the int8 file, "
-                   "logits below the lowest runner-up seen on the calibration images are clamped to it "
-                   "(argmax decisions are unchanged)" if servable.decided_by_argmax else
-                   f"(1, {size}, {size}, {k}) class scores: float32, or int8 in the int8 file, where "
-                   "logit = scale * (q - zero_point) with logits_quantization below"),
+                   f"logit = scale * (q - zero_point) with logits_quantization below{clamped}"),
         "colours": f"uint8 RGB (1, {size}, {size}, 3): each pixel's palette colour (argmax), "
                    "decoded in the graph",
     }

@@ -72,7 +72,6 @@ def atrous_conv2d(filters, kernel_size, dilation_rate, **kwargs):
     return conv
 
 
-
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class SpatialPyramidPooling(keras.layers.Layer):
     """Atrous spatial pyramid pooling with an image-pooling branch.

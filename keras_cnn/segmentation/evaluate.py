@@ -15,6 +15,7 @@ import numpy as np
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_image
 from keras_cnn.segmentation import data as data_lib
+from keras_cnn.segmentation.metrics import confusion_matrix, confusion_scores
 
 # Metric names in reporting order.
 METRICS = ("loss", "fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou")
@@ -59,14 +60,6 @@ def evaluate_full_size(model, pairs, decode_mask, batch_size=16, at="photo"):
             if labels.shape != tuple(target):
                 labels = tf.image.resize(labels[..., None], target, method="nearest")[..., 0].numpy()
             pred = tf.argmax(tf.image.resize(one[None], target, method="bilinear")[0], axis=-1).numpy()
-            keep = labels < n  # 255 = ignored
-            confusion += np.bincount(labels[keep].astype(np.int64) * n + pred[keep],
-                                     minlength=n * n).reshape(n, n)
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    present = confusion.sum(1) > 0
-    iou = np.where(union > 0, tp / np.maximum(union, 1), 0.0)
-    return {"fg_iou": round(float(iou[1 if n > 1 else 0]), 6),
-            "mean_iou": round(float(iou[present].mean()), 6),
-            "pixel_accuracy": round(float(tp.sum() / max(confusion.sum(), 1)), 6),
-            "examples": len(pairs)}
+            confusion += confusion_matrix(labels, pred, n)
+    scores = {k: round(v, 6) for k, v in confusion_scores(confusion).items()}
+    return {**scores, "examples": len(pairs)}

@@ -11,13 +11,39 @@ for nothing: that is how unlabelled trimap pixels are left out.
   or the predictions.
 - `PixelAccuracy`: fraction of labelled pixels whose class is right.
 - `ThresholdedIoU`: the course assignment's "mIOU" (see the class).
+
+`confusion_matrix` and `confusion_scores` are the NumPy twins for class ids
+that are already decided (full-size evaluation, exported TFLite files).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 # Label value ignored by the loss and every metric (the PASCAL VOC convention).
 IGNORE_LABEL = 255
+
+
+def confusion_matrix(labels, predicted, num_classes):
+    """(num_classes, num_classes) pixel counts [true, predicted] of integer masks; labels
+    `>= num_classes` (`IGNORE_LABEL`) are left out."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    predicted = np.asarray(predicted).astype(np.int64).ravel()
+    keep = labels < num_classes
+    return np.bincount(labels[keep] * num_classes + predicted[keep],
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def confusion_scores(confusion):
+    """fg_iou (class 1, or 0 with one class), mean_iou (over the classes present in the labels) and
+    pixel_accuracy of a `confusion_matrix` summed over a dataset."""
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = confusion.sum(1) > 0
+    iou = np.where(union > 0, tp / np.maximum(union, 1), 0.0)
+    return {"fg_iou": float(iou[1 if len(iou) > 1 else 0]),
+            "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
+            "pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1))}
 
 
 def _labels(y_true):
