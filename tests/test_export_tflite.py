@@ -196,7 +196,7 @@ def test_ab_palette_colours_in_the_graph_equal_the_savedmodel_decoding(tmp_path,
                              - want["colours"].astype(int))) <= 1
 
 
-@pytest.mark.parametrize("name", ["unet", "conv_transpose", "pool_upsample", "cnn2020", "resunet"])
+@pytest.mark.parametrize("name", ["unet", "conv_transpose", "pool_upsample", "cnn2020", "resunet", "effnet_unet"])
 def test_int8_friendly_graph_computes_what_the_model_computes(name):
     import keras
 
