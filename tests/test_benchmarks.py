@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from skimage.color import rgb2lab
 
-from keras_cnn.benchmarks import colorization, inference, report, segmentation, suite, timing
+from keras_cnn.benchmarks import colorization, inference, profile, report, segmentation, suite, timing
 from keras_cnn.colorization.colorizer import Colorizer
 from keras_cnn.colorization.evaluate import evaluate
 from keras_cnn.colorization.models import UNet
@@ -233,6 +233,22 @@ def test_segmentation_part(tiny):
     assert speed["pipeline_ratio"] == pytest.approx(speed["pipeline_images_per_s"] / speed["train_images_per_s"])
 
 
+# === Profile ===
+
+def test_profile_part_sums_op_time_per_type(tiny):
+    result = suite.run(tiny["data_root"], tiny["work"], parts=("profile",), quick=True, log=quiet)
+    unet, segmenter = result["profile"]
+    assert (unet["name"], segmenter["name"]) == (colorization.COURSE, segmentation.PRESET)
+    for row in (unet, segmenter):
+        assert row["steps"] == 3 and row["op_ms_per_step"] > 0
+        assert sum(op["share"] for op in row["ops"]) == pytest.approx(1.0)
+        assert sum(op["ms_per_step"] for op in row["ops"]) == pytest.approx(row["op_ms_per_step"])
+        assert any("Conv2D" in op["op"] for op in row["ops"])  # convolutions are among the largest
+        assert not any(":" in op["op"] or op["op"] in profile._ENCLOSING for op in row["ops"])
+    text = report.markdown(result)
+    assert "### Where a training step's time goes" in text and f"{colorization.COURSE}, batch 100" in text
+
+
 # === Report and script ===
 
 def test_tables_and_json(tiny, tmp_path):
@@ -267,7 +283,7 @@ def script(*args, timeout=120):
 def test_script_bad_input_is_one_line_error(tmp_path):
     out = script("--parts", "quality,colour", "--out", str(tmp_path / "r.json"))
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == \
-        "error: unknown benchmark part(s) colour; choose from: quality, speed, segmentation, peer"
+        "error: unknown benchmark part(s) colour; choose from: quality, speed, segmentation, profile, peer"
     out = script("--quick", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "r.json"))
     assert out.returncode == 2 and "cifar10-horse-train: data folder not found" in out.stderr.splitlines()[-1]
     assert not os.path.exists(tmp_path / "r.json")

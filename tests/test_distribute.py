@@ -102,6 +102,30 @@ def test_setup_runtime_logs_batch_and_learning_rate_rule():
     assert "precision float32" in lines[0] and "XLA off" in lines[0]
 
 
+def test_cpu_bfloat16_features_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n\n"
+                       "processor\t: 1\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert training.runtime.cpu_bfloat16_features(str(cpuinfo)) == ("avx512_bf16", "amx_bf16")
+    cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert training.runtime.cpu_bfloat16_features(str(cpuinfo)) == ()
+    assert training.runtime.cpu_bfloat16_features(str(tmp_path / "missing")) == ()
+
+
+def test_mixed_bfloat16_log_names_the_cpu_support(monkeypatch):
+    cfg = resolve(ColorizationConfig, PRESETS, "cifar10_unet", dict(strategy="default", mixed_precision=True))
+    previous = keras.mixed_precision.global_policy()
+    try:
+        for features, expected in ((("amx_bf16",), "mixed_bfloat16 (amx_bf16 on this CPU)"),
+                                   ((), "WARNING: this CPU has no avx512_bf16 or amx_bf16")):
+            monkeypatch.setattr(training.runtime, "cpu_bfloat16_features", lambda features=features: features)
+            lines = []
+            training.setup_runtime(cfg, lines.append)
+            assert expected in lines[0]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_keeps_logits_and_loss_float32(policy):
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter

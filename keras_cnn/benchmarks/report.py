@@ -135,6 +135,9 @@ def peer_markdown(peer):
     return out
 
 
+PROFILE_COLUMNS = [("op type", "op", None), ("ms per step", "ms_per_step", ".1f"), ("share", "share", _pct)]
+
+
 def markdown(result):
     """All tables of a benchmark result, with headings (a --quick run is labelled a smoke test)."""
     out = []
@@ -172,6 +175,11 @@ def markdown(result):
             out += [table(g["training"], TRAIN_SPEED_COLUMNS), ""]
         if g.get("inference"):
             out += [table(g["inference"], INFERENCE_COLUMNS), ""]
+    if result.get("profile"):
+        out += ["### Where a training step's time goes (CPU ms of TensorFlow ops per step)", ""]
+        for row in result["profile"]:
+            out += [f"{row['name']}, batch {row['batch']}: {row['op_ms_per_step']:.1f} ms of ops per step "
+                    f"({row['steps']} profiled steps)", "", table(row["ops"], PROFILE_COLUMNS), ""]
     if result.get("peer"):
         out += peer_markdown(result["peer"])
     return "\n".join(out)

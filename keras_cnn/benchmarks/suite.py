@@ -11,13 +11,13 @@ import os
 import sys
 import time
 
-from keras_cnn.benchmarks import colorization, inference, peer_torch, report, segmentation
+from keras_cnn.benchmarks import colorization, inference, peer_torch, profile, report, segmentation
 from keras_cnn.colorization.config import PRESETS
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 
-PARTS = ("quality", "speed", "segmentation", "peer")
-# The parts a plain run measures; "peer" needs the optional torch extra.
+PARTS = ("quality", "speed", "segmentation", "profile", "peer")
+# The parts a plain run measures; "peer" needs the optional torch extra, "profile" is asked for.
 DEFAULT_PARTS = ("quality", "speed", "segmentation")
 PEERS = (peer_torch.FRAMEWORK,)
 HORSES = "cifar10-horse-train"
@@ -98,9 +98,9 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
                                                                          + sys.argv[1:]),
               "started_at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": report.machine()}
     min_seconds = 0.3 if quick else 2.0
-    if "quality" in parts or "speed" in parts or ("peer" in parts and "unet" in peer_nets):
+    if {"quality", "speed", "profile"} & set(parts) or ("peer" in parts and "unet" in peer_nets):
         horses = _data_folder(data_root, HORSES)
-    if "segmentation" in parts or ("peer" in parts and "deeplab" in peer_nets):
+    if {"segmentation", "profile"} & set(parts) or ("peer" in parts and "deeplab" in peer_nets):
         weizmann = _data_folder(data_root, WEIZMANN)
     if "quality" in parts:
         log("== colourization quality ==")
@@ -130,6 +130,9 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
                                             os.path.join(work_dir, "exported_models"), batch=16,
                                             tflite_threads=tflite_threads, min_seconds=min_seconds,
                                             formats=export_formats, log=log)}
+    if "profile" in parts:
+        log("== where training time goes (TensorFlow profiler) ==")
+        result["profile"] = profile.run(horses, weizmann, quick=quick, log=log)
     if "peer" in parts:
         log("== PyTorch peer ==")
         result["peer"] = peer_torch.run(horses if "unet" in peer_nets else None,

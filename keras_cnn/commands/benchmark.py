@@ -12,7 +12,9 @@ colourization preset trained on ../shared/data/cifar10-horse-train, 90/10
 split, seed 0, scored beside the trivial baselines), speed (training images/s
 of each net, the tf.data pipeline alone, Keras / SavedModel / TFLite
 inference), segmentation (the weizmann_scratch DeepLabV3 on
-../shared/data/weizmann-horses, trained and timed). Runs, exports and plots go
+../shared/data/weizmann-horses, trained and timed), profile (where a training
+step of the course UNet and of the segmenter spends its time, per op type,
+from TensorFlow's profiler; only when asked for). Runs, exports and plots go
 to --work-dir, which must not hold earlier benchmark runs unless --reuse is
 given. The tables are also written beside the JSON as a .md file.
 
@@ -33,8 +35,9 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--quick", action="store_true",
                         help="one short epoch on a few hundred images per preset, short timings")
     parser.add_argument("--parts", default="quality,speed,segmentation",
-                        help="comma-separated: quality, speed, segmentation, peer (default: all but peer; "
-                             "--peer torch adds it)")
+                        help="comma-separated: quality, speed, segmentation, profile (the TensorFlow profiler's "
+                             "time per op type of a training step), peer (default: quality, speed, "
+                             "segmentation; --peer torch adds peer)")
     parser.add_argument("--presets", default="",
                         help="comma-separated colourization presets (default: all of them)")
     parser.add_argument("--data-root", default=os.environ.get("KERAS_CNN_SHARED_DATA")

@@ -26,6 +26,31 @@ def mixed_policy():
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
 
 
+def cpu_bfloat16_features(cpuinfo="/proc/cpuinfo"):
+    """The bfloat16 instruction sets this CPU has, of AVX512-BF16 and AMX-BF16 (Linux only).
+
+    oneDNN runs bfloat16 convolutions and matmuls on them; without either,
+    TensorFlow emulates bfloat16 and a mixed-precision step is slower than
+    float32. An empty tuple where /proc/cpuinfo is missing or names neither.
+    """
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return ()
+    return tuple(name for name in ("avx512_bf16", "amx_bf16") if name in flags)
+
+
+def _precision_note(policy):
+    if policy != "mixed_bfloat16":
+        return ""
+    features = cpu_bfloat16_features()
+    if features:
+        return f" ({' and '.join(features)} on this CPU)"
+    return (" (WARNING: this CPU has no avx512_bf16 or amx_bf16 instructions, so bfloat16 is emulated and "
+            "usually slower than float32)")
+
+
 def setup_runtime(cfg, log=print):
     """Strategy, seeds, precision policy, global batch and learning rate for `cfg`.
 
@@ -54,6 +79,7 @@ def setup_runtime(cfg, log=print):
     log(f"strategy {type(strategy).__name__} with {replicas} replica(s) ({distribute.task_name()}"
         f"{', chief' if runtime.chief else ''}); global batch {cfg.batch_size} x {replicas} = "
         f"{runtime.global_batch}; learning rate {cfg.learning_rate:g} x {factor:g} ({cfg.lr_scaling} "
-        f"scaling) = {runtime.learning_rate:g}; precision {keras.mixed_precision.global_policy().name}; "
+        f"scaling) = {runtime.learning_rate:g}; precision {keras.mixed_precision.global_policy().name}"
+        f"{_precision_note(keras.mixed_precision.global_policy().name)}; "
         f"XLA {'on' if cfg.jit_compile else 'off'}")
     return runtime

@@ -1,0 +1,73 @@
+"""Faster twins of two Keras layers: the same weights, config and maths.
+
+Profiling a training step of the course UNet on CPU (`docs/BENCHMARKS.md`,
+"Where training time goes") showed two Keras 3 layers spending far more
+than their arithmetic needs:
+
+- `keras.layers.BatchNormalization` computes the batch moments and the
+  normalisation as a dozen separate element-wise ops (forward and backward);
+  TensorFlow's `FusedBatchNormV3` does it in one kernel each way (oneDNN's on
+  x86).
+- `keras.layers.Cropping2D` slices with `StridedSlice`, whose gradient
+  (`StridedSliceGrad`) was the single most expensive op of the UNet's step;
+  `tf.slice` has a `Pad` for its gradient.
+
+`BatchNorm` and `Crop2D` subclass the Keras layers, so every `isinstance`
+check, weight name, weight loader and saved config works unchanged, and files
+saved with the Keras classes still load as before. Both fall back to the
+Keras code for anything they do not cover (synchronised or renormalised
+BatchNorm, masks, other axes or ranks, other backends' tensors).
+"""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class BatchNorm(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` on TensorFlow's fused kernel (NHWC, last axis).
+
+    Same outputs, gradients and moving statistics as the Keras layer to float
+    rounding (tested): the fused kernel returns the unbiased batch variance,
+    which is turned back into the biased one Keras averages. Like Keras, it
+    computes in float32 under a mixed-precision policy and normalises with the
+    moving statistics when `training` is false or the layer is frozen.
+    """
+
+    def _fusable(self, inputs, mask):
+        return (mask is None and not self.renorm and not self.synchronized and self.scale and self.center
+                and len(inputs.shape) == 4 and self.axis in (-1, 3))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, "float32")
+        gamma, beta = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
+        if training and self.trainable:
+            y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=tf.zeros_like(gamma), variance=tf.ones_like(gamma),
+                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+            # The kernel's variance output has Bessel's correction (n - 1); Keras averages the biased one.
+            n = tf.cast(tf.reduce_prod(tf.shape(x, out_type="int64")[:-1]), "float32")
+            variance = variance * tf.maximum(n - 1.0, 0.0) / n
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            # The raw op, not tf.nn.fused_batch_norm, which raises epsilon to cuDNN's 1.001e-5.
+            y, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=x, scale=gamma, offset=beta, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon,
+                data_format="NHWC", is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class Crop2D(keras.layers.Cropping2D):
+    """`keras.layers.Cropping2D` (channels last) as `tf.slice`, whose gradient is a cheap `Pad`."""
+
+    def call(self, inputs):
+        if self.data_format != "channels_last" or len(inputs.shape) != 4:
+            return super().call(inputs)
+        (top, bottom), (left, right) = self.cropping
+        shape = tf.shape(inputs)
+        return tf.slice(inputs, [0, top, left, 0], [-1, shape[1] - top - bottom, shape[2] - left - right, -1])
