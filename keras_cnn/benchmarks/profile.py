@@ -40,7 +40,7 @@ def op_times(xspace_path):
                 # TensorFlow names an op's trace event "op name:op type"; tf.data's are "Iterator::...".
                 if ":" not in name or "::" in name:
                     continue
-                op_type = name.rsplit(":", 1)[1]
+                op_type = name.rsplit(":", 1)[1].strip()
                 if op_type and op_type not in _ENCLOSING and not op_type.startswith("__inference"):
                     totals[op_type] += event.duration_ps / 1e9
     return totals

@@ -76,14 +76,14 @@ def quality(data_dir, work_dir, preset=PRESET, quick=False, overrides=None, reus
     return {"rows": rows, "baselines": trivial_scores(masks), "validation_pairs": len(val), "run_dir": run_dir}
 
 
-def training_speed(data_dir, preset=PRESET, quick=False, steps=None, log=print):
+def training_speed(data_dir, preset=PRESET, quick=False, steps=None, overrides=None, log=print):
     """`model.fit` images/s at the preset's batch size (augmentation on), and the pipeline's own rate."""
     from keras_cnn import training
     from keras_cnn.benchmarks.timing import pipeline_rate, training_rate
     from keras_cnn.tasks import get_task
 
     steps = steps or (2 if quick else 10)
-    cfg = preset_config(preset, data_dir, quick)
+    cfg = preset_config(preset, data_dir, quick, overrides)
     runtime = training.setup_runtime(cfg, log=lambda msg: None)
     task = get_task("segmentation")
     data = task.load_data(cfg, splits=("train",))

@@ -12,6 +12,7 @@ its output is float32 logits `(batch, H, W, num_classes)`.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_cnn.errors import UserError
@@ -64,7 +65,8 @@ def atrous_conv2d(filters, kernel_size, dilation_rate, **kwargs):
         out = None
         for i, dy in rows:
             for j, dx in cols:
-                window = padded[:, pad_h + dy:pad_h + dy + height, pad_w + dx:pad_w + dx + width, :]
+                # tf.slice, not [] indexing: its gradient is a Pad, StridedSlice's a much slower StridedSliceGrad.
+                window = tf.slice(padded, [0, pad_h + dy, pad_w + dx, 0], [-1, height, width, -1])
                 term = ops.conv(window, kernel[i:i + 1, j:j + 1], padding="valid")
                 out = term if out is None else out + term
         return out
