@@ -10,6 +10,9 @@ must not wait for TensorFlow.
 """
 
 import argparse
+import importlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
@@ -31,18 +34,59 @@ def debug():
     return os.environ.get("KERAS_CNN_DEBUG", "") not in ("", "0")
 
 
+class _SilentTensorFlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports TensorFlow, the first time, with the process's stderr (fd 2) sent to /dev/null.
+
+    On CPUs where TensorFlow turns oneDNN on by default (seen on an Intel Xeon
+    with AMX), its shared libraries log "oneDNN custom operations are on ..."
+    while they load, through absl before absl's logging is set up: such
+    messages ignore TF_CPP_MIN_LOG_LEVEL. Only that import is silenced; a failing
+    import still raises its Python exception once stderr is back.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # one import only
+        spec = importlib.util.find_spec(name)  # the real one, from the finders after this one
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        # TensorFlow keeps its real loader; only running it is wrapped.
+        module.__spec__.loader = module.__loader__ = self._loader
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(devnull, 2)
+            self._loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
 def quiet_tensorflow():
     """Start-up without TensorFlow's banners; call before TensorFlow is imported.
 
     C++ logging (the CPU-feature and oneDNN notices) goes below WARNING unless
-    the user chose a TF_CPP_MIN_LOG_LEVEL; the Python loggers of TensorFlow
-    and absl (retracing notices, "compiled metrics have yet to be built")
-    show errors only. TF_ENABLE_ONEDNN_OPTS is left alone on purpose: it
-    changes the numerics, not only the messages.
+    the user chose a TF_CPP_MIN_LOG_LEVEL, and the import of TensorFlow itself
+    runs with stderr silenced (`_SilentTensorFlowImport`); the Python loggers
+    of TensorFlow and absl (retracing notices, "compiled metrics have yet to
+    be built") show errors only. TF_ENABLE_ONEDNN_OPTS is left alone on
+    purpose: it changes the numerics, not only the messages.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if debug():
         return
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _SilentTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SilentTensorFlowImport())
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         from absl import logging as absl_logging

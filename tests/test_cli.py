@@ -452,6 +452,26 @@ def test_help_is_instant_and_does_not_import_tensorflow(module):
     assert not heavy, sorted(heavy)[:5]
 
 
+def test_tensorflow_import_is_silenced_at_the_file_descriptor(tmp_path):
+    """TensorFlow's pre-logging notices go straight to fd 2; only its first import is silenced."""
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import os\nos.write(2, b'notice from a shared library\\n')\nVALUE = 7\n")
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from keras_cnn import cli; cli.quiet_tensorflow(); "
+            "import tensorflow; import tensorflow as again; print(again.VALUE, tensorflow.__spec__.origin); "
+            "os.write(2, b'later message\\n')")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_CNN_DEBUG"}
+    proc = run("-c", code, tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["7", str(fake / "__init__.py")]
+    assert proc.stderr == "later message\n"
+    bad = tmp_path / "bad"
+    (bad / "tensorflow").mkdir(parents=True)
+    (bad / "tensorflow" / "__init__.py").write_text("raise ImportError('broken build')\n")
+    proc = run("-c", code, bad, env=env)
+    assert proc.returncode == 1 and "ImportError: broken build" in proc.stderr
+
+
 def test_start_up_prints_nothing_from_tensorflow():
     # Not from the test session's environment: the command must quieten TensorFlow itself.
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}

@@ -11,7 +11,8 @@ Rows, in the order a reader follows the fix:
 - `int8 before`: the previous export: the model's own graph, uint8 softmax
   probabilities out (scale 1/256).
 - `int8 logits out`, `int8 argmax in graph`: the same graph, logits out / the
-  class ids computed in the graph: does the output's resolution matter?
+  class ids computed in the graph (argmax decoders only): does the output's
+  resolution matter?
 - `int8 per-tensor weights`: per-channel weights (the converter's default)
   switched off, to show what they are worth.
 - `int8 last conv float`: the layer that makes the logits kept in float
@@ -21,6 +22,10 @@ Rows, in the order a reader follows the fix:
 - `int8 shipped, N calibration images`: more images to calibrate on.
 - `int8 shipped + percentile ranges`: every activation's range cut to the
   0.01 / 0.99 quantiles of the calibration activations (the logits as shipped).
+- `16-bit activations, int8 weights`: the converter's 16x8 mode on the
+  shipped graph's logits (float pixels in: the mode has no CAST or ARG_MAX),
+  min / max calibration. Same weights as int8, 256x finer activations: it
+  shows how much of the loss is activation rounding.
 """
 
 import os
@@ -138,6 +143,26 @@ def _before(path, images):
         return converter.convert()
 
 
+def _int16_activations(servable, path, images):
+    """The 16x8 file: int8 weights, int16 activations, float32 pixels in, logits out."""
+    import keras
+
+    size = servable.image_size
+    archive = keras.export.ExportArchive()
+    archive.track(servable.model)
+    archive.add_endpoint("serving_default", lambda x: {"logits": servable.logits(x)},
+                         input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name=IMAGES_KEY)])
+    archive.write_out(path, verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=["serving_default"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ({IMAGES_KEY: im[None].astype(np.float32)} for im in images)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return converter.convert()
+
+
 def _outputs(model, images):
     """{"classes", "logits"} of any study file (a probabilities file gives log-probabilities as logits)."""
     got = litert_runtime.predict(litert_runtime.load_interpreter(model), images)
@@ -181,7 +206,8 @@ def study(servable, check_count=500, representative_count=200, more_representati
         models["int8 before (uint8 softmax out)"] = _before(probs, few)
         cal_plain = _calibrated(plain, few)
         models["int8 logits out"] = _quantise(cal_plain)
-        models["int8 argmax in graph"] = _quantise(_calibrated(classes_only, few))
+        if argmax:  # class ids alone cannot be decoded by an annealed mean
+            models["int8 argmax in graph"] = _quantise(_calibrated(classes_only, few))
         models["int8 per-tensor weights"] = _quantise(cal_plain, per_channel=False)
         models["int8 last conv float"] = _quantise(cal_plain, denylisted_nodes=_logits_tail(cal_plain))
         if servable.application == "colorization":
@@ -196,6 +222,7 @@ def study(servable, check_count=500, representative_count=200, more_representati
             cal = tflite._set_logits_range(cal, *lr)
         keep = (_logits_producer(cal),) if lr is not None else ()
         models["int8 shipped + percentile ranges"] = _quantise(_percentile_ranges(cal, few, 0.01, 0.99, keep))
+        models["16-bit activations, int8 weights"] = _int16_activations(servable, os.path.join(scratch, "16x8"), few)
     cpu = {}
     timing = tflite.latencies(models, check[0], num_threads=num_threads, cpu=cpu)
     rows = []
