@@ -112,6 +112,17 @@ def test_cpu_bfloat16_features_read_from_cpuinfo(tmp_path):
     assert training.runtime.cpu_bfloat16_features(str(tmp_path / "missing")) == ()
 
 
+def test_runtime_log_says_whether_onednn_is_on(monkeypatch):
+    cfg = resolve(ColorizationConfig, PRESETS, "cifar10_unet", dict(strategy="default"))
+    assert training.runtime.onednn_enabled() in (True, False)  # this TensorFlow can say
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    for enabled, expected in ((True, "; oneDNN on"), (False, "TF_ENABLE_ONEDNN_OPTS=1 may train faster")):
+        monkeypatch.setattr(training.runtime, "onednn_enabled", lambda enabled=enabled: enabled)
+        lines = []
+        training.setup_runtime(cfg, lines.append)
+        assert lines[0].endswith(expected) if enabled else expected in lines[0]
+
+
 def test_mixed_bfloat16_log_names_the_cpu_support(monkeypatch):
     cfg = resolve(ColorizationConfig, PRESETS, "cifar10_unet", dict(strategy="default", mixed_precision=True))
     previous = keras.mixed_precision.global_policy()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import keras
 import tensorflow as tf
@@ -39,6 +40,31 @@ def cpu_bfloat16_features(cpuinfo="/proc/cpuinfo"):
     except OSError:
         return ()
     return tuple(name for name in ("avx512_bf16", "amx_bf16") if name in flags)
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (None if it cannot say).
+
+    TensorFlow turns them on by default only on some CPUs; TF_ENABLE_ONEDNN_OPTS
+    overrides that. They trained the course UNet 1.6x faster where measured
+    (docs/BENCHMARKS.md), with slightly different float rounding.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _onednn_note():
+    enabled = onednn_enabled()
+    if enabled is None:
+        return ""
+    if enabled:
+        return "; oneDNN on"
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS"):
+        return f"; oneDNN off (TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']})"
+    return "; oneDNN off (TensorFlow's default on this CPU; TF_ENABLE_ONEDNN_OPTS=1 may train faster)"
 
 
 def _precision_note(policy):
@@ -81,5 +107,5 @@ def setup_runtime(cfg, log=print):
         f"{runtime.global_batch}; learning rate {cfg.learning_rate:g} x {factor:g} ({cfg.lr_scaling} "
         f"scaling) = {runtime.learning_rate:g}; precision {keras.mixed_precision.global_policy().name}"
         f"{_precision_note(keras.mixed_precision.global_policy().name)}; "
-        f"XLA {'on' if cfg.jit_compile else 'off'}")
+        f"XLA {'on' if cfg.jit_compile else 'off'}{_onednn_note()}")
     return runtime
