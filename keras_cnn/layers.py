@@ -7,7 +7,7 @@ than their arithmetic needs:
 - `keras.layers.BatchNormalization` computes the batch moments and the
   normalisation as a dozen separate element-wise ops (forward and backward);
   TensorFlow's `FusedBatchNormV3` does it in one kernel each way (oneDNN's on
-  x86).
+  x86). Only training uses it: in inference Keras' multiply-add was faster.
 - `keras.layers.Cropping2D` slices with `StridedSlice`, whose gradient
   (`StridedSliceGrad`) was the single most expensive op of the UNet's step;
   `tf.slice` has a `Pad` for its gradient.
@@ -16,7 +16,7 @@ than their arithmetic needs:
 check, weight name, weight loader and saved config works unchanged, and files
 saved with the Keras classes still load as before. Both fall back to the
 Keras code for anything they do not cover (synchronised or renormalised
-BatchNorm, masks, other axes or ranks, other backends' tensors).
+BatchNorm, masks, other axes or ranks, channels-first data).
 """
 
 import keras
