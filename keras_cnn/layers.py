@@ -1,4 +1,4 @@
-"""Faster twins of two Keras layers: the same weights, config and maths.
+"""Faster twins of two Keras layers, under the same names: the same weights, config and maths.
 
 Profiling a training step of the course UNet on CPU (`docs/BENCHMARKS.md`,
 "Where training time goes") showed two Keras 3 layers spending far more
@@ -12,9 +12,11 @@ than their arithmetic needs:
   (`StridedSliceGrad`) was the single most expensive op of the UNet's step;
   `tf.slice` has a `Pad` for its gradient.
 
-`BatchNorm` and `Crop2D` subclass the Keras layers, so every `isinstance`
-check, weight name, weight loader and saved config works unchanged, and files
-saved with the Keras classes still load as before. Both fall back to the
+`BatchNormalization` and `Cropping2D` subclass the Keras layers and keep
+their class names on purpose: a `.keras` file stores each layer's weights
+under a path made from its class name, so files written with Keras' layers
+load into these (and the other way round). Every `isinstance` check, weight
+loader and saved config works unchanged. Both fall back to the
 Keras code for anything they do not cover (synchronised or renormalised
 BatchNorm, masks, other axes or ranks, channels-first data).
 """
@@ -24,7 +26,7 @@ import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
-class BatchNorm(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` training on TensorFlow's fused kernel (NHWC, last axis).
 
     Same outputs, gradients and moving statistics as the Keras layer to float
@@ -57,7 +59,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
-class Crop2D(keras.layers.Cropping2D):
+class Cropping2D(keras.layers.Cropping2D):
     """`keras.layers.Cropping2D` (channels last) as `tf.slice`, whose gradient is a cheap `Pad`."""
 
     def call(self, inputs):

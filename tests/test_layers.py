@@ -1,20 +1,20 @@
-"""The fused BatchNorm and slice-based crop against the Keras layers they replace."""
+"""The fused BatchNormalization and slice-based crop against the Keras layers they replace."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_cnn.layers import BatchNorm, Crop2D
+from keras_cnn.layers import BatchNormalization, Cropping2D
 
 
 def bn_pair(momentum=0.9, epsilon=1e-5, channels=5, seed=0, rank=4):
-    """A Keras BatchNormalization and a BatchNorm with the same random weights and statistics."""
+    """A Keras BatchNormalization and a BatchNormalization with the same random weights and statistics."""
     rng = np.random.RandomState(seed)
     weights = [rng.uniform(0.5, 1.5, channels), rng.normal(0, 0.3, channels),
                rng.normal(0, 0.3, channels), rng.uniform(0.5, 1.5, channels)]
     pair = []
-    for cls in (keras.layers.BatchNormalization, BatchNorm):
+    for cls in (keras.layers.BatchNormalization, BatchNormalization):
         layer = cls(momentum=momentum, epsilon=epsilon)
         layer.build((None,) * (rank - 1) + (channels,))
         layer.set_weights(weights)
@@ -93,7 +93,7 @@ def test_batchnorm_in_a_traced_function_with_unknown_sizes():
 def test_crop_matches_keras_values_and_gradients(cropping):
     x = images((2, 7, 9, 3))
     outputs = []
-    for layer in (keras.layers.Cropping2D(cropping), Crop2D(cropping)):
+    for layer in (keras.layers.Cropping2D(cropping), Cropping2D(cropping)):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x)
@@ -108,20 +108,20 @@ def test_crop_matches_keras_values_and_gradients(cropping):
 def test_layers_round_trip_through_a_keras_file(tmp_path):
     inputs = keras.Input((None, None, 2))
     x = keras.layers.Conv2DTranspose(5, 3, strides=2)(inputs)
-    x = Crop2D(((1, 0), (1, 0)))(x)
-    outputs = BatchNorm()(x)
+    x = Cropping2D(((1, 0), (1, 0)))(x)
+    outputs = BatchNormalization()(x)
     model = keras.Model(inputs, outputs)
     model.layers[-1].set_weights([w + 0.5 for w in model.layers[-1].get_weights()])
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert [type(layer) for layer in loaded.layers[-2:]] == [Crop2D, BatchNorm]
+    assert [type(layer) for layer in loaded.layers[-2:]] == [Cropping2D, BatchNormalization]
     x = images((1, 4, 6, 2))
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
 
 
 def test_unet_training_step_uses_the_fused_kernels():
-    """Guards the speed-up: the UNet's gradient has no StridedSliceGrad and no unfused BatchNorm."""
+    """Guards the speed-up: the UNet's gradient has no StridedSliceGrad and no unfused BatchNormalization."""
     from keras_cnn.colorization.models import UNet
 
     model = UNet()
@@ -138,3 +138,21 @@ def test_unet_training_step_uses_the_fused_kernels():
         ops |= {node.op for node in f.definition.node_def}
     assert "FusedBatchNormV3" in ops and "FusedBatchNormGradV3" in ops
     assert "StridedSliceGrad" not in ops
+
+
+def test_weights_saved_with_keras_layers_load_into_ours(tmp_path):
+    """A .keras file keys weights by class name: runs saved before this module must still load."""
+    def net(bn, crop):
+        inputs = keras.Input((None, None, 2))
+        x = keras.layers.Conv2DTranspose(5, 3, strides=2, name="up")(inputs)
+        x = crop(((1, 0), (1, 0)), name="up_crop")(x)
+        return keras.Model(inputs, bn(name="up_bn")(x))
+
+    old = net(keras.layers.BatchNormalization, keras.layers.Cropping2D)
+    old.layers[-1].set_weights([w + 0.5 for w in old.layers[-1].get_weights()])
+    old.save_weights(str(tmp_path / "old.weights.h5"))
+    new = net(BatchNormalization, Cropping2D)
+    new.load_weights(str(tmp_path / "old.weights.h5"))
+    assert type(new.layers[-1]) is BatchNormalization
+    x = images((1, 4, 6, 2))
+    np.testing.assert_allclose(new(x), old(x), atol=1e-6)

@@ -13,7 +13,7 @@ arguments are its config.
 import keras
 
 from keras_cnn.errors import UserError
-from keras_cnn.layers import BatchNorm, Crop2D
+from keras_cnn.layers import BatchNormalization, Cropping2D
 
 BN_ARGS = dict(momentum=0.9, epsilon=1e-5)  # PyTorch BatchNorm2d defaults
 
@@ -34,11 +34,11 @@ def conv_transpose2(x, filters, kernel, name):
     # with output_padding 1 keeps pixels p .. p + 2n - 1 of them.
     x = keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="valid", name=name)(x)
     p = kernel // 2
-    return Crop2D(((p, kernel - 2 - p), (p, kernel - 2 - p)), name=f"{name}_crop")(x)
+    return Cropping2D(((p, kernel - 2 - p), (p, kernel - 2 - p)), name=f"{name}_crop")(x)
 
 
 def bn_relu(x, name):
-    x = BatchNorm(name=f"{name}_bn", **BN_ARGS)(x)
+    x = BatchNormalization(name=f"{name}_bn", **BN_ARGS)(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

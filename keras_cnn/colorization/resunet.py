@@ -32,7 +32,7 @@ from keras_cnn.colorization.blocks import (
     net_inputs,
 )
 from keras_cnn.errors import UserError
-from keras_cnn.layers import BatchNorm
+from keras_cnn.layers import BatchNormalization
 
 # === Blocks ===
 
@@ -44,7 +44,7 @@ def _residual_block(x, kernel, dilation, name):
     y = bn_relu(y, f"{name}_1")
     y = keras.layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                             use_bias=False, name=f"{name}_conv2")(y)
-    y = BatchNorm(name=f"{name}_2_bn", **BN_ARGS)(y)
+    y = BatchNormalization(name=f"{name}_2_bn", **BN_ARGS)(y)
     y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 

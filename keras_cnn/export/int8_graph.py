@@ -30,7 +30,7 @@ rewritten graph against the model before converting it.
 import keras
 import tensorflow as tf
 
-from keras_cnn.layers import BatchNorm, Crop2D
+from keras_cnn.layers import BatchNormalization, Cropping2D
 
 
 class _Grey:
@@ -160,10 +160,10 @@ def _rewrite(operation):
                 and not _is_marker(first) and operation.data_format == "channels_last":
             return _ConvTranspose(operation, _value(first))
         if isinstance(first, _ConvTranspose) and len(args) == 1:
-            if type(operation) in (keras.layers.Cropping2D, Crop2D) and first.crop is None and not first.relu:
+            if type(operation) in (keras.layers.Cropping2D, Cropping2D) and first.crop is None and not first.relu:
                 first.crop = operation
                 return first
-            if type(operation) in (keras.layers.BatchNormalization, BatchNorm) and not kwargs.get("training") \
+            if type(operation) in (keras.layers.BatchNormalization, BatchNormalization) and not kwargs.get("training") \
                     and operation.axis in (-1, 3) and first.folded(operation) is not None:
                 return first
             if type(operation) is keras.layers.ReLU and operation.max_value is None \

@@ -25,7 +25,7 @@ import os
 import keras
 
 from keras_cnn.errors import UserError
-from keras_cnn.layers import BatchNorm
+from keras_cnn.layers import BatchNormalization
 
 # BatchNorm moving averages with Keras' default momentum 0.99 need hundreds of
 # steps to settle; small datasets give ~10 steps an epoch, so validation runs
@@ -296,7 +296,7 @@ class ResidualBackbone(Backbone):
         def conv_bn(x, filters, kernel, stride, dilation, prefix, relu=True):
             x = keras.layers.Conv2D(filters, kernel, strides=stride, dilation_rate=dilation,
                                     padding="same", use_bias=False, name=f"{prefix}_conv")(x)
-            x = BatchNorm(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{prefix}_bn")(x)
+            x = BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{prefix}_bn")(x)
             return keras.layers.ReLU(name=f"{prefix}_relu")(x) if relu else x
 
         x = conv_bn(inputs, stem_filters, 3, 2, 1, f"{name}_stem1")

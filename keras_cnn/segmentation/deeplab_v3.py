@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_cnn.errors import UserError
-from keras_cnn.layers import BatchNorm
+from keras_cnn.layers import BatchNormalization
 from keras_cnn.segmentation.backbones import BN_MOMENTUM
 from keras_cnn.segmentation.preprocessing import ImageNormalization, check_mode
 
@@ -110,7 +110,7 @@ class SpatialPyramidPooling(keras.layers.Layer):
 
         def conv_bn(kernel, rate, prefix):
             conv = atrous_conv2d(num_channels, kernel, rate, use_bias=False, name=f"{prefix}_conv")
-            bn = BatchNorm(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{prefix}_bn")
+            bn = BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{prefix}_bn")
             return conv, bn
 
         # === Layers ===
@@ -201,7 +201,7 @@ class DeepLabV3Segmenter(keras.Model):
         aspp = SpatialPyramidPooling(rates, aspp_channels, dropout, name="aspp")
         decoder_conv = keras.layers.Conv2D(aspp_channels, 3, padding="same", use_bias=False,
                                            name="decoder_conv")
-        decoder_bn = BatchNorm(momentum=BN_MOMENTUM, epsilon=1e-5, name="decoder_bn")
+        decoder_bn = BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name="decoder_bn")
         classifier = keras.layers.Conv2D(num_classes, 1, name="classifier")
         upsample = keras.layers.Resizing(height, width, interpolation="bilinear", name="upsample",
                                          dtype="float32")
@@ -224,7 +224,7 @@ class DeepLabV3Segmenter(keras.Model):
             x = keras.layers.Resizing(low.shape[1], low.shape[2], interpolation="bilinear",
                                       name="aspp_upsample")(x)
             low = keras.layers.Conv2D(low_level_channels, 1, use_bias=False, name="low_level_conv")(low)
-            low = BatchNorm(momentum=BN_MOMENTUM, epsilon=1e-5,
+            low = BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5,
                                                   name="low_level_bn")(low)
             low = keras.layers.ReLU(name="low_level_relu")(low)
             x = keras.layers.Concatenate(name="decoder_concat")([x, low])

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from keras_cnn.errors import UserError
-from keras_cnn.layers import BatchNorm
+from keras_cnn.layers import BatchNormalization
 from keras_cnn.segmentation.backbones import BN_MOMENTUM, Backbone, _check_output_stride, _stage_schedule
 
 # (repeats, kernel, stride, expansion, output channels) of the seven stages of
@@ -67,7 +67,7 @@ def _blocks(output_stride):
 
 
 def _bn(name):
-    return BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    return BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def _relu6(name):

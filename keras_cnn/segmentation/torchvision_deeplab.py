@@ -33,7 +33,7 @@ import numpy as np
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path
-from keras_cnn.layers import BatchNorm
+from keras_cnn.layers import BatchNormalization
 from keras_cnn.segmentation.backbones import BN_MOMENTUM
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
 from keras_cnn.segmentation.torchvision_resnet import (
@@ -117,7 +117,7 @@ class DeepLabV3WithAuxHead(keras.Model):
             else:
                 x = layer(x)
         y = keras.layers.Conv2D(AUX_CHANNELS, 3, padding="same", use_bias=False, name="aux_conv")(layer3)
-        y = BatchNorm(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON, name="aux_bn")(y)
+        y = BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON, name="aux_bn")(y)
         y = keras.layers.ReLU(name="aux_relu")(y)
         y = keras.layers.Dropout(AUX_DROPOUT, name="aux_dropout")(y)
         y = keras.layers.Conv2D(num_classes, 1, name="aux_classifier")(y)

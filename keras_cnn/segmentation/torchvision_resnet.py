@@ -26,7 +26,7 @@ built backbone lists the pairs, which is what
 import keras
 
 from keras_cnn.errors import UserError
-from keras_cnn.layers import BatchNorm
+from keras_cnn.layers import BatchNormalization
 from keras_cnn.segmentation.backbones import BN_MOMENTUM, Backbone, _check_output_stride, _stage_schedule
 
 # Bottleneck blocks per stage (layer1..layer4), as torchvision's resnet50/101.
@@ -95,7 +95,7 @@ class TorchvisionResNetBackbone(Backbone):
 
         def bn(x, name):
             weighted.append(name)
-            return BatchNorm(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+            return BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
                                                    name=name)(x)
 
         # === Stem: conv 7x7/2 (padding 3), BN, ReLU, max-pool 3x3/2 (padding 1) ===
