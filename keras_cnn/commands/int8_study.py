@@ -27,6 +27,15 @@ def parse_args(argv=None, prog=None):
                         help="calibration images of the 'more images' row (default: 1000)")
     parser.add_argument("--threads", type=cli.at_least(1), default=1,
                         help="LiteRT threads for the latencies (default: 1)")
+    parser.add_argument("--qat-epochs", type=cli.at_least(1), default=None,
+                        help="course UNet only: instead of the study, fine-tune the model through an int8 "
+                             "simulation for this many epochs (in memory; the run is not changed) and check "
+                             "the int8 file after each (keras_cnn/benchmarks/qat.py)")
+    parser.add_argument("--qat-learning-rate", type=float, default=1e-4,
+                        help="Adam learning rate of --qat-epochs (default: 1e-4)")
+    parser.add_argument("--qat-consistency", type=float, default=4.0,
+                        help="weight of the int8 simulation's agreement with the float net in --qat-epochs' "
+                             "loss; 0: plain quantisation-aware training on the model's decisions (default: 4)")
     parser.add_argument("--grey-rounding", action="store_true",
                         help="colourizers: only the diagnosis, the Keras model's agreement with itself when "
                              "its grey input is rounded to coarser steps (seconds)")
@@ -49,6 +58,15 @@ def run(args):
     from keras_cnn.tasks import open_run
 
     servable = open_run(args.run_dir).servable()
+    if args.qat_epochs:
+        from keras_cnn.benchmarks import qat
+
+        result = qat.study(servable, args.qat_epochs, args.qat_learning_rate, args.qat_consistency,
+                           args.check_count, args.representative_count)
+        atomic_write_text(args.out, json.dumps({**result, "machine": machine()}, indent=2) + "\n")
+        print(table(result["rows"], qat.COLUMNS))
+        print(f"wrote {args.out}")
+        return
     if args.grey_rounding:
         if servable.application != "colorization":
             raise UserError(f"{args.run_dir}: --grey-rounding is for colourizers, this run is a segmenter")
