@@ -181,24 +181,20 @@ def comparison_strip(course, better, images_uint8, path):
 
 # === Speed ===
 
+def palette_asset(cfg):
+    """`timing.run_model`'s assets for a colourizer: the palette fitted on the training images, as a run fits it."""
+    return lambda data: {"palette": fit_palette(data[0], cfg.num_colours, cfg.palette_space, cfg.seed)}
+
+
 def training_speed(presets, data_dir, quick=False, overrides=None, steps=None, log=print):
     """`model.fit` images/s of each preset's net at its batch size, and the input pipeline's own rate."""
-    from keras_cnn import training
-    from keras_cnn.benchmarks.timing import pipeline_rate, training_rate
-    from keras_cnn.tasks import get_task
+    from keras_cnn.benchmarks.timing import pipeline_rate, run_model, training_rate
 
     steps = steps or (4 if quick else 20)
     rows = []
     for preset in presets:
         cfg = preset_config(preset, data_dir, quick, overrides)
-        runtime = training.setup_runtime(cfg, log=lambda msg: None)
-        task = get_task("colorization")
-        data = task.load_data(cfg)
-        # The run's own model and training pipeline, without a run folder.
-        assets = {"palette": fit_palette(data[0], cfg.num_colours, cfg.palette_space, cfg.seed)}
-        with runtime.strategy.scope():
-            model = task.build_model(cfg, data, assets, runtime)
-        ds, _ = task.datasets(cfg, data, assets, model, runtime)
+        model, ds, runtime, _ = run_model("colorization", cfg, palette_asset(cfg))
         fit = training_rate(model, ds, runtime.global_batch, steps=steps)
         pipe = pipeline_rate(ds, batches=max(10, 3 * steps))
         rows.append({"name": preset, "model": cfg.model, "params": int(model.count_params()),

@@ -145,14 +145,7 @@ def _before(path, images):
 
 def _int16_activations(servable, path, images):
     """The 16x8 file: int8 weights, int16 activations, float32 pixels in, logits out."""
-    import keras
-
-    size = servable.image_size
-    archive = keras.export.ExportArchive()
-    archive.track(servable.model)
-    archive.add_endpoint("serving_default", lambda x: {"logits": servable.logits(x)},
-                         input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name=IMAGES_KEY)])
-    archive.write_out(path, verbose=False)
+    tflite.write_fixed_saved_model(servable, path, lambda x: {"logits": servable.logits(x)}, tf.float32)
     converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=["serving_default"])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ({IMAGES_KEY: im[None].astype(np.float32)} for im in images)

@@ -76,34 +76,20 @@ def op_profile(model, dataset, steps=10, top=12):
     return {"steps": steps, "op_ms_per_step": total / steps, "ops": ops}
 
 
-def _task_model_and_data(task_name, cfg, assets_fn):
-    from keras_cnn import training
-    from keras_cnn.tasks import get_task
-
-    runtime = training.setup_runtime(cfg, log=lambda msg: None)
-    task = get_task(task_name)
-    data = task.load_data(cfg)
-    assets = assets_fn(data)
-    with runtime.strategy.scope():
-        model = task.build_model(cfg, data, assets, runtime)
-    dataset, _ = task.datasets(cfg, data, assets, model, runtime)
-    return model, dataset
-
-
 def run(horses_dir=None, weizmann_dir=None, quick=False, log=print):
     """The op profile of the course UNet's and the segmentation preset's training steps."""
     from keras_cnn.benchmarks import colorization, segmentation
+    from keras_cnn.benchmarks.timing import run_model
 
     steps = 3 if quick else 10
     rows = []
     if horses_dir:
         cfg = colorization.preset_config(colorization.COURSE, horses_dir, quick)
-        model, dataset = _task_model_and_data("colorization", cfg, lambda data: {"palette": colorization.fit_palette(
-            data[0], cfg.num_colours, cfg.palette_space, cfg.seed)})
+        model, dataset, _, _ = run_model("colorization", cfg, colorization.palette_asset(cfg))
         rows.append({"name": colorization.COURSE, "batch": cfg.batch_size, **op_profile(model, dataset, steps)})
     if weizmann_dir:
         cfg = segmentation.preset_config(segmentation.PRESET, weizmann_dir, quick)
-        model, dataset = _task_model_and_data("segmentation", cfg, lambda data: {})
+        model, dataset, _, _ = run_model("segmentation", cfg, splits=("train",))
         rows.append({"name": segmentation.PRESET, "batch": cfg.batch_size, **op_profile(model, dataset, steps)})
     for row in rows:
         log(f"{row['name']}: {row['op_ms_per_step']:.0f} CPU ms of ops per step at batch {row['batch']}; "

@@ -98,7 +98,8 @@ class Int8Twin:
         d2 = self._act("down2", tf.nn.relu(tf.nn.conv2d(tf.pad(d1, _PAD), q(w, 3), 2, "VALID") + b), seen)
 
         def up(t, name):
-            # PyTorch's transposed conv (padding 1, output_padding 1): the "valid" result less its first row and column.
+            # PyTorch's transposed conv (padding 1, output_padding 1): the "valid" result less its
+            # first row and column.
             w, b = _folded(L[name], L[f"{name}_bn"], 2)
             n = tf.shape(t)
             y = tf.nn.conv2d_transpose(t, q(w, 2), [n[0], 2 * n[1] + 1, 2 * n[2] + 1, w.shape[2]], 2, "VALID")
@@ -121,14 +122,14 @@ class Int8Twin:
         self.ranges["logits"] = tuple(float(v) for v in logits_range)
 
 
-def _int8_check(servable, check, truth, reps):
+def _int8_check(servable, check, truth, reps, logits_range):
     """The int8 file export writes for the servable's current weights, checked against its Keras model."""
     from keras_cnn.benchmarks.int8 import _outputs
     from keras_cnn.export import tflite
 
     with tempfile.TemporaryDirectory(prefix="keras_cnn_qat_") as scratch:
         path = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "shipped"))
-        model = tflite.convert(path, "int8", reps, tflite.calibration_logit_range(servable, reps))
+        model = tflite.convert(path, "int8", reps, logits_range)
     reference = {k: v.numpy() for k, v in servable.reference_outputs(tf.constant(check)).items()}
     got = _outputs(model, check)
     return reference, {"keras_delta_e": servable.score(reference, check, truth)["delta_e"],
@@ -176,8 +177,9 @@ def study(servable, epochs=3, learning_rate=1e-4, consistency=4.0, check_count=5
         return loss
 
     def row(epoch, loss, seconds):
-        reference, checked = _int8_check(servable, check, truth, reps)
-        twin.calibrate(grey(tf.constant(reps)), tflite.calibration_logit_range(servable, reps))
+        logits_range = tflite.calibration_logit_range(servable, reps)
+        reference, checked = _int8_check(servable, check, truth, reps, logits_range)
+        twin.calibrate(grey(tf.constant(reps)), logits_range)
         simulated = np.argmax(twin.logits(grey(tf.constant(check))).numpy(), -1)
         checked.update({"epoch": epoch, "train_loss": loss, "train_seconds": seconds,
                         "twin_agreement": float(np.mean(simulated == reference["classes"]))})
@@ -198,5 +200,4 @@ def study(servable, epochs=3, learning_rate=1e-4, consistency=4.0, check_count=5
             losses.append(float(traced(tf.gather(grey_train, idx), tf.gather(labels, idx))))
         rows.append(row(epoch, float(np.mean(losses)), time.perf_counter() - start))
     return {"rows": rows, "epochs": epochs, "learning_rate": learning_rate, "consistency": consistency,
-            "train_images": int(len(train)),
-            "check_images": int(len(check)), "representative_images": int(len(reps))}
+            "train_images": int(len(train)), "check_images": int(len(check)), "representative_images": int(len(reps))}

@@ -78,20 +78,12 @@ def quality(data_dir, work_dir, preset=PRESET, quick=False, overrides=None, reus
 
 def training_speed(data_dir, preset=PRESET, quick=False, steps=None, overrides=None, log=print):
     """`model.fit` images/s at the preset's batch size (augmentation on), and the pipeline's own rate."""
-    from keras_cnn import training
-    from keras_cnn.benchmarks.timing import pipeline_rate, training_rate
-    from keras_cnn.tasks import get_task
+    from keras_cnn.benchmarks.timing import pipeline_rate, run_model, training_rate
 
     steps = steps or (2 if quick else 10)
     cfg = preset_config(preset, data_dir, quick, overrides)
-    runtime = training.setup_runtime(cfg, log=lambda msg: None)
-    task = get_task("segmentation")
-    data = task.load_data(cfg, splits=("train",))
+    model, ds, runtime, data = run_model("segmentation", cfg, splits=("train",))
     pairs = data.pairs("train")
-    # The run's own model and training pipeline, without a run folder.
-    with runtime.strategy.scope():
-        model = task.build_model(cfg, data, {}, runtime)
-    ds, _ = task.datasets(cfg, data, {}, model, runtime)
     fit = training_rate(model, ds, runtime.global_batch, steps=steps, warmup=2)
     # The pipeline caches decoded images after one pass, as it does after training's first epoch.
     pipe = pipeline_rate(ds, batches=max(10, 3 * steps), warmup=max(2, len(pairs) // runtime.global_batch))

@@ -5,6 +5,8 @@
 - `training_rate`: images/s of `model.fit` on a real `tf.data` pipeline,
   timed per step by a callback after warm-up steps (tracing excluded).
 - `pipeline_rate`: images/s of a `tf.data` pipeline on its own.
+- `run_model`: a task's compiled model and training pipeline for a config,
+  built as a run builds them, without a run folder.
 - `keras_inference`, `saved_model_inference`, `tflite_inference`: images/s
   at a batch size and the latency of one image, for each runtime.
 """
@@ -27,6 +29,24 @@ def cpu_seconds():
     """CPU time of this process so far, all threads (user + system): contention does not inflate it."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def run_model(task_name, cfg, assets=lambda data: {}, splits=("train", "validation")):
+    """(model, training dataset, runtime, data) of `cfg` as a run of `task_name` builds them, without a run folder.
+
+    `assets(data)` gives what the task needs beside the data (the colourizer's palette).
+    """
+    from keras_cnn import training
+    from keras_cnn.tasks import get_task
+
+    runtime = training.setup_runtime(cfg, log=lambda msg: None)
+    task = get_task(task_name)
+    data = task.load_data(cfg, splits=splits)
+    fitted = assets(data)
+    with runtime.strategy.scope():
+        model = task.build_model(cfg, data, fitted, runtime)
+    dataset, _ = task.datasets(cfg, data, fitted, model, runtime)
+    return model, dataset, runtime, data
 
 
 def timed_training(train, cfg, run_dir, name, reuse=False, log=print):

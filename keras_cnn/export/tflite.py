@@ -57,11 +57,11 @@ FLOAT_CHECKS = {"float32": {"argmax_agreement": 0.999, "mean_abs_diff": 1e-4},
                 "float16": {"argmax_agreement": 0.99, "mean_abs_diff": 2e-2}}
 
 
-def write_fixed_saved_model(servable, path, outputs=None):
+def write_fixed_saved_model(servable, path, outputs=None, input_dtype=tf.uint8):
     """The TFLite graph as a SavedModel (the converter's official Keras 3 input); returns `path`.
 
     `outputs`: images -> dict of tensors; default `servable.tflite_outputs`
-    (the int8 study writes other graphs of the same model).
+    (the int8 study writes other graphs of the same model, and one with float pixels in).
     """
     import keras
 
@@ -70,7 +70,7 @@ def write_fixed_saved_model(servable, path, outputs=None):
     archive.track(servable.model)
     archive.add_endpoint(
         "serving_default", outputs or servable.tflite_outputs,
-        input_signature=[tf.TensorSpec((1, size, size, 3), tf.uint8, name=IMAGES_KEY)])
+        input_signature=[tf.TensorSpec((1, size, size, 3), input_dtype, name=IMAGES_KEY)])
     archive.write_out(path, verbose=False)
     return path
 

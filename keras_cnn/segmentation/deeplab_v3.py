@@ -224,8 +224,7 @@ class DeepLabV3Segmenter(keras.Model):
             x = keras.layers.Resizing(low.shape[1], low.shape[2], interpolation="bilinear",
                                       name="aspp_upsample")(x)
             low = keras.layers.Conv2D(low_level_channels, 1, use_bias=False, name="low_level_conv")(low)
-            low = BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5,
-                                                  name="low_level_bn")(low)
+            low = BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name="low_level_bn")(low)
             low = keras.layers.ReLU(name="low_level_relu")(low)
             x = keras.layers.Concatenate(name="decoder_concat")([x, low])
         else:
