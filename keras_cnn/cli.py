@@ -193,6 +193,17 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    """An argparse `type`: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def preset_choice(argv, presets, default):
     """The `--preset` in `argv` (or `default`), read before the full parser is built.
 

@@ -23,7 +23,7 @@ import typing
 from dataclasses import field
 
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
+from keras_cnn.fileio import atomic_write_text, read_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,3 +280,24 @@ def resume_config(cls, presets, preset, overrides, run_dir):
 
 def config_path(run_dir):
     return os.path.join(run_dir, "config.json")
+
+
+def _legacy_task_name(data):
+    # Run folders written before config.json recorded its task.
+    if "palette_space" in data:
+        return "colorization"
+    if "backbone" in data:
+        return "segmentation"
+    return None
+
+
+def read_task_name(run_dir):
+    """The task a run folder's `config.json` records."""
+    path = config_path(run_dir)
+    data = read_json(path, "the run's config")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a run config (expected a JSON object, got {type(data).__name__})")
+    name = data.get("task") or _legacy_task_name(data)
+    if not name:
+        raise UserError(f"{path}: does not say which task the run is (no \"task\" key)")
+    return name

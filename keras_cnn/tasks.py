@@ -30,7 +30,7 @@ import time
 from keras_cnn import config as config_lib
 from keras_cnn import training
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text, read_json
+from keras_cnn.fileio import atomic_write_text
 
 # Task name -> module defining it (imported on first use, so importing one
 # application never imports the other).
@@ -182,33 +182,12 @@ class Run:
         return self.task.servable(self, checkpoint, **options)
 
 
-def _legacy_task_name(data):
-    # Run folders written before config.json recorded its task.
-    if "palette_space" in data:
-        return "colorization"
-    if "backbone" in data:
-        return "segmentation"
-    return None
-
-
-def read_task_name(run_dir):
-    """The task a run folder's `config.json` records."""
-    path = config_lib.config_path(run_dir)
-    data = read_json(path, "the run's config")
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a run config (expected a JSON object, got {type(data).__name__})")
-    name = data.get("task") or _legacy_task_name(data)
-    if not name:
-        raise UserError(f"{path}: does not say which task the run is (no \"task\" key)")
-    return name
-
-
 def open_run(run_dir, overrides=None):
     """The `Run` of a run folder of any task; `overrides` (e.g. a moved `data_dir`) change its config."""
     run_dir = os.fspath(run_dir)
     if not os.path.isdir(run_dir):
         raise UserError(f"{run_dir}: run folder does not exist")
-    task = get_task(read_task_name(run_dir))
+    task = get_task(config_lib.read_task_name(run_dir))
     cfg = config_lib.load_config(task.config_class, config_lib.config_path(run_dir))
     if overrides:
         cfg = config_lib.resolve(task.config_class, {"run": cfg}, "run", overrides)

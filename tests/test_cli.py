@@ -193,6 +193,17 @@ BAD_INPUTS = [
      "--out {w}/data: is a folder, not a file"),
     ("int8:threads-0", ["int8-study", "--run-dir", "{w}/run_export", "--out", "{w}/study.json", "--threads", "0"],
      "argument --threads: must be >= 1, got 0"),
+    # --- finetune-int8
+    ("finetune:run-missing", ["finetune-int8", "--run-dir", "{w}/nope", "--out-dir", "{w}/new"],
+     "--run-dir {w}/nope: no such folder"),
+    ("finetune:out-exists", ["finetune-int8", "--run-dir", "{w}/run_export", "--out-dir", "{w}/data"],
+     "--out-dir {w}/data: already exists; the fine-tuned run goes into a new folder"),
+    ("finetune:no-checkpoint", ["finetune-int8", "--run-dir", "{w}/run_colour", "--out-dir", "{w}/new"],
+     "--checkpoint best {w}/run_colour/best.keras: no such file"),
+    ("finetune:segmenter", ["finetune-int8", "--run-dir", "{w}/run_seg_done", "--out-dir", "{w}/new"],
+     "--run-dir {w}/run_seg_done: a segmentation run; int8 fine-tuning is for colourizers"),
+    ("finetune:consistency", ["finetune-int8", "--run-dir", "{w}/run_export", "--out-dir", "{w}/new",
+                              "--consistency", "-1"], "argument --consistency: must be a finite number >= 0, got -1"),
     # --- serving-client
     ("client:url-port", ["serving-client", "--rest", "http://localhost:abc", "--model", "m", "--out", "{w}/out",
                          "{w}/img.png"], "--rest http://localhost:abc: not a URL"),

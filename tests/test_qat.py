@@ -1,45 +1,110 @@
-"""The int8 twin of the course UNet and the quantisation-aware fine-tuning study."""
+"""The int8 simulation of a colourizer's TFLite file and quantisation-aware fine-tuning through it."""
+
+import json
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_cnn.benchmarks import qat
-from keras_cnn.colorization.models import UNet, build_model
-from keras_cnn.errors import UserError
+from keras_cnn.benchmarks import int8
+from keras_cnn.export import int8_graph, qat
 from keras_cnn.tasks import open_run
-from tests.export_helpers import colour_run
-from tests.test_colorization_models import randomize
+from tests.export_helpers import colour_run, segmenter_run
 
 
-def test_twin_without_ranges_is_the_float_net():
-    net = randomize(UNet(num_filters=4, num_colours=5))
-    grey = tf.constant(np.random.RandomState(0).uniform(0, 1, (2, 8, 12, 1)).astype("float32"))
-    twin = qat.Int8Twin(net)
-    np.testing.assert_allclose(twin.logits(grey), net(grey, training=False), atol=1e-4)
-    assert len(twin.variables) == 5 * 2 + 4 * 2  # kernels and biases, BatchNorm gamma and beta
+def quiet(*_):
+    pass
 
 
-def test_twin_is_for_the_course_unet_only():
-    with pytest.raises(UserError, match="course UNet"):
-        qat.Int8Twin(build_model("conv_transpose", num_filters=4, num_colours=5))
+def test_simulation_quantises_what_the_int8_file_quantises(tmp_path):
+    run_dir, images = colour_run(str(tmp_path), num_filters=4)
+    model = open_run(run_dir).servable().model
+    sim = int8_graph.Int8Simulation()
+    sim.calibrate(model, images[:8], (-3.0, 5.0))
+    # The course UNet's int8 file rounds: down1, down2, up1 (BatchNorm, ReLU and crop fused), the skip
+    # concatenation, up2, the final conv's two parts (up2 and the exact grey image) and their sum, the logits.
+    assert len(sim.ranges) == 8
+    assert sim.ranges[-1] == (-3.0, 5.0)
+    assert all(low <= 0.0 <= high for low, high in sim.ranges)
+    # Uncalibrated, the walk is the float model up to int8 kernels: close, not equal.
+    x = tf.constant(images[:4])
+    want = model(x, training=False).numpy()
+    simulated = int8_graph.colourizer_logits(model, x, sim).numpy()
+    assert 0 < np.abs(simulated - want).max() < np.abs(want).max()
+    sim.ranges = None
+    unquantised_acts = int8_graph.colourizer_logits(model, x, sim).numpy()
+    assert np.abs(unquantised_acts - want).max() < np.abs(simulated - want).max()
 
 
-def test_qat_study_tracks_the_real_int8_file(tmp_path):
-    run_dir, _ = colour_run(str(tmp_path), num_filters=4)
+@pytest.mark.parametrize("net", ["unet", "resunet"])
+def test_simulation_decides_as_the_real_int8_file(tmp_path, net):
+    run_dir, _ = colour_run(str(tmp_path), model=net, num_filters=4)
     servable = open_run(run_dir).servable()
-    lines = []
-    result = qat.study(servable, epochs=1, check_count=6, representative_count=8, batch=8, log=lines.append)
+    result = int8.qat_study(servable, epochs=1, learning_rate=1e-4, consistency=2.0, check_count=6,
+                            representative_count=8, log=quiet)
     before, after = result["rows"]
-    assert (before["epoch"], after["epoch"], len(lines)) == (0, 1, 2)
+    assert (before["epoch"], after["epoch"]) == (0, 1)
     for row in (before, after):
         assert 0.0 <= row["argmax_agreement"] <= 1.0 and np.isfinite(row["int8_delta_e"])
-        # The simulation decides as the converter's int8 file does, pixel for pixel up to rare ties.
-        assert abs(row["twin_agreement"] - row["argmax_agreement"]) <= 0.02, row
+        # The simulation decides as the converter's int8 file does, up to rare rounding ties.
+        assert abs(row["simulated_agreement"] - row["argmax_agreement"]) <= 0.02, row
     assert np.isfinite(after["train_loss"]) and after["train_seconds"] > 0
 
 
-def test_qat_study_refuses_annealed_colourizers(tmp_path):
-    run_dir, _ = colour_run(str(tmp_path), num_filters=4, decode="annealed")
-    with pytest.raises(UserError, match="argmax-decoded"):
-        qat.study(open_run(run_dir).servable(), epochs=1)
+def test_gradients_reach_every_trainable_variable_through_the_simulation(tmp_path):
+    run_dir, images = colour_run(str(tmp_path), model="resunet", num_filters=4)
+    model = open_run(run_dir).servable().model
+    sim = int8_graph.Int8Simulation()
+    sim.calibrate(model, images[:8])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(int8_graph.colourizer_logits(model, tf.constant(images[:4]), sim)))
+    grads = tape.gradient(loss, model.net.trainable_variables)
+    missing = [v.path for v, g in zip(model.net.trainable_variables, grads) if g is None]
+    assert not missing
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_finetuning_moves_the_int8_file_towards_the_float_model(tmp_path):
+    # A net fitted for a moment on blocky photos, then fine-tuned: the simulated int8 file agrees more.
+    run_dir, images = colour_run(str(tmp_path), num_filters=4, n_images=40)
+    servable = open_run(run_dir).servable()
+    reps = servable.images("train", 16)
+    check = servable.images("validation", 10)
+    before = qat.simulated_agreement(servable, qat.calibrated_simulation(servable, reps), check)
+    rows = qat.finetune(servable, reps, epochs=4, learning_rate=3e-3, consistency=4.0, batch=10, log=quiet)
+    after = qat.simulated_agreement(servable, qat.calibrated_simulation(servable, reps), check)
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]
+    assert after > before, (before, after)
+
+
+def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
+    from keras_cnn.commands import finetune_int8
+    from keras_cnn.errors import UserError
+
+    run_dir, _ = colour_run(str(tmp_path), num_filters=4)
+    source_bytes = open(os.path.join(run_dir, "best.keras"), "rb").read()
+    out = str(tmp_path / "tuned")
+    finetune_int8.run(finetune_int8.parse_args(["--run-dir", run_dir, "--out-dir", out, "--epochs", "1",
+                                                "--check-count", "6", "--representative-count", "8"]))
+    assert sorted(os.listdir(out)) == ["best.keras", "config.json", "int8_finetune.json", "last.keras",
+                                       "palette.npy"]
+    assert open(os.path.join(run_dir, "best.keras"), "rb").read() == source_bytes
+    record = json.load(open(os.path.join(out, "int8_finetune.json")))
+    assert record["source_run"] == os.path.abspath(run_dir) and record["epochs"] == 1
+    assert [f["model"] for f in record["figures"]] == ["before", "after"]
+    old, new = open_run(run_dir).model, open_run(out).model
+    moved = [np.abs(a - b).max() for a, b in zip(old.net.get_weights(), new.net.get_weights())]
+    assert max(moved) > 0
+    # The new run is a run: it predicts (and so exports) like any other.
+    assert open_run(out).predict(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
+    with pytest.raises(UserError, match="already exists"):
+        finetune_int8.run(finetune_int8.parse_args(["--run-dir", run_dir, "--out-dir", out]))
+
+
+def test_finetuning_refuses_segmenters(tmp_path):
+    from keras_cnn.errors import UserError
+
+    servable = open_run(segmenter_run(str(tmp_path))).servable()
+    with pytest.raises(UserError, match="for colourizers"):
+        qat.check_servable(servable)

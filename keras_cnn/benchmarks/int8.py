@@ -248,3 +248,40 @@ def markdown(result):
                         (f"ms / image ({result['threads']} thread)", "latency_ms", ".2f"),
                         ("latency / float32", "latency_vs_float32", ".2f"),
                         ("CPU ms / image", "cpu_ms", ".2f"), ("CPU / float32", "cpu_vs_float32", ".2f")])
+
+
+QAT_COLUMNS = [("epoch", "epoch", None), ("train loss", "train_loss", ".4f"), ("Keras delta E", "keras_delta_e", ".3f"),
+               ("int8 delta E", "int8_delta_e", ".3f"),
+               ("int8 argmax agreement", "argmax_agreement", lambda v: f"{100 * v:.2f}%"),
+               ("simulated agreement", "simulated_agreement", lambda v: f"{100 * v:.2f}%")]
+
+
+def qat_study(servable, epochs, learning_rate, consistency, check_count=500, representative_count=200, log=print):
+    """Quantisation-aware fine-tuning (`export.qat`) of the servable's model in memory, with the int8 file
+    export writes checked after each epoch (0 = before) on held-out images: rows per epoch."""
+    from keras_cnn.export import qat
+
+    qat.check_servable(servable)
+    check, truth = servable.check_set(check_count)
+    reps = servable.images("train", representative_count)
+
+    def check_int8(epoch):
+        logits_range = qat.logits_range(servable, reps)
+        with tempfile.TemporaryDirectory(prefix="keras_cnn_qat_") as scratch:
+            path = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "shipped"))
+            model = tflite.convert(path, "int8", reps, logits_range)
+        reference = {k: v.numpy() for k, v in servable.reference_outputs(tf.constant(check)).items()}
+        got = _outputs(model, check)
+        row = {"keras_delta_e": servable.score(reference, check, truth)["delta_e"],
+               "int8_delta_e": servable.score(got, check, truth)["delta_e"],
+               "argmax_agreement": float(np.mean(got["classes"] == reference["classes"])),
+               "simulated_agreement": qat.simulated_agreement(servable, qat.calibrated_simulation(servable, reps),
+                                                              check)}
+        log(f"epoch {epoch}: Keras delta E {row['keras_delta_e']:.3f}, int8 delta E {row['int8_delta_e']:.3f}, "
+            f"int8 agreement {100 * row['argmax_agreement']:.2f}% (simulated "
+            f"{100 * row['simulated_agreement']:.2f}%)")
+        return row
+
+    rows = qat.finetune(servable, reps, epochs, learning_rate, consistency, log=log, after_epoch=check_int8)
+    return {"rows": rows, "epochs": epochs, "learning_rate": learning_rate, "consistency": consistency,
+            "check_images": int(len(check)), "representative_images": int(len(reps))}

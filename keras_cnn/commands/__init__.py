@@ -25,6 +25,7 @@ MODULES = (
     "segmentation_summary",
     "convert_torchvision",
     "export",
+    "finetune_int8",
     "int8_study",
     "serving_client",
     "tflite_predict",

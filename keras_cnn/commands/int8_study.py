@@ -16,6 +16,8 @@ from keras_cnn import cli
 
 
 def parse_args(argv=None, prog=None):
+    from keras_cnn.export import qat
+
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished training run folder")
     parser.add_argument("--out", required=True, help="JSON result file (the table goes beside it as .md)")
@@ -28,14 +30,14 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--threads", type=cli.at_least(1), default=1,
                         help="LiteRT threads for the latencies (default: 1)")
     parser.add_argument("--qat-epochs", type=cli.at_least(1), default=None,
-                        help="course UNet only: instead of the study, fine-tune the model through an int8 "
-                             "simulation for this many epochs (in memory; the run is not changed) and check "
-                             "the int8 file after each (keras_cnn/benchmarks/qat.py)")
-    parser.add_argument("--qat-learning-rate", type=float, default=1e-4,
-                        help="Adam learning rate of --qat-epochs (default: 1e-4)")
-    parser.add_argument("--qat-consistency", type=float, default=4.0,
-                        help="weight of the int8 simulation's agreement with the float net in --qat-epochs' "
-                             "loss; 0: plain quantisation-aware training on the model's decisions (default: 4)")
+                        help="colourizers: instead of the study, fine-tune the model as scripts/finetune_int8.py "
+                             "does for this many epochs (in memory; the run is not changed) and check the "
+                             "int8 file after each")
+    parser.add_argument("--qat-learning-rate", type=cli.positive_float, default=qat.DEFAULT_LEARNING_RATE,
+                        help=f"Adam learning rate of --qat-epochs (default: {qat.DEFAULT_LEARNING_RATE:g})")
+    parser.add_argument("--qat-consistency", type=cli.non_negative_float, default=qat.DEFAULT_CONSISTENCY,
+                        help="weight of the int8 simulation's agreement with the float model in --qat-epochs' "
+                             f"loss (default: {qat.DEFAULT_CONSISTENCY:g})")
     parser.add_argument("--grey-rounding", action="store_true",
                         help="colourizers: only the diagnosis, the Keras model's agreement with itself when "
                              "its grey input is rounded to coarser steps (seconds)")
@@ -59,12 +61,10 @@ def run(args):
 
     servable = open_run(args.run_dir).servable()
     if args.qat_epochs:
-        from keras_cnn.benchmarks import qat
-
-        result = qat.study(servable, args.qat_epochs, args.qat_learning_rate, args.qat_consistency,
-                           args.check_count, args.representative_count)
+        result = int8.qat_study(servable, args.qat_epochs, args.qat_learning_rate, args.qat_consistency,
+                                args.check_count, args.representative_count)
         atomic_write_text(args.out, json.dumps({**result, "machine": machine()}, indent=2) + "\n")
-        print(table(result["rows"], qat.COLUMNS))
+        print(table(result["rows"], int8.QAT_COLUMNS))
         print(f"wrote {args.out}")
         return
     if args.grey_rounding:

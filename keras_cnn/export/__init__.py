@@ -13,5 +13,7 @@ Layout of an export root (default `exported_models/`):
 
 Modules: `servable` (a trained model plus its in-graph pre/post-processing),
 `saved_model`, `tflite`, `layout` (versions, models.config, `export_model`),
-`clients` (REST and gRPC), `litert_runtime` (TF-free on-device inference).
+`clients` (REST and gRPC), `litert_runtime` (TF-free on-device inference),
+`int8_graph` (the colourizer graph int8 keeps exact, and its int8 simulation),
+`qat` (quantisation-aware fine-tuning through that simulation).
 """

@@ -19,18 +19,101 @@ int8 version keeps the input exact:
 - a concatenation that holds the grey image is not materialised: the conv
   after it becomes one conv per part, summed (conv(concat(a, b), w) ==
   conv(a, w_a) + conv(b, w_b)), so each part keeps its own scale;
-- zero padding and cropping pass through the three channels.
+- zero padding and cropping pass through the three channels;
+- a conv's (or transposed conv's) output is not computed until something
+  other than what TFLite fuses into it reads it: an inference BatchNorm after
+  it is folded into its kernel and bias, a ReLU into the op, the crop after a
+  transposed conv done last (it commutes with both). The converter folds
+  BatchNorm into a plain conv itself, but not across a crop or into a conv
+  split into parts; int8 then rounds once per conv instead of up to three
+  times. An Add followed by a ReLU is one fused op the same way.
 
 Any other use of the grey image gets the plain mean. The graph is walked with
 Keras' functional-graph runner, so every net of `colorization/models.py` and
 `resunet.py` is covered without a per-net copy; `export.tflite` checks the
 rewritten graph against the model before converting it.
+
+`Int8Simulation` runs the same walk as the int8 file computes it, in float
+TensorFlow on the model's own variables: every tensor the file quantises
+(each materialised op output above, in walk order) fake-quantised at ranges
+calibrated on the same images as the converter's, each conv kernel rounded
+per output channel to int8, straight-through gradients. Quantisation-aware
+fine-tuning (`keras_cnn.export.qat`) trains through it.
 """
 
 import keras
 import tensorflow as tf
 
 from keras_cnn.layers import BatchNormalization, Cropping2D
+
+
+class _Float:
+    """The walk without quantisation: `colourizer_logits`' float graph."""
+
+    def start(self):
+        pass
+
+    def act(self, t):
+        return t
+
+    def weights(self, w, out_axis):
+        return w
+
+
+_FLOAT = _Float()
+
+
+class Int8Simulation(_Float):
+    """What the int8 TFLite file of `colourizer_logits` computes, in float (see the module docstring).
+
+    `ranges` (low, high) per quantised tensor, in walk order, come from
+    `calibrate`; the last one is the logits', which export sets to
+    `tflite.argmax_logit_range` and so does `calibrate`. Without ranges the
+    walk computes in float (kernels still rounded to int8).
+    """
+
+    def __init__(self):
+        self.ranges = None
+        self._seen = None
+        self._index = 0
+
+    def start(self):
+        self._index = 0
+
+    def act(self, t):
+        i, self._index = self._index, self._index + 1
+        if self._seen is not None:
+            low, high = float(tf.reduce_min(t)), float(tf.reduce_max(t))
+            if i < len(self._seen):
+                low, high = min(low, self._seen[i][0]), max(high, self._seen[i][1])
+                self._seen[i] = (low, high)
+            else:
+                self._seen.append((low, high))
+            return t
+        if self.ranges is None:
+            return t
+        # TFLite's asymmetric int8 ranges always hold 0; fake_quant nudges the range onto a grid holding it too.
+        low, high = self.ranges[i]
+        return tf.quantization.fake_quant_with_min_max_args(t, low, high, num_bits=8)
+
+    def weights(self, w, out_axis):
+        # The converter's per-channel symmetric int8 kernels ([-127, 127]), with a straight-through gradient.
+        axes = [i for i in range(len(w.shape)) if i != out_axis]
+        scale = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes, keepdims=True), 1e-12) / 127.0
+        return w + tf.stop_gradient(tf.round(w / scale) * scale - w)
+
+    def calibrate(self, model, images, logits_range=None, batch=100):
+        """Min / max of every quantised tensor on `images` (uint8 RGB); the logits' is `logits_range` if given."""
+        self.ranges, self._seen = None, []
+        try:
+            for i in range(0, len(images), batch):
+                colourizer_logits(model, tf.constant(images[i:i + batch]), self)
+            ranges = [(min(0.0, low), max(0.0, high)) for low, high in self._seen]
+        finally:
+            self._seen = None
+        if logits_range is not None:
+            ranges[-1] = (min(0.0, float(logits_range[0])), max(0.0, float(logits_range[1])))
+        self.ranges = ranges
 
 
 class _Grey:
@@ -48,33 +131,66 @@ class _Grey:
 class _Parts:
     """A channel concatenation (last axis) not yet materialised: tensors and `_Grey`s."""
 
-    def __init__(self, parts):
-        self.parts = parts
+    def __init__(self, parts, sim):
+        self.parts, self.sim = parts, sim
 
     def value(self):
-        return tf.concat([_value(p) for p in self.parts], axis=-1)
+        return self.sim.act(tf.concat([_value(p) for p in self.parts], axis=-1))
 
 
-class _ConvTranspose:
-    """A Conv2DTranspose output not yet computed, collecting what follows it.
+class _Lazy:
+    """An op output not yet computed; `with_relu` / `folded` / `cropped` return a new one with more fused."""
 
-    Cropping, an inference BatchNormalization and a ReLU after a transposed
-    conv are folded into it: the BatchNorm into its kernel and bias (the
-    converter folds BatchNorm into plain convs itself, but not across the
-    crop the nets put between them), the ReLU into the op; the crop is done
-    last (both commute with it). int8 then rounds once instead of three times.
+    relu = False
+
+    def _copy(self, **changes):
+        new = object.__new__(type(self))
+        new.__dict__.update({**self.__dict__, "_cached": None, **changes})
+        return new
+
+    def with_relu(self):
+        return None if self.relu else self._copy(relu=True)
+
+    def value(self):
+        # Computed (and, simulated, quantised) once, however many ops read it.
+        if self._cached is None:
+            self._cached = self._compute()
+        return self._cached
+
+
+class _Sum(_Lazy):
+    """An Add's output: TFLite fuses a following ReLU into ADD."""
+
+    def __init__(self, tensors, sim):
+        self.tensors, self.sim, self._cached = tensors, sim, None
+
+    def _compute(self):
+        total = self.tensors[0]
+        for t in self.tensors[1:]:
+            total = total + t
+        return self.sim.act(tf.nn.relu(total) if self.relu else total)
+
+
+class _Conv(_Lazy):
+    """A Conv2D / Conv2DTranspose output not yet computed: the sum of one conv per part, plus the bias.
+
+    `parts`: (inputs, kernel slice) pairs; a `_Grey` part is the conv on its
+    three channels with the kernel / 3 tiled. A folded BatchNorm scales the
+    kernels and moves the bias; the ReLU and a transposed conv's crop come last.
     """
 
-    def __init__(self, layer, inputs):
-        self.layer, self.inputs = layer, inputs
-        self.crop = None
-        self.scale = None
-        self.shift = None
-        self.relu = False
+    def __init__(self, layer, parts, sim):
+        self.layer, self.parts, self.sim = layer, parts, sim
+        self.scale = self.shift = self.crop = None
+        self._cached = None
 
     @property
     def channels(self):
         return self.layer.filters
+
+    @property
+    def transposed(self):
+        return isinstance(self.layer, keras.layers.Conv2DTranspose)
 
     def folded(self, bn):
         if self.relu:
@@ -85,26 +201,52 @@ class _ConvTranspose:
         shift = tf.convert_to_tensor(beta) - tf.convert_to_tensor(bn.moving_mean) * scale
         if self.scale is not None:
             scale, shift = self.scale * scale, self.shift * scale + shift
-        self.scale, self.shift = scale, shift
-        return self
+        return self._copy(scale=scale, shift=shift)
 
-    def value(self):
-        layer = self.layer
-        kernel = tf.convert_to_tensor(layer.kernel)  # (kh, kw, out, in)
+    def cropped(self, crop):
+        return self._copy(crop=crop) if self.transposed and self.crop is None and not self.relu else None
+
+    def _compute(self):
+        layer, sim = self.layer, self.sim
+        out_axis = 2 if self.transposed else 3  # kernels: (kh, kw, out, in) / (kh, kw, in, out)
         bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else tf.zeros((layer.filters,))
         if self.scale is not None:
-            kernel = kernel * self.scale[None, None, :, None]
             bias = bias * self.scale + self.shift
-        y = keras.ops.conv_transpose(self.inputs, kernel, layer.strides, layer.padding,
-                                     layer.output_padding, layer.data_format, layer.dilation_rate)
-        y = layer.activation(tf.nn.bias_add(y, bias))
+        outputs = []
+        for inputs, kernel in self.parts:
+            if self.scale is not None:
+                kernel = kernel * tf.reshape(self.scale, [-1 if a == out_axis else 1 for a in range(4)])
+            kernel = sim.weights(kernel, out_axis)
+            if self.transposed:
+                y = keras.ops.conv_transpose(inputs, kernel, layer.strides, layer.padding,
+                                             layer.output_padding, layer.data_format, layer.dilation_rate)
+            else:
+                y = tf.nn.convolution(inputs, kernel, strides=layer.strides, padding=layer.padding.upper(),
+                                      dilations=layer.dilation_rate)
+            # The bias joins the first conv (TFLite fuses it); the other parts are added, each add an op.
+            outputs.append(tf.nn.bias_add(y, bias) if not outputs else y)
+        total = outputs[0]
+        if len(outputs) > 1:
+            total = sim.act(total)
+            for i, y in enumerate(outputs[1:], 2):
+                total = total + sim.act(y)
+                if i < len(outputs):
+                    total = sim.act(total)
         if self.relu:
-            y = tf.nn.relu(y)
-        return self.crop(y) if self.crop is not None else y
+            total = tf.nn.relu(total)
+        if self.crop is not None:
+            total = self.crop(total)
+        return sim.act(total)
+
+
+_MARKERS = (_Grey, _Parts, _Lazy)
+# Ops whose int8 output keeps its input's scale (TFLite requires it): nothing new is rounded.
+_SAME_SCALE = (keras.layers.ZeroPadding2D, keras.layers.Cropping2D, keras.layers.MaxPooling2D,
+               keras.layers.UpSampling2D, keras.layers.Reshape, keras.layers.InputLayer)
 
 
 def _value(x):
-    return x.value() if isinstance(x, (_Grey, _Parts, _ConvTranspose)) else x
+    return x.value() if isinstance(x, _MARKERS) else x
 
 
 def _channels(x):
@@ -113,7 +255,7 @@ def _channels(x):
 
 def _plain(x):
     """Materialises markers anywhere inside (lists, tuples, dicts) an op's arguments."""
-    if isinstance(x, (_Grey, _Parts, _ConvTranspose)):
+    if isinstance(x, _MARKERS):
         return x.value()
     if isinstance(x, (list, tuple)):
         return type(x)(_plain(v) for v in x)
@@ -122,64 +264,66 @@ def _plain(x):
     return x
 
 
-def _is_marker(x):
-    return isinstance(x, (_Grey, _Parts))
-
-
-def _conv_split(layer, x):
-    """`layer` (a Conv2D) on a `_Grey` or `_Parts`, as one conv per part, summed."""
-    parts = x.parts if isinstance(x, _Parts) else [x]
+def _conv_parts(layer, x):
+    """(inputs, kernel) per part of `layer` (a Conv2D or Conv2DTranspose) on `x`."""
     kernel = tf.convert_to_tensor(layer.kernel)
-    total, start = None, 0
-    # The bias joins the first conv (TFLite fuses it); the other parts are added.
-    for part in parts:
+    if isinstance(x, _Grey):
+        x = _Parts([x], None)
+    if not isinstance(x, _Parts):
+        return [(_value(x), kernel)]
+    parts, start = [], 0
+    for part in x.parts:
         n = _channels(part)
         k = kernel[:, :, start:start + n, :]
         start += n
-        if isinstance(part, _Grey):
-            inputs, k = part.rgb, tf.tile(k, [1, 1, 3, 1]) / 3.0
-        else:
-            inputs = part
-        y = tf.nn.convolution(inputs, k, strides=layer.strides, padding=layer.padding.upper(),
-                              dilations=layer.dilation_rate)
-        if total is None:
-            total = tf.nn.bias_add(y, layer.bias) if layer.use_bias else y
-        else:
-            total = total + y
-    return layer.activation(total)
+        parts.append((part.rgb, tf.tile(k, [1, 1, 3, 1]) / 3.0) if isinstance(part, _Grey) else (part, k))
+    return parts
 
 
-def _rewrite(operation):
+def _fusable_conv(operation, args, kwargs):
+    return (type(operation) in (keras.layers.Conv2D, keras.layers.Conv2DTranspose) and len(args) == 1
+            and not kwargs and operation.data_format == "channels_last"
+            and operation.activation is keras.activations.linear
+            and (type(operation) is keras.layers.Conv2DTranspose
+                 or (operation.groups == 1 and operation.padding in ("same", "valid")))
+            # A transposed conv takes one plain tensor; only a Conv2D splits into parts.
+            and (type(operation) is keras.layers.Conv2D or not isinstance(args[0], (_Grey, _Parts))))
+
+
+def _rewrite(operation, sim):
     """The callable that replaces `operation` in the graph walk."""
     def call(*args, **kwargs):
         first = args[0] if args else None
         if isinstance(operation, (keras.layers.ZeroPadding2D, keras.layers.Cropping2D)) \
                 and isinstance(first, _Grey):
             return _Grey(operation(first.rgb))
-        if type(operation) is keras.layers.Conv2DTranspose and len(args) == 1 and not kwargs \
-                and not _is_marker(first) and operation.data_format == "channels_last":
-            return _ConvTranspose(operation, _value(first))
-        if isinstance(first, _ConvTranspose) and len(args) == 1:
-            if type(operation) in (keras.layers.Cropping2D, Cropping2D) and first.crop is None and not first.relu:
-                first.crop = operation
-                return first
-            if type(operation) in (keras.layers.BatchNormalization, BatchNormalization) and not kwargs.get("training") \
-                    and operation.axis in (-1, 3) and first.folded(operation) is not None:
-                return first
-            if type(operation) is keras.layers.ReLU and operation.max_value is None \
-                    and not operation.negative_slope and not operation.threshold and not first.relu:
-                first.relu = True
-                return first
+        if _fusable_conv(operation, args, kwargs):
+            return _Conv(operation, _conv_parts(operation, first), sim)
+        if isinstance(first, _Lazy) and len(args) == 1:
+            fused = None
+            if type(operation) in (keras.layers.Cropping2D, Cropping2D) and isinstance(first, _Conv):
+                fused = first.cropped(operation)
+            elif type(operation) in (keras.layers.BatchNormalization, BatchNormalization) \
+                    and isinstance(first, _Conv) and not kwargs.get("training") and operation.axis in (-1, 3):
+                fused = first.folded(operation)
+            elif type(operation) is keras.layers.ReLU and operation.max_value is None \
+                    and not operation.negative_slope and not operation.threshold:
+                fused = first.with_relu()
+            if fused is not None:
+                return fused
         if isinstance(operation, keras.layers.Concatenate) and operation.axis in (-1, 3) \
                 and isinstance(first, (list, tuple)) and any(isinstance(p, (_Grey, _Parts)) for p in first):
             parts = []
             for p in first:
                 parts.extend(p.parts if isinstance(p, _Parts) else [p if isinstance(p, _Grey) else _value(p)])
-            return _Parts(parts)
-        if type(operation) is keras.layers.Conv2D and _is_marker(first) and not kwargs \
-                and len(args) == 1 and operation.groups == 1 and operation.data_format == "channels_last":
-            return _conv_split(operation, first)
-        return operation(*_plain(args), **_plain(kwargs))
+            return _Parts(parts, sim)
+        if type(operation) is keras.layers.Add and len(args) == 1 and not kwargs:
+            return _Sum([_value(t) for t in first], sim)
+        out = operation(*_plain(args), **_plain(kwargs))
+        linear = isinstance(operation, keras.layers.Activation) and operation.activation is keras.activations.linear
+        if isinstance(operation, _SAME_SCALE) or linear or not tf.is_tensor(out):
+            return out
+        return sim.act(out)
     return call
 
 
@@ -191,10 +335,17 @@ def supported(model):
             and hasattr(model.net, "_run_through_graph") and len(model.net.inputs) == 1)
 
 
-def colourizer_logits(model, images):
-    """`model(images)` (a grey-input `Colorizer`) computed in the int8-friendly form above."""
+def colourizer_logits(model, images, simulation=None):
+    """`model(images)` (a grey-input `Colorizer`) computed in the int8-friendly form above.
+
+    `simulation`: an `Int8Simulation` to compute it as the int8 file does.
+    """
     if not supported(model):
+        if simulation is not None:
+            raise ValueError("an int8 simulation needs a grey-input Colorizer with a functional net")
         return model(images, training=False)
+    sim = simulation or _FLOAT
+    sim.start()
     rgb = tf.cast(images, tf.float32) / 256.0
-    out = model.net._run_through_graph(_Grey(rgb), operation_fn=_rewrite)
+    out = model.net._run_through_graph(_Grey(rgb), operation_fn=lambda op: _rewrite(op, sim))
     return _value(out)
