@@ -41,8 +41,9 @@ def test_simulation_quantises_what_the_int8_file_quantises(tmp_path):
 def test_simulation_decides_as_the_real_int8_file(tmp_path, net):
     run_dir, _ = colour_run(str(tmp_path), model=net, num_filters=4)
     servable = open_run(run_dir).servable()
-    result = int8.qat_study(servable, epochs=1, learning_rate=1e-4, consistency=2.0, check_count=6,
+    result = int8.qat_study(servable, epochs=1, learning_rate=1e-4, consistency=None, check_count=6,
                             representative_count=8, log=quiet)
+    assert result["consistency"] == qat.DEFAULT_CONSISTENCY["argmax"] == 2.0
     before, after = result["rows"]
     assert (before["epoch"], after["epoch"]) == (0, 1)
     for row in (before, after):
@@ -82,7 +83,8 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
     from keras_cnn.commands import finetune_int8
     from keras_cnn.errors import UserError
 
-    run_dir, _ = colour_run(str(tmp_path), num_filters=4)
+    # An annealed-mean colourizer: its int8 logits keep their min / max range, and the default weight is lower.
+    run_dir, _ = colour_run(str(tmp_path), num_filters=4, decode="annealed")
     source_bytes = open(os.path.join(run_dir, "best.keras"), "rb").read()
     out = str(tmp_path / "tuned")
     finetune_int8.run(finetune_int8.parse_args(["--run-dir", run_dir, "--out-dir", out, "--epochs", "1",
@@ -92,6 +94,7 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
     assert open(os.path.join(run_dir, "best.keras"), "rb").read() == source_bytes
     record = json.load(open(os.path.join(out, "int8_finetune.json")))
     assert record["source_run"] == os.path.abspath(run_dir) and record["epochs"] == 1
+    assert record["consistency"] == qat.DEFAULT_CONSISTENCY["annealed"] == 0.5
     assert [f["model"] for f in record["figures"]] == ["before", "after"]
     old, new = open_run(run_dir).model, open_run(out).model
     moved = [np.abs(a - b).max() for a, b in zip(old.net.get_weights(), new.net.get_weights())]

@@ -262,6 +262,8 @@ def qat_study(servable, epochs, learning_rate, consistency, check_count=500, rep
     from keras_cnn.export import qat
 
     qat.check_servable(servable)
+    if consistency is None:
+        consistency = qat.default_consistency(servable)
     check, truth = servable.check_set(check_count)
     reps = servable.images("train", representative_count)
 

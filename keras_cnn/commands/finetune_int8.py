@@ -34,10 +34,11 @@ def parse_args(argv=None, prog=None):
                         help=f"passes over the training images (default: {qat.DEFAULT_EPOCHS})")
     parser.add_argument("--learning-rate", type=cli.positive_float, default=qat.DEFAULT_LEARNING_RATE,
                         help=f"Adam learning rate (default: {qat.DEFAULT_LEARNING_RATE:g})")
-    parser.add_argument("--consistency", type=cli.non_negative_float, default=qat.DEFAULT_CONSISTENCY,
+    parser.add_argument("--consistency", type=cli.non_negative_float, default=None,
                         help="weight of the int8 simulation's agreement with the float model in the loss; "
                              "higher keeps more decisions and moves the colours more "
-                             f"(default: {qat.DEFAULT_CONSISTENCY:g})")
+                             f"(default: {qat.DEFAULT_CONSISTENCY['argmax']:g} for argmax decoding, "
+                             f"{qat.DEFAULT_CONSISTENCY['annealed']:g} for annealed-mean decoding)")
     parser.add_argument("--representative-count", type=cli.at_least(1), default=200,
                         help="training images the int8 ranges are calibrated on; use export's value "
                              "(default: 200, export's default)")

@@ -35,9 +35,10 @@ def parse_args(argv=None, prog=None):
                              "int8 file after each")
     parser.add_argument("--qat-learning-rate", type=cli.positive_float, default=qat.DEFAULT_LEARNING_RATE,
                         help=f"Adam learning rate of --qat-epochs (default: {qat.DEFAULT_LEARNING_RATE:g})")
-    parser.add_argument("--qat-consistency", type=cli.non_negative_float, default=qat.DEFAULT_CONSISTENCY,
+    parser.add_argument("--qat-consistency", type=cli.non_negative_float, default=None,
                         help="weight of the int8 simulation's agreement with the float model in --qat-epochs' "
-                             f"loss (default: {qat.DEFAULT_CONSISTENCY:g})")
+                             f"loss (default: {qat.DEFAULT_CONSISTENCY['argmax']:g} for argmax decoding, "
+                             f"{qat.DEFAULT_CONSISTENCY['annealed']:g} for annealed-mean decoding)")
     parser.add_argument("--grey-rounding", action="store_true",
                         help="colourizers: only the diagnosis, the Keras model's agreement with itself when "
                              "its grey input is rounded to coarser steps (seconds)")
