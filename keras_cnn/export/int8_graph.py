@@ -20,6 +20,9 @@ int8 version keeps the input exact:
   after it becomes one conv per part, summed (conv(concat(a, b), w) ==
   conv(a, w_a) + conv(b, w_b)), so each part keeps its own scale;
 - zero padding and cropping pass through the three channels;
+- a cropped stride-2 transposed conv becomes one conv and a depth-to-space
+  (sub-pixel convolution): the same sums, but TFLite runs int8 convs fast
+  and int8 transposed convs slowly;
 - a conv's (or transposed conv's) output is not computed until something
   other than what TFLite fuses into it reads it: an inference BatchNorm after
   it is folded into its kernel and bias, a ReLU into the op, the crop after a
@@ -207,6 +210,8 @@ class _Conv(_Lazy):
         return self._copy(crop=crop) if self.transposed and self.crop is None and not self.relu else None
 
     def _compute(self):
+        if self.transposed and _subpixel_taps(self.layer, self.crop) is not None:
+            return self._compute_subpixel()
         layer, sim = self.layer, self.sim
         out_axis = 2 if self.transposed else 3  # kernels: (kh, kw, out, in) / (kh, kw, in, out)
         bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else tf.zeros((layer.filters,))
@@ -237,6 +242,68 @@ class _Conv(_Lazy):
         if self.crop is not None:
             total = self.crop(total)
         return sim.act(total)
+
+
+    def _compute_subpixel(self):
+        """The cropped stride-2 transposed conv as one conv to 4x the channels, then depth-to-space.
+
+        Output pixel (2m + rh, 2n + rw) of the cropped result reads inputs near
+        (m, n) through the taps of phase (rh, rw) only (sub-pixel convolution,
+        Shi et al. 2016), so the four phases are one ordinary conv on the input
+        with a (W, W, in, 4 * out) kernel, and DEPTH_TO_SPACE interleaves them.
+        Same maths; but TFLite's int8 TRANSPOSE_CONV is no faster than float32 on
+        XNNPACK, while its int8 CONV_2D is about 5x faster (docs/TFLITE.md).
+        """
+        layer, sim = self.layer, self.sim
+        (low_h, taps_h), (low_w, taps_w) = _subpixel_taps(layer, self.crop)
+        (inputs, kernel), = self.parts
+        if self.scale is not None:
+            kernel = kernel * self.scale[None, None, :, None]
+        kernel = tf.transpose(kernel, [0, 1, 3, 2])  # (kh, kw, in, out)
+        zeros = tf.zeros_like(kernel[0, 0])
+        rows = []
+        for row_h in taps_h:  # window row j: the kernel row each output phase reads there, or None
+            cols = []
+            for row_w in taps_w:
+                cols.append(tf.concat([kernel[th, tw] if th is not None and tw is not None else zeros
+                                       for th in row_h for tw in row_w], axis=-1))
+            rows.append(tf.stack(cols))
+        kernel = sim.weights(tf.stack(rows), 3)
+        bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else tf.zeros((layer.filters,))
+        if self.scale is not None:
+            bias = bias * self.scale + self.shift
+        high_h, high_w = low_h + len(taps_h) - 1, low_w + len(taps_w) - 1
+        padded = tf.pad(inputs, [[0, 0], [-low_h, high_h], [-low_w, high_w], [0, 0]])
+        y = tf.nn.bias_add(tf.nn.convolution(padded, kernel, padding="VALID"), tf.tile(bias, [4]))
+        if self.relu:
+            y = tf.nn.relu(y)
+        return sim.act(tf.nn.depth_to_space(y, 2))
+
+
+def _phase_taps(k, start):
+    """One axis of a stride-2 transposed conv (kernel `k`) cropped by `start` in front (2n outputs kept).
+
+    Returns (low, rows): kept output 2m + r is the sum over window offsets d of
+    input m + d times kernel tap t = r + start - 2d; rows[j][r] is that tap for
+    d = low + j (None where outside the kernel).
+    """
+    offsets = {(r, t): (r + start - t) // 2 for r in (0, 1) for t in range(k) if (r + start - t) % 2 == 0}
+    low, high = min(offsets.values()), max(offsets.values())
+    rows = [[next((t for (rr, t), d in offsets.items() if rr == r and d == low + j), None) for r in (0, 1)]
+            for j in range(high - low + 1)]
+    return low, rows
+
+
+def _subpixel_taps(layer, crop):
+    """Per axis `_phase_taps` if `layer` + `crop` is the nets' cropped stride-2 transposed conv, else None."""
+    if crop is None or tuple(layer.strides) != (2, 2) or layer.padding != "valid" \
+            or layer.output_padding is not None or tuple(layer.dilation_rate) != (1, 1):
+        return None
+    (top, bottom), (left, right) = crop.cropping
+    kh, kw = layer.kernel_size
+    if top + bottom != kh - 2 or left + right != kw - 2:  # the kept size must be exactly 2n
+        return None
+    return _phase_taps(kh, top), _phase_taps(kw, left)
 
 
 _MARKERS = (_Grey, _Parts, _Lazy)
