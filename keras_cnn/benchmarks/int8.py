@@ -19,6 +19,9 @@ Rows, in the order a reader follows the fix:
   (the converter's node denylist), logits min / max calibrated.
 - `int8 exact grey` (colourizers): `int8_graph.colourizer_logits`, min / max.
 - `int8 shipped`: that graph plus the argmax logit range: what export writes.
+- `float32 / int8 with TRANSPOSE_CONV` (colourizers with cropped transposed
+  convs): the shipped graph with the transposed convs kept as such instead of
+  sub-pixel convs (CONV_2D + DEPTH_TO_SPACE): what that change buys in speed.
 - `int8 shipped, N calibration images`: more images to calibrate on.
 - `int8 shipped + percentile ranges`: every activation's range cut to the
   0.01 / 0.99 quantiles of the calibration activations (the logits as shipped).
@@ -32,10 +35,12 @@ import os
 import tempfile
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.export import litert_runtime, tflite
+from keras_cnn.export.int8_graph import colourizer_logits
 from keras_cnn.export.saved_model import IMAGES_KEY
 
 
@@ -207,6 +212,16 @@ def study(servable, check_count=500, representative_count=200, more_representati
             models["int8 exact grey, min/max logits"] = tflite.convert(shipped, "int8", few, None)
         lr = tflite.calibration_logit_range(servable, few) if argmax else None
         models["int8 shipped"] = tflite.convert(shipped, "int8", few, lr)
+        if servable.application == "colorization" and any(
+                type(layer) is keras.layers.Conv2DTranspose for layer in servable.model.net.layers):
+            def transposed(images):
+                logits = tf.cast(colourizer_logits(servable.model, tf.cast(images, tf.float32), subpixel=False),
+                                 tf.float32)
+                return {"logits": logits, "classes": tf.cast(tf.argmax(logits, -1), tf.uint8)}
+
+            path = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "transposed"), transposed)
+            models["float32 with TRANSPOSE_CONV"] = tflite.convert(path, "float32")
+            models["int8 with TRANSPOSE_CONV"] = tflite.convert(path, "int8", few, lr)
         if more_representative > representative_count and len(reps) > len(few):
             models[f"int8 shipped, {len(reps)} calibration images"] = tflite.convert(
                 shipped, "int8", reps, tflite.calibration_logit_range(servable, reps) if argmax else None)

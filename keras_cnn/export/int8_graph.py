@@ -182,8 +182,8 @@ class _Conv(_Lazy):
     kernels and moves the bias; the ReLU and a transposed conv's crop come last.
     """
 
-    def __init__(self, layer, parts, sim):
-        self.layer, self.parts, self.sim = layer, parts, sim
+    def __init__(self, layer, parts, sim, subpixel=True):
+        self.layer, self.parts, self.sim, self.subpixel = layer, parts, sim, subpixel
         self.scale = self.shift = self.crop = None
         self._cached = None
 
@@ -210,7 +210,7 @@ class _Conv(_Lazy):
         return self._copy(crop=crop) if self.transposed and self.crop is None and not self.relu else None
 
     def _compute(self):
-        if self.transposed and _subpixel_taps(self.layer, self.crop) is not None:
+        if self.transposed and self.subpixel and _subpixel_taps(self.layer, self.crop) is not None:
             return self._compute_subpixel()
         layer, sim = self.layer, self.sim
         out_axis = 2 if self.transposed else 3  # kernels: (kh, kw, out, in) / (kh, kw, in, out)
@@ -357,7 +357,7 @@ def _fusable_conv(operation, args, kwargs):
             and (type(operation) is keras.layers.Conv2D or not isinstance(args[0], (_Grey, _Parts))))
 
 
-def _rewrite(operation, sim):
+def _rewrite(operation, sim, subpixel=True):
     """The callable that replaces `operation` in the graph walk."""
     def call(*args, **kwargs):
         first = args[0] if args else None
@@ -365,7 +365,7 @@ def _rewrite(operation, sim):
                 and isinstance(first, _Grey):
             return _Grey(operation(first.rgb))
         if _fusable_conv(operation, args, kwargs):
-            return _Conv(operation, _conv_parts(operation, first), sim)
+            return _Conv(operation, _conv_parts(operation, first), sim, subpixel)
         if isinstance(first, _Lazy) and len(args) == 1:
             fused = None
             if type(operation) in (keras.layers.Cropping2D, Cropping2D) and isinstance(first, _Conv):
@@ -402,10 +402,11 @@ def supported(model):
             and hasattr(model.net, "_run_through_graph") and len(model.net.inputs) == 1)
 
 
-def colourizer_logits(model, images, simulation=None):
+def colourizer_logits(model, images, simulation=None, subpixel=True):
     """`model(images)` (a grey-input `Colorizer`) computed in the int8-friendly form above.
 
     `simulation`: an `Int8Simulation` to compute it as the int8 file does.
+    `subpixel=False` keeps the transposed convs (the int8 study's comparison row).
     """
     if not supported(model):
         if simulation is not None:
@@ -414,5 +415,5 @@ def colourizer_logits(model, images, simulation=None):
     sim = simulation or _FLOAT
     sim.start()
     rgb = tf.cast(images, tf.float32) / 256.0
-    out = model.net._run_through_graph(_Grey(rgb), operation_fn=lambda op: _rewrite(op, sim))
+    out = model.net._run_through_graph(_Grey(rgb), operation_fn=lambda op: _rewrite(op, sim, subpixel))
     return _value(out)
