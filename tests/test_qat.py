@@ -99,6 +99,9 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
     old, new = open_run(run_dir).model, open_run(out).model
     moved = [np.abs(a - b).max() for a, b in zip(old.net.get_weights(), new.net.get_weights())]
     assert max(moved) > 0
+    # Export's metadata says where the weights came from.
+    assert open_run(out).servable().metadata()["source"]["int8_finetune"] == {
+        k: record[k] for k in qat.RECORD_SUMMARY}
     # The new run is a run: it predicts (and so exports) like any other.
     assert open_run(out).predict(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
     with pytest.raises(UserError, match="already exists"):

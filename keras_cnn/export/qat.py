@@ -32,6 +32,9 @@ from keras_cnn.errors import UserError
 # TensorFlow is imported inside the functions: the commands read the defaults below before
 # they import it (`--help` answers at once).
 
+RECORD_FILE = "int8_finetune.json"
+# What export's metadata repeats of the record ("source" -> "int8_finetune").
+RECORD_SUMMARY = ("source_run", "source_checkpoint", "epochs", "learning_rate", "consistency")
 DEFAULT_EPOCHS = 3
 DEFAULT_LEARNING_RATE = 1e-4
 # By decoding. An argmax colourizer shows only the decisions, so the int8 term can weigh more. An
@@ -196,6 +199,6 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
         servable.model.save(os.path.join(tmp, "best.keras"))
         # Both checkpoints, so every command's --checkpoint finds the fine-tuned model.
         shutil.copy2(os.path.join(tmp, "best.keras"), os.path.join(tmp, "last.keras"))
-        with open(os.path.join(tmp, "int8_finetune.json"), "w") as f:
+        with open(os.path.join(tmp, RECORD_FILE), "w") as f:
             f.write(json.dumps(result, indent=2) + "\n")
     return result
