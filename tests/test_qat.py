@@ -79,6 +79,16 @@ def test_finetuning_moves_the_int8_file_towards_the_float_model(tmp_path):
     assert after > before, (before, after)
 
 
+def test_the_teacher_is_the_model_as_it_was(tmp_path):
+    run_dir, images = colour_run(str(tmp_path), model="resunet", num_filters=4)
+    model = open_run(run_dir).model
+    teacher = qat.frozen_copy(model)
+    x = tf.constant(images[:4])
+    np.testing.assert_array_equal(teacher(x, training=False), model(x, training=False))
+    model.net.get_layer("final").kernel.assign_add(tf.ones_like(model.net.get_layer("final").kernel))
+    assert not np.allclose(teacher(x, training=False), model(x, training=False))
+
+
 def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
     from keras_cnn.commands import finetune_int8
     from keras_cnn.errors import UserError

@@ -90,6 +90,14 @@ def simulated_agreement(servable, sim, images, batch=100):
     return same / float(np.prod(np.shape(images)[:3]))
 
 
+def frozen_copy(model):
+    """A copy of `model` with its current weights, which later training of `model` does not change."""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    copy.trainable = False
+    return copy
+
+
 def finetune(servable, representative, epochs=DEFAULT_EPOCHS, learning_rate=DEFAULT_LEARNING_RATE,
              consistency=None, batch=100, seed=0, log=print, after_epoch=None):
     """Fine-tunes `servable.model` in place; returns one row per epoch (loss, seconds).
@@ -111,17 +119,17 @@ def finetune(servable, representative, epochs=DEFAULT_EPOCHS, learning_rate=DEFA
     train = servable.images("train", 10 ** 9)
     if not len(train):
         raise UserError("quantisation-aware fine-tuning needs the run's training images; none were found")
-    # The teacher: the model's own class probabilities before fine-tuning (float16 keeps 5,000 CIFAR
-    # images' in 250 MB).
-    teacher = np.concatenate([tf.nn.softmax(model(tf.constant(train[i:i + 500]), training=False)).numpy()
-                              .astype(np.float16) for i in range(0, len(train), 500)])
+    # The teacher: a copy of the model before fine-tuning (its probabilities of the flipped
+    # images, computed as needed, so memory does not grow with the training set).
+    teacher = frozen_copy(model)
     variables = model.net.trainable_variables
     optimizer = keras.optimizers.Adam(learning_rate)
 
     def cross_entropy(labels, logits):
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels, logits))
 
-    def step(sim, images, targets):
+    def step(sim, images):
+        targets = tf.nn.softmax(teacher(images, training=False))
         with tf.GradientTape() as tape:
             exact = model(images, training=False)
             loss = cross_entropy(targets, exact)
@@ -138,14 +146,13 @@ def finetune(servable, representative, epochs=DEFAULT_EPOCHS, learning_rate=DEFA
         start = time.perf_counter()
         # Re-calibrated to the current weights; a new trace takes the ranges in as constants.
         sim = calibrated_simulation(servable, representative)
-        traced = tf.function(lambda x, t: step(sim, x, t))
+        traced = tf.function(lambda x: step(sim, x))
         order, losses = rng.permutation(len(train)), []
         for i in range(0, len(train), batch):
-            idx = np.sort(order[i:i + batch])
-            images, targets = train[idx], teacher[idx].astype(np.float32)
-            flip = rng.rand(len(idx)) < 0.5  # the horizontal flips training used; the targets flip too
-            images[flip], targets[flip] = images[flip, :, ::-1], targets[flip, :, ::-1]
-            losses.append(float(traced(tf.constant(images), tf.constant(targets))))
+            images = train[np.sort(order[i:i + batch])]
+            flip = rng.rand(len(images)) < 0.5  # the horizontal flips training used
+            images[flip] = images[flip, :, ::-1]
+            losses.append(float(traced(tf.constant(images))))
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - start}
         if after_epoch:
             row.update(after_epoch(epoch))
