@@ -70,9 +70,10 @@ class Int8Simulation(_Float):
     """What the int8 TFLite file of `colourizer_logits` computes, in float (see the module docstring).
 
     `ranges` (low, high) per quantised tensor, in walk order, come from
-    `calibrate`; the last one is the logits', which export sets to
-    `tflite.argmax_logit_range` and so does `calibrate`. Without ranges the
-    walk computes in float (kernels still rounded to int8).
+    `calibrate`: min / max over the images, as the converter calibrates; the
+    last one is the logits', which export sets to `tflite.argmax_logit_range`
+    for argmax decoders (pass it as `logits_range`). Without ranges the walk
+    computes in float (kernels still rounded to int8).
     """
 
     def __init__(self):
