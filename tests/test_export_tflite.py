@@ -216,14 +216,28 @@ def test_int8_friendly_graph_computes_what_the_model_computes(name, kernel):
     np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
-def test_int8_colourizer_runs_its_transposed_convs_as_convs(tmp_path):
+def test_int8_colourizer_runs_its_transposed_convs_as_convs(tmp_path, monkeypatch):
     # TFLite's int8 TRANSPOSE_CONV ran no faster than float32 (XNNPACK); the export graph uses
     # CONV_2D + DEPTH_TO_SPACE instead, which int8 runs about 5x faster.
     run_dir, _ = colour_run(str(tmp_path), num_filters=4)
+    lines = []
     summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
-                                  ("tflite_int8",), check_count=4, log=quiet)
-    ops = summary["tflite"]["reports"]["int8"]["ops"]
-    assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops, ops
+                                  ("tflite_int8",), check_count=4, log=lines.append)
+    report = summary["tflite"]["reports"]["int8"]
+    assert "TRANSPOSE_CONV" not in report["ops"] and "DEPTH_TO_SPACE" in report["ops"], report["ops"]
+    assert report["targets"]["argmax_agreement"]["met"]
+    assert not [ln for ln in lines if "finetune_int8" in ln]
+    # A missed agreement target points the user at the fine-tuning.
+    monkeypatch.setitem(tflite.TARGETS["argmax_agreement"], "colorization", 1.01)
+    lines = []
+    summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
+                                  ("tflite_int8",), check_count=4, log=lines.append)
+    report = summary["tflite"]["reports"]["int8"]
+    hint = [ln for ln in lines if "scripts/finetune_int8.py" in ln]
+    assert hint == [f"  int8 keeps {100 * report['agreement_with_keras']['argmax_agreement']:.1f}% of the "
+                    f"decisions after training alone; scripts/finetune_int8.py --run-dir {os.path.abspath(run_dir)} "
+                    f"--out-dir {os.path.abspath(run_dir)}_int8 fine-tunes the model for its int8 file (about 97-98% "
+                    "on the shared horses), then export that run"], lines
 
 
 def test_argmax_logit_range_is_the_lowest_runner_up_to_the_highest_logit():
