@@ -95,12 +95,20 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
 
     # An annealed-mean colourizer: its int8 logits keep their min / max range, and the default weight is lower.
     run_dir, _ = colour_run(str(tmp_path), num_filters=4, decode="annealed")
+    epochs = open_run(run_dir).config.epochs
+    with open(os.path.join(run_dir, "history.csv"), "w") as f:  # a finished training run's history
+        f.write("epoch,loss\n" + "".join(f"{i},1.0\n" for i in range(epochs)))
     source_bytes = open(os.path.join(run_dir, "best.keras"), "rb").read()
     out = str(tmp_path / "tuned")
     finetune_int8.run(finetune_int8.parse_args(["--run-dir", run_dir, "--out-dir", out, "--epochs", "1",
                                                 "--check-count", "6", "--representative-count", "8"]))
-    assert sorted(os.listdir(out)) == ["best.keras", "config.json", "int8_finetune.json", "last.keras",
-                                       "palette.npy"]
+    assert sorted(os.listdir(out)) == ["best.keras", "config.json", "history.csv", "int8_finetune.json",
+                                       "last.keras", "palette.npy"]
+    # With the history the model comes from, --resume cannot train the fine-tuned model over again.
+    from keras_cnn.training.run_folder import run_config
+
+    with pytest.raises(UserError, match="run already finished"):
+        run_config(out, open_run(out).config, resume=True, chief=True)
     assert open(os.path.join(run_dir, "best.keras"), "rb").read() == source_bytes
     record = json.load(open(os.path.join(out, "int8_finetune.json")))
     assert record["source_run"] == os.path.abspath(run_dir) and record["epochs"] == 1

@@ -9,7 +9,8 @@ model; this trains the model for a few epochs through a simulation of its
 int8 file (keras_cnn/export/qat.py), so that the Keras model, its SavedModel
 and every TFLite file exported from the new run carry the same weights and
 the int8 file keeps about 97-98% of the decisions. The source run is not
-changed. The new run folder holds the run's config.json and palette.npy, the
+changed. The new run folder holds the run's config.json, palette.npy and
+history.csv (so --resume on it refuses: the run is finished), the
 fine-tuned model as best.keras and last.keras, and int8_finetune.json (the
 source, the settings, and before / after figures on the held-out images:
 the Keras model's mean delta E and the simulated int8 agreement; export

@@ -184,6 +184,7 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
     from keras_cnn.colorization.task import PALETTE_FILE
     from keras_cnn.config import config_path
     from keras_cnn.fileio import atomic_path
+    from keras_cnn.training.run_folder import HISTORY_CSV
 
     check_servable(servable)
     if consistency is None:
@@ -203,6 +204,10 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
         os.makedirs(tmp)
         shutil.copy2(config_path(run_dir), os.path.join(tmp, os.path.basename(config_path(run_dir))))
         shutil.copy2(os.path.join(run_dir, PALETTE_FILE), os.path.join(tmp, PALETTE_FILE))
+        # The training history the model comes from; it also makes `--resume` on the new run say
+        # "run already finished" instead of training the fine-tuned model over again.
+        if os.path.isfile(os.path.join(run_dir, HISTORY_CSV)):
+            shutil.copy2(os.path.join(run_dir, HISTORY_CSV), os.path.join(tmp, HISTORY_CSV))
         servable.model.save(os.path.join(tmp, "best.keras"))
         # Both checkpoints, so every command's --checkpoint finds the fine-tuned model.
         shutil.copy2(os.path.join(tmp, "best.keras"), os.path.join(tmp, "last.keras"))
