@@ -202,6 +202,8 @@ BAD_INPUTS = [
      "--checkpoint best {w}/run_colour/best.keras: no such file"),
     ("finetune:segmenter", ["finetune-int8", "--run-dir", "{w}/run_seg_done", "--out-dir", "{w}/new"],
      "--run-dir {w}/run_seg_done: a segmentation run; int8 fine-tuning is for colourizers"),
+    ("finetune:data-moved", ["finetune-int8", "--run-dir", "{w}/run_export", "--out-dir", "{w}/new",
+                             "--data-dir", "{w}/gone"], "--data-dir {w}/gone: no such folder"),
     ("finetune:consistency", ["finetune-int8", "--run-dir", "{w}/run_export", "--out-dir", "{w}/new",
                               "--consistency", "-1"], "argument --consistency: must be a finite number >= 0, got -1"),
     # --- serving-client

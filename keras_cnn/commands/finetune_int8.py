@@ -29,6 +29,9 @@ def parse_args(argv=None, prog=None):
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished colourizer training run")
     parser.add_argument("--out-dir", required=True, help="the new run folder (must not exist)")
+    parser.add_argument("--data-dir", default=None,
+                        help="the run's image folder, if it moved since training (folder runs; the new run "
+                             "records it)")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
                         help="best.keras or last.keras of the run (default: best)")
     parser.add_argument("--epochs", type=cli.at_least(1), default=qat.DEFAULT_EPOCHS,
@@ -50,7 +53,7 @@ def parse_args(argv=None, prog=None):
 
 def run(args):
     from keras_cnn.colorization.config import ColorizationConfig
-    from keras_cnn.config import config_path, load_run_config, read_task_name
+    from keras_cnn.config import check_input_paths, config_path, load_run_config, read_task_name
     from keras_cnn.errors import UserError
     from keras_cnn.fileio import check_input, check_output
 
@@ -61,7 +64,8 @@ def run(args):
     if task != "colorization":
         raise UserError(f"--run-dir {args.run_dir}: a {task} run; int8 fine-tuning is for colourizers "
                         "(a segmenter's int8 file keeps its decisions as exported)")
-    load_run_config(ColorizationConfig, args.run_dir)
+    overrides = {"data_dir": os.path.abspath(args.data_dir)} if args.data_dir else None
+    check_input_paths(load_run_config(ColorizationConfig, args.run_dir, overrides))
     check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
     check_output(args.out_dir, "--out-dir", "folder")
     if os.path.lexists(args.out_dir):
@@ -71,7 +75,7 @@ def run(args):
     from keras_cnn.export import qat
     from keras_cnn.tasks import open_run
 
-    servable = open_run(args.run_dir).servable(args.checkpoint)
+    servable = open_run(args.run_dir, overrides).servable(args.checkpoint)
     result = qat.finetune_run(servable, args.run_dir, args.out_dir, args.epochs, args.learning_rate,
                               args.consistency, args.representative_count, args.check_count)
     print(table(result["figures"], qat.FIGURE_COLUMNS))

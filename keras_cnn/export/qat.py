@@ -182,7 +182,7 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
     The folder appears whole or not at all. Returns what `int8_finetune.json` records.
     """
     from keras_cnn.colorization.task import PALETTE_FILE
-    from keras_cnn.config import config_path
+    from keras_cnn.config import config_path, save_config
     from keras_cnn.fileio import atomic_path
     from keras_cnn.training.run_folder import HISTORY_CSV
 
@@ -202,7 +202,8 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
               "figures": [{"model": "before", **before}, {"model": "after", **after}], "epoch_rows": rows}
     with atomic_path(out_dir, overwrite=False) as tmp:
         os.makedirs(tmp)
-        shutil.copy2(config_path(run_dir), os.path.join(tmp, os.path.basename(config_path(run_dir))))
+        # The config the model was opened with (a moved --data-dir included).
+        save_config(servable.cfg, config_path(tmp), task="colorization")
         shutil.copy2(os.path.join(run_dir, PALETTE_FILE), os.path.join(tmp, PALETTE_FILE))
         # The training history the model comes from; it also makes `--resume` on the new run say
         # "run already finished" instead of training the fine-tuned model over again.
