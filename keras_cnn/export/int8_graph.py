@@ -210,14 +210,18 @@ class _Conv(_Lazy):
     def cropped(self, crop):
         return self._copy(crop=crop) if self.transposed and self.crop is None and not self.relu else None
 
+    def _bias(self):
+        layer = self.layer
+        bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else tf.zeros((layer.filters,))
+        return bias * self.scale + self.shift if self.scale is not None else bias
+
     def _compute(self):
-        if self.transposed and self.subpixel and _subpixel_taps(self.layer, self.crop) is not None:
-            return self._compute_subpixel()
+        taps = _subpixel_taps(self.layer, self.crop) if self.transposed and self.subpixel else None
+        if taps is not None:
+            return self._compute_subpixel(taps)
         layer, sim = self.layer, self.sim
         out_axis = 2 if self.transposed else 3  # kernels: (kh, kw, out, in) / (kh, kw, in, out)
-        bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else tf.zeros((layer.filters,))
-        if self.scale is not None:
-            bias = bias * self.scale + self.shift
+        bias = self._bias()
         outputs = []
         for inputs, kernel in self.parts:
             if self.scale is not None:
@@ -244,8 +248,7 @@ class _Conv(_Lazy):
             total = self.crop(total)
         return sim.act(total)
 
-
-    def _compute_subpixel(self):
+    def _compute_subpixel(self, taps):
         """The cropped stride-2 transposed conv as one conv to 4x the channels, then depth-to-space.
 
         Output pixel (2m + rh, 2n + rw) of the cropped result reads inputs near
@@ -255,8 +258,7 @@ class _Conv(_Lazy):
         Same maths; but TFLite's int8 TRANSPOSE_CONV is no faster than float32 on
         XNNPACK, while its int8 CONV_2D is about 5x faster (docs/TFLITE.md).
         """
-        layer, sim = self.layer, self.sim
-        (low_h, taps_h), (low_w, taps_w) = _subpixel_taps(layer, self.crop)
+        (low_h, taps_h), (low_w, taps_w) = taps  # `_subpixel_taps`
         (inputs, kernel), = self.parts
         if self.scale is not None:
             kernel = kernel * self.scale[None, None, :, None]
@@ -269,16 +271,13 @@ class _Conv(_Lazy):
                 cols.append(tf.concat([kernel[th, tw] if th is not None and tw is not None else zeros
                                        for th in row_h for tw in row_w], axis=-1))
             rows.append(tf.stack(cols))
-        kernel = sim.weights(tf.stack(rows), 3)
-        bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else tf.zeros((layer.filters,))
-        if self.scale is not None:
-            bias = bias * self.scale + self.shift
+        kernel = self.sim.weights(tf.stack(rows), 3)
         high_h, high_w = low_h + len(taps_h) - 1, low_w + len(taps_w) - 1
         padded = tf.pad(inputs, [[0, 0], [-low_h, high_h], [-low_w, high_w], [0, 0]])
-        y = tf.nn.bias_add(tf.nn.convolution(padded, kernel, padding="VALID"), tf.tile(bias, [4]))
+        y = tf.nn.bias_add(tf.nn.convolution(padded, kernel, padding="VALID"), tf.tile(self._bias(), [4]))
         if self.relu:
             y = tf.nn.relu(y)
-        return sim.act(tf.nn.depth_to_space(y, 2))
+        return self.sim.act(tf.nn.depth_to_space(y, 2))
 
 
 def _phase_taps(k, start):
