@@ -48,7 +48,9 @@ class TrainingConfig:
                 "(same results as one device); --no-sync-batchnorm: per replica"})
     backup_every_steps: int = field(default=0, metadata={
         "help": "back up weights and optimizer every N steps as well as every epoch (0: every epoch)"})
-    max_examples: int = field(default=0, metadata={"help": "use at most this many training examples (0: all)"})
+    max_examples: int = field(default=0, metadata={
+        "help": "train on at most this many examples (0: all); the validation split is not capped, so "
+                "the metrics compare with a full run's"})
 
     def problems(self):
         """One entry per rule: None where it holds, else the phrase saying what is wrong.

@@ -149,6 +149,15 @@ def test_folder_source_resizes_skips_bad_files_and_splits(tmp_path):
     np.testing.assert_array_equal(train, train_b)  # deterministic for a seed
 
 
+def test_max_examples_caps_training_only(tmp_path):
+    folder = write_images(tmp_path / "imgs", np.random.RandomState(0).randint(0, 256, (20, 32, 32, 3)))
+    train, val = cifar10.load_class("folder", data_dir=str(folder), val_fraction=0.25)
+    small, small_val = cifar10.load_class("folder", data_dir=str(folder), val_fraction=0.25, max_examples=4)
+    np.testing.assert_array_equal(small, train[:4])
+    # The validation split stays whole, so a shortened run is scored on the same images as a full one.
+    np.testing.assert_array_equal(small_val, val)
+
+
 def test_folder_source_keeps_32px_images_exactly(tmp_path):
     imgs = np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)).astype(np.uint8)
     folder = write_images(tmp_path / "imgs", imgs)

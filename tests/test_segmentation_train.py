@@ -157,6 +157,17 @@ def test_train_script_bad_input_is_one_line_error(tmp_path):
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
+def test_max_examples_caps_training_only(tmp_path):
+    from keras_cnn.segmentation.task import load_data
+
+    data_dir = make_folder(tmp_path / "data", n=12)
+    full = load_data(smoke(data_dir))
+    capped = load_data(smoke(data_dir, max_examples=2))
+    assert capped.pairs("train") == full.pairs("train")[:2]
+    # The validation pairs stay whole, so a shortened run is scored like a full one.
+    assert capped.pairs("validation") == full.pairs("validation") and len(full.pairs("validation")) == 3
+
+
 def test_config_presets_are_valid():
     assert set(PRESETS) >= {"flowers17_deeplabv3", "weizmann_scratch", "smoke"}
     recipe = PRESETS["flowers17_deeplabv3"]
