@@ -159,23 +159,70 @@ def image_size(path, max_pixels=None):
         return im.size
 
 
+def _wide_to_8bit(im, path):
+    """A grey image of more than 8 bits a pixel (Pillow modes I;16*, I, F) as 8-bit "L", scaled.
+
+    Pillow's own `convert` clips these at 255, so a 16-bit PNG (values up to
+    65535) came out all white. Scaled instead:
+
+    - I;16 (16-bit PNG and TIFF): the high byte, v // 256, as Pillow (and
+      libpng) read 16-bit colour PNGs, so grey and colour files agree;
+    - I (32-bit integers): the same when every value is in 0..65535 (how
+      16-bit files are often decoded), else min..max -> 0..255;
+    - F (32-bit floats): values in 0..1 -> 0..255, values in 0..255 kept,
+      anything else min..max -> 0..255; NaN or infinity is a `UserError`.
+    """
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(im)
+    if values.size == 0:
+        return Image.fromarray(values.astype(np.uint8), "L")
+    if im.mode == "F":
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise UserError(f"{path}: floating-point image holds NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            values = values * 255
+        elif low < 0 or high > 255:
+            values = (values - low) * (255 / (high - low) if high > low else 0)
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    low, high = int(values.min()), int(values.max())
+    if im.mode == "I" and (low < 0 or high > 65535):
+        scaled = (values.astype(np.int64) - low) * 255 // max(high - low, 1)
+    else:
+        scaled = values >> 8  # 16 bits -> 8, in the file's own integer type (no 8-byte copy)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
+
+
+# Pillow modes of more than 8 bits a channel: read through `_wide_to_8bit`.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
 def read_image(path, mode="RGB", max_pixels=None):
     """The pixels of an image file: uint8 (H, W, 3) for mode "RGB" (grey files repeated).
 
     The one image reader of the package. `mode` is a Pillow mode ("RGB",
     "L", or None for the stored values, e.g. a palette PNG's indices).
-    Unreadable, truncated or oversized files (more than `MAX_IMAGE_PIXELS`)
-    are a one-line `UserError` naming the file.
+    Grey images of 16 or 32 bits a pixel are scaled to 8 bits (see
+    `_wide_to_8bit`), not clipped; 16-bit colour PNGs are read by Pillow at 8
+    bits a channel. Unreadable, truncated or oversized files (more than
+    `MAX_IMAGE_PIXELS`) are a one-line `UserError` naming the file.
     """
     import numpy as np
 
     im = _open_image(path, max_pixels or MAX_IMAGE_PIXELS)
     try:
         with im:
+            if mode and im.mode in _WIDE_MODES:
+                im = _wide_to_8bit(im, path)
             if mode and im.mode != mode:
                 im = im.convert(mode)
             return np.asarray(im).copy()
     except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, UserError):
+            raise
         raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
 
 
