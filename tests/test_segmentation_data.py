@@ -159,3 +159,33 @@ def test_real_weizmann_horses_load_and_split():
     assert decoder.binary
     x, y = next(iter(make_dataset(val[:4], decoder, (64, 64), 4)))
     assert x.shape == (4, 64, 64, 3) and 0.05 < float(np.mean(y.numpy())) < 0.9
+
+
+# File names as the file system gives them: bytes that are not UTF-8 come to Python as
+# surrogate escapes ("caf\udce9"), which str.encode() and TensorFlow's strings refuse.
+FILE_NAMES = [
+    ("ascii", [b"img00", b"img01", b"img02", b"img03"]),
+    ("utf-8", ["façade".encode(), "日本".encode(), b"img02", b"img03"]),
+    ("latin-1", [b"caf\xe9", b"na\xefve", b"img02", b"img03"]),
+    ("not-text", [b"\xff\xfe", b"\x80\x81", b"img02", b"\xc3"]),
+]
+
+
+@pytest.mark.parametrize("stems", [s for _, s in FILE_NAMES], ids=[i for i, _ in FILE_NAMES])
+def test_file_names_that_are_not_utf8_train_and_evaluate(tmp_path, stems):
+    root = make_folder(tmp_path / "d", n=len(stems))
+    for i, stem in enumerate(stems):
+        for sub, ext in (("images", ".jpg"), ("masks", ".png")):
+            os.rename(os.path.join(root, sub, f"img{i:02d}{ext}"),
+                      os.path.join(os.fsencode(root), sub.encode(), stem + ext.encode()))
+    pairs = folder_pairs(root)
+    assert sorted(os.fsencode(os.path.basename(i))[:-4] for i, _ in pairs) == sorted(stems)
+    train, val = split_pairs(pairs, 0.25)
+    assert len(train) == 3 and len(val) == 1
+    check_pairs(pairs, MaskDecoder(binary=True))
+    # Training (shuffled, augmented) and evaluation (every pair, in order) read every file.
+    (x, y), = list(make_dataset(train, MaskDecoder(binary=True), (16, 16), 3, training=True, augment=Augment()))
+    assert x.shape == (3, 16, 16, 3) and set(np.unique(y.numpy())) <= {0, 1}
+    x, y = next(iter(make_dataset(pairs, MaskDecoder(binary=True), (16, 16), 4)))
+    images, masks = data_lib.load_examples(pairs, MaskDecoder(binary=True), (16, 16))
+    np.testing.assert_array_equal(y.numpy(), masks)

@@ -105,10 +105,12 @@ def split_pairs(pairs, val_fraction):
     Pairs are ordered by the MD5 of their file name and the first
     `round(n * val_fraction)` go to validation: the same files whatever the
     listing order or the machine, and adding a file does not reshuffle the rest.
+    Names are hashed as the file system's bytes (`os.fsencode`), so names that
+    are not UTF-8 work too.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    order = sorted(pairs, key=lambda p: hashlib.md5(os.path.basename(p[0]).encode()).hexdigest())
+    order = sorted(pairs, key=lambda p: hashlib.md5(os.fsencode(os.path.basename(p[0]))).hexdigest())
     n_val = int(round(len(pairs) * val_fraction))
     val = sorted(order[:n_val])
     train = sorted(order[n_val:])
@@ -184,10 +186,16 @@ class Augment:
     color_jitter: float = 0.0
 
 
+def _path_bytes(path):
+    # TensorFlow strings are bytes: a file name that is not UTF-8 (held by Python as surrogate
+    # escapes) goes in as the file system's own bytes and comes back out by `_path_str`.
+    return os.fsencode(path)
+
+
 def _path_str(value):
     # numpy_function hands over bytes in a pipeline, a 0-d array when eager.
     value = value.item() if isinstance(value, np.ndarray) else value
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return os.fsdecode(value) if isinstance(value, bytes) else str(value)
 
 
 def _decode_pair(decode_mask, size):
@@ -256,8 +264,8 @@ def make_dataset(pairs, decode_mask, image_size, batch_size, training=False, aug
     if not pairs:
         raise UserError("no image/mask pairs to build a dataset from")
     size = tuple(int(s) for s in image_size)
-    images = [p[0] for p in pairs]
-    masks = [p[1] for p in pairs]
+    images = [_path_bytes(p[0]) for p in pairs]
+    masks = [_path_bytes(p[1]) for p in pairs]
     ds = tf.data.Dataset.from_tensor_slices((images, masks))
     ds = ds.map(_decode_pair(decode_mask, size), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
@@ -276,5 +284,5 @@ def make_dataset(pairs, decode_mask, image_size, batch_size, training=False, aug
 def load_examples(pairs, decode_mask, image_size):
     """Eagerly loads pairs as (uint8 images (N, H, W, 3), uint8 masks (N, H, W)) for plots."""
     load = _decode_pair(decode_mask, tuple(image_size))
-    images, masks = zip(*(load(tf.constant(i), tf.constant(m)) for i, m in pairs))
+    images, masks = zip(*(load(tf.constant(_path_bytes(i)), tf.constant(_path_bytes(m))) for i, m in pairs))
     return np.stack([i.numpy() for i in images]), np.stack([m.numpy() for m in masks])
