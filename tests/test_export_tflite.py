@@ -92,7 +92,9 @@ def test_reports_ops_and_metadata_beside_each_model(exported):
     int8 = json.load(open(os.path.join(folder, "unet_int8_report.json")))
     assert int8["outputs"]["logits"]["dtype"] == "int8" and int8["outputs"]["logits"]["quantization"]["scale"] > 0
     assert int8["representative_images"] == 18  # every training image of the run
-    assert set(int8["targets"]) == {"argmax_agreement", "delta_e_increase", "size_vs_float32", "latency_vs_float32"}
+    # Latency is judged only on a CPU where int8 can be faster than float32 (tests/test_export_host.py).
+    assert set(int8["targets"]) == {"argmax_agreement", "delta_e_increase", "size_vs_float32"} | (
+        {"latency_vs_float32"} if int8["latency_target"]["judged"] else set())
     low, high = int8["logits_calibration"]["range"]
     assert low < high
     # Quantisation shrinks the file (less than 2x / 4x here: the graph itself

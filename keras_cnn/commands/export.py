@@ -17,7 +17,10 @@ says: size and one-thread LiteRT latency against float32, argmax agreement
 and mean logit difference with the Keras model, and the task metric of the
 file beside the Keras model's (mean delta E of the colours for a colourizer,
 foreground IoU against the run's masks for a segmenter); "ok" or "MISSED"
-marks each target of docs/TFLITE.md. The same goes into <name>_<variant>_report.json.
+marks each target of docs/TFLITE.md. The latency target is judged only on a
+CPU with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX, ARM dot
+product), where int8 can beat float32; elsewhere one line says why it was
+not. The same goes into <name>_<variant>_report.json.
 """
 
 import os

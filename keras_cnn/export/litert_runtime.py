@@ -10,13 +10,47 @@ there and how they are decoded. `decode_colours` is the NumPy twin of
 whose colours an app computes itself.
 """
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 import warnings
 
 import numpy as np
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_json
+
+
+# Lines TensorFlow's converter and LiteRT print from C++ straight to stderr, whatever the log levels:
+# the quantiser's settings, and the notice that the default XNNPACK delegate is in use.
+NATIVE_NOISE = re.compile(r"^(fully_quantize: |INFO: Created TensorFlow Lite XNNPACK delegate|"
+                          r"INFO: Initialized TensorFlow Lite runtime)")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(noise=NATIVE_NOISE):
+    """Runs the block with the process's stderr (fd 2) captured; lines matching `noise` are dropped.
+
+    The converter and the interpreter write these from C++, which neither
+    TF_CPP_MIN_LOG_LEVEL nor Python's logging reaches. Every other line is
+    written to stderr afterwards, so real warnings and errors still show.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines() if line.strip() and not noise.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def load_interpreter(model, num_threads=None, with_delegates=True):
@@ -28,14 +62,15 @@ def load_interpreter(model, num_threads=None, with_delegates=True):
         # The default XNNPACK delegate swallows ops into one DELEGATE node;
         # listing the model's own ops needs it off.
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if not isinstance(model, (bytes, bytearray)) and not os.path.isfile(model):
+        raise UserError(f"{model}: .tflite file does not exist")
     try:
-        if isinstance(model, (bytes, bytearray)):
-            interpreter = Interpreter(model_content=bytes(model), **kwargs)
-        else:
-            if not os.path.isfile(model):
-                raise UserError(f"{model}: .tflite file does not exist")
-            interpreter = Interpreter(model_path=os.fspath(model), **kwargs)
-        interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            if isinstance(model, (bytes, bytearray)):
+                interpreter = Interpreter(model_content=bytes(model), **kwargs)
+            else:
+                interpreter = Interpreter(model_path=os.fspath(model), **kwargs)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         where = model if isinstance(model, str) else "TFLite model"
         raise UserError(f"{where}: not a loadable TFLite model ({str(e).strip().splitlines()[0][:200]})") \
