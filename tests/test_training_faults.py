@@ -180,6 +180,57 @@ def test_sigterm_during_fit_backs_up_the_step_and_stops(colour_images, tmp_path,
     assert not os.path.exists(os.path.join(run_dir, "backup"))
 
 
+# (id, first signal, second signal, exit code): the second stops at once, with its own code.
+SECOND_SIGNALS = [
+    ("term-term", signal.SIGTERM, signal.SIGTERM, 143),
+    ("term-int", signal.SIGTERM, signal.SIGINT, 130),
+    ("int-term", signal.SIGINT, signal.SIGTERM, 143),
+    ("int-int", signal.SIGINT, signal.SIGINT, 130),
+]
+
+
+@pytest.mark.parametrize("first,second,code", [row[1:] for row in SECOND_SIGNALS],
+                         ids=[row[0] for row in SECOND_SIGNALS])
+def test_a_second_signal_stops_at_once_with_its_own_exit_code(colour_images, tmp_path, monkeypatch, first,
+                                                                second, code):
+    from keras_cnn import cli
+    from keras_cnn.errors import TrainingInterrupted
+
+    class TwoSignalsAtStep(plots.EpochStrip):
+        # Two signals in quick succession during step 2 of epoch 2: a scheduler's TERM then its retry,
+        # or an impatient Ctrl-C.
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:
+                os.kill(os.getpid(), first)
+                os.kill(os.getpid(), second)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    monkeypatch.setattr(plots, "EpochStrip", TwoSignalsAtStep)
+    run_dir = str(tmp_path / "run")
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    # A KeyboardInterrupt, so that a bare one (the old second signal) fails this test, not the session.
+    with pytest.raises(KeyboardInterrupt) as caught:
+        train(colour_cfg(colour_images, epochs=2, batch_size=4), run_dir, verbose=0, log=quiet)
+    assert isinstance(caught.value, TrainingInterrupted) and caught.value.exit_code == code
+    name = signal.Signals(second).name
+    assert str(caught.value) == (f"{run_dir}: training stopped at once by a second signal ({name}); the last "
+                                 f"backup in {run_dir}/backup is kept; run the same command with --resume to "
+                                 "continue")
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
+    # The step was not backed up (the stop was at once); the end of epoch 1's backup is what resumes.
+    with open(os.path.join(run_dir, "backup", "state.json")) as f:
+        assert json.load(f)["epoch"] == 1
+    # What the command prints and how it exits.
+    with pytest.raises(SystemExit) as exited:
+        cli.main(lambda: (_ for _ in ()).throw(caught.value))
+    assert exited.value.code == code
+
+
 def _train_script(run_dir, data_dir, *extra):
     return [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir", run_dir,
             "--source", "folder", "--data-dir", data_dir, "--num-colours", "4", "--num-filters", "4",

@@ -97,6 +97,10 @@ class Colorizer(keras.Model):
     def num_colours(self):
         return self.net.num_colours
 
+    def summary(self, *args, expand_nested=True, **kwargs):
+        # The net is one nested model: without expanding it the table is one opaque row.
+        return super().summary(*args, expand_nested=expand_nested, **kwargs)
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "net": keras.saving.serialize_keras_object(self.net), "input_mode": self.input_mode}

@@ -2,6 +2,7 @@
 
     keras-cnn train-colorization --preset cifar10_unet --run-dir runs/unet
     keras-cnn <command> --help
+    keras-cnn --version
 
 A subcommand's module is imported only when that subcommand runs (or for
 this overview's one-line summaries, which read only the light module tops),
@@ -42,7 +43,8 @@ def load(command):
 
 
 def overview():
-    lines = [f"usage: {PROG} <command> [options]   ({PROG} <command> --help for its options)", "", "commands:"]
+    lines = [f"usage: {PROG} <command> [options]   ({PROG} <command> --help for its options; "
+             f"{PROG} --version)", "", "commands:"]
     for command in COMMANDS:
         summary = (load(command).__doc__ or "").strip().splitlines()[0]
         lines.append(f"  {command:<23s}{summary}")
@@ -55,6 +57,11 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(overview())
         sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        from keras_cnn import __version__
+
+        print(f"{PROG} {__version__}")
+        sys.exit(0)
     command = argv[0]
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; choose one of: {', '.join(COMMANDS)} "

@@ -257,7 +257,8 @@ class StopOnSignal(keras.callbacks.Callback):
     noted, the step that is running finishes, `backup` saves that step
     (so `--resume` continues from it) and `TrainingInterrupted` is raised
     (exit 128 + signal number through `keras_cnn.cli`). A second signal stops
-    at once (KeyboardInterrupt), keeping the last backup. Under a
+    at once (`TrainingInterrupted` too, exit 128 + that signal's number),
+    keeping the last backup. Under a
     multi-worker strategy the workers agree by all-reduce at every step, so
     they all stop after the same step even when only one was signalled.
 
@@ -293,8 +294,15 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def _handle(self, signum, frame):
         if self.received is not None:
+            # The second signal stops at once; the exit code is that signal's (143 for TERM, 130 for INT),
+            # as for a process it had killed.
             self.restore()
-            raise KeyboardInterrupt
+            backup_dir = self.backup.backup_dir
+            kept = (f"the last backup in {backup_dir} is kept"
+                    if os.path.exists(os.path.join(backup_dir, RunBackup.STATE)) else "nothing was backed up yet")
+            raise TrainingInterrupted(signum, f"{self.run_dir}: training stopped at once by a second signal "
+                                              f"({signal.Signals(signum).name}); {kept}; run the same command "
+                                              "with --resume to continue")
         self.received = signum
         self.log(f"{signal.Signals(signum).name} received: stopping after this step, once it is backed up "
                  "(send it again to stop at once)")
