@@ -48,9 +48,10 @@ def cpu_flags(cpuinfo=None):
 
 
 def cpu_name(cpuinfo=None):
-    """The CPU's model name ("Intel(R) Xeon(R) Processor", "AMD EPYC 7B13"), or the machine type."""
+    """The CPU's model name ("Intel(R) Xeon(R) Processor", "AMD EPYC 7B13 64-Core Processor"), or the machine type."""
     text = _cpuinfo() if cpuinfo is None else cpuinfo
-    return _field(text, "model name", "Model", "Hardware") or platform.processor() or platform.machine() or "unknown CPU"
+    return (_field(text, "model name", "Model", "Hardware") or platform.processor() or platform.machine()
+            or "unknown CPU")
 
 
 def usable_cores():

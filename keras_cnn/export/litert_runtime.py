@@ -22,7 +22,6 @@ import numpy as np
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_json
 
-
 # Lines TensorFlow's converter and LiteRT print from C++ straight to stderr, whatever the log levels:
 # the quantiser's settings, and the notice that the default XNNPACK delegate is in use.
 NATIVE_NOISE = re.compile(r"^(fully_quantize: |INFO: Created TensorFlow Lite XNNPACK delegate|"
