@@ -22,8 +22,9 @@ import os
 import typing
 from dataclasses import field
 
+from keras_cnn import state_files
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text, read_json
+from keras_cnn.fileio import atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,12 +202,7 @@ def load_config(cls, path):
 
     Keys missing from an older file take the field defaults.
     """
-    from keras_cnn.fileio import read_json
-
-    data = read_json(path, "config")
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: config must be a JSON object of settings, got a {type(data).__name__}")
-    data = dict(data)
+    data = dict(state_files.read_object(path, "config"))
     data.pop("task", None)  # the run's task name, read by keras_cnn.tasks
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -267,6 +263,7 @@ def resume_config(cls, presets, preset, overrides, run_dir):
     if not os.path.isfile(path):
         return None
     saved = load_config(cls, path)
+    state_files.check_resume(run_dir)
     # Start from the preset if one was named, else from the saved config, so
     # that only what the user actually asked for can differ.
     wanted = resolve(cls, presets, preset, overrides) if preset else \
@@ -281,7 +278,7 @@ def resume_config(cls, presets, preset, overrides, run_dir):
 
 
 def config_path(run_dir):
-    return os.path.join(run_dir, "config.json")
+    return os.path.join(run_dir, state_files.CONFIG)
 
 
 def _legacy_task_name(data):
@@ -296,10 +293,10 @@ def _legacy_task_name(data):
 def read_task_name(run_dir):
     """The task a run folder's `config.json` records."""
     path = config_path(run_dir)
-    data = read_json(path, "the run's config")
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a run config (expected a JSON object, got {type(data).__name__})")
+    data = state_files.read_object(path, "the run's config")
     name = data.get("task") or _legacy_task_name(data)
     if not name:
         raise UserError(f"{path}: does not say which task the run is (no \"task\" key)")
+    if not isinstance(name, str):
+        raise UserError(f"{path}: \"task\" must be the name of a task, got {json.dumps(name)[:40]}")
     return name

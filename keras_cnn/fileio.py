@@ -68,17 +68,10 @@ def atomic_write_text(path, text):
 
 
 def read_json(path, what="JSON file"):
-    """The parsed content of a JSON file, or a one-line `UserError` naming it."""
-    import json
+    """The parsed content of a JSON file, or a one-line `UserError` naming it (`state_files.read_json`)."""
+    from keras_cnn import state_files
 
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read {what} ({e.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        detail = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else e.reason
-        raise UserError(f"{path}: {what} is not valid JSON ({detail})") from None
+    return state_files.read_json(path, what)
 
 
 def check_input(path, what, kind="file"):

@@ -7,7 +7,6 @@ function at the end of every epoch and puts the picture, and the task's own
 metrics, into TensorBoard too.
 """
 
-import csv
 import os
 
 import keras
@@ -17,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_cnn import state_files  # noqa: E402
 from keras_cnn.fileio import atomic_path  # noqa: E402
 
 
@@ -78,8 +78,7 @@ def read_history_csv(path):
     run without validation data) are skipped, and columns with no number are
     left out.
     """
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    _, rows = state_files.read_csv(path, "training log")
     columns = {}
     for key in (rows[0] if rows else {}):
         values = [v for v in (_number(r.get(key)) for r in rows) if v is not None]

@@ -85,7 +85,28 @@ BAD_INPUTS = [
     ("train-col:resume-preset", ["train-colorization", "--run-dir", "{w}/run_colour", "--resume",
                                  "--preset", "cifar10_resunet"], "--preset cifar10_resunet and the flags would"),
     ("train-col:resume-config-list", ["train-colorization", "--run-dir", "{w}/run_list", "--resume"],
-     "{w}/run_list/config.json: config must be a JSON object of settings, got a list"),
+     "{w}/run_list/config.json: config must be a JSON object, got a list"),
+    # --- --resume reads the run folder's state files through one checker: a bad one is one line naming it
+    ("train-seg:resume-budget-type", ["train-segmentation", "--run-dir", "{w}/run_budget_type", "--resume"],
+     '{w}/run_budget_type/time_budget.json: time budget record "seconds" must be a number of seconds >= 0, '
+     'got "ten"; delete it to resume with the time budget counted from 0'),
+    ("train-seg:resume-budget-key", ["train-segmentation", "--run-dir", "{w}/run_budget_key", "--resume"],
+     '{w}/run_budget_key/time_budget.json: time budget record has no "seconds"'),
+    ("train-seg:resume-budget-list", ["train-segmentation", "--run-dir", "{w}/run_budget_list", "--resume"],
+     "{w}/run_budget_list/time_budget.json: time budget record must be a JSON object, got a list"),
+    ("train-seg:resume-budget-binary", ["train-segmentation", "--run-dir", "{w}/run_budget_binary", "--resume"],
+     "{w}/run_budget_binary/time_budget.json: time budget record holds binary bytes (NUL), not text"),
+    ("train-seg:resume-budget-cut", ["train-segmentation", "--run-dir", "{w}/run_budget_cut", "--resume"],
+     "{w}/run_budget_cut/time_budget.json: time budget record is not valid JSON (Expecting ',' delimiter at "
+     "line 1 column 15) (cut short?)"),
+    ("train-col:resume-backup-type", ["train-colorization", "--run-dir", "{w}/run_backup_type", "--resume"],
+     '{w}/run_backup_type/backup/state.json: backup state "epoch" must be a whole number >= 0, got "two"; '
+     "delete {w}/run_backup_type/backup to restart the run from its beginning"),
+    ("train-col:resume-backup-path", ["train-colorization", "--run-dir", "{w}/run_backup_path", "--resume"],
+     '{w}/run_backup_path/backup/state.json: backup state "weights" must be the name of a file in the same '
+     'folder, got "/etc/passwd"'),
+    ("train-col:resume-history-binary", ["train-colorization", "--run-dir", "{w}/run_history_binary", "--resume"],
+     "{w}/run_history_binary/history.csv: training log holds binary bytes (NUL), not text; move it away"),
     # --- train-segmentation
     ("train-seg:image-size-0", ["train-segmentation", "--run-dir", "{w}/new", "--data-dir", "{w}/data",
                                 "--image-size", "0"], "--image-size must be >= 32, got 0"),
@@ -112,9 +133,11 @@ BAD_INPUTS = [
      "argument --batch-size: must be >= 1, got 0"),
     ("eval-col:run-missing", ["evaluate-colorization", "--run-dir", "{w}/nope"], "--run-dir {w}/nope: no such folder"),
     ("eval-col:config-list", ["evaluate-colorization", "--run-dir", "{w}/run_list"],
-     "{w}/run_list/config.json: config must be a JSON object of settings, got a list"),
+     "{w}/run_list/config.json: config must be a JSON object, got a list"),
     ("eval-col:config-number", ["evaluate-colorization", "--run-dir", "{w}/run_number"],
-     "{w}/run_number/config.json: config must be a JSON object of settings, got a int"),
+     "{w}/run_number/config.json: config must be a JSON object, got a number"),
+    ("eval-col:config-binary", ["evaluate-colorization", "--run-dir", "{w}/run_binary"],
+     "{w}/run_binary/config.json: config holds binary bytes (NUL), not text"),
     ("eval-col:config-not-json", ["evaluate-colorization", "--run-dir", "{w}/run_badjson"],
      "{w}/run_badjson/config.json: config is not valid JSON"),
     ("eval-col:config-wrong-type", ["evaluate-colorization", "--run-dir", "{w}/run_wrongtype"],
@@ -276,6 +299,22 @@ def make_fixtures(w):
         save_config(cfg, config_path(w / name))
     for name in ("run_export", "run_seg_done"):
         (w / name / "best.keras").write_bytes(b"a stand-in; never loaded")
+    # Runs with one bad state file each (the --resume cases).
+    state = {"run_budget_type": ("time_budget.json", b'{"seconds": "ten"}'),
+             "run_budget_key": ("time_budget.json", b'{"minutes": 3}'),
+             "run_budget_list": ("time_budget.json", b"[60]"),
+             "run_budget_binary": ("time_budget.json", b"\x00\x01\x02\xff"),
+             "run_budget_cut": ("time_budget.json", b'{"seconds": 12'),
+             "run_backup_type": ("backup/state.json", b'{"epoch": "two", "step": 0, "weights": "w.h5"}'),
+             "run_backup_path": ("backup/state.json", b'{"epoch": 1, "step": 0, "weights": "/etc/passwd"}'),
+             "run_history_binary": ("history.csv", b"epoch,loss\n0,\x00\x00")}
+    for name, (file, content) in state.items():
+        (w / name / "backup").mkdir(parents=True)
+        save_config(seg if "budget" in name else colour, config_path(w / name),
+                    task="segmentation" if "budget" in name else "colorization")
+        (w / name / file).write_bytes(content)
+    (w / "run_binary").mkdir()
+    (w / "run_binary" / "config.json").write_bytes(b"PK\x03\x04\x00\x00binary")
     for name, text in (("run_list", "[1, 2]"), ("run_number", "3"), ("run_badjson", "{not json"),
                        ("run_wrongtype", '{"epochs": "ten"}'), ("run_badvalue", '{"batch_size": 0}'),
                        ("run_unknown", '{"epochz": 1}')):

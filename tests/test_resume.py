@@ -130,7 +130,7 @@ def test_leftovers_of_a_killed_save_are_harmless(tmp_path):
     assert not [n for n in os.listdir(run / "backup") if n.startswith(".tmp-")]
     # A broken state file is a clear error naming the fix, not a stack trace.
     (run / "backup" / "state.json").write_text("{")
-    with pytest.raises(UserError, match=r"state.json: unreadable backup state .*delete .*backup"):
+    with pytest.raises(UserError, match=r"state.json: backup state is not valid JSON .*delete .*backup"):
         tiny_fit(run)
 
 

@@ -8,11 +8,11 @@ pipeline on its own, and inference of the Keras model, the SavedModel and the
 TFLite variants exported by `keras_cnn.export`.
 """
 
-import json
 import os
 
 import numpy as np
 
+from keras_cnn import state_files
 from keras_cnn.benchmarks.timing import timed_training
 from keras_cnn.config import resolve
 
@@ -36,8 +36,7 @@ def train_preset(preset, data_dir, run_dir, quick=False, overrides=None, reuse=F
 
     cfg = preset_config(preset, data_dir, quick, overrides)
     timing = timed_training(train, cfg, run_dir, preset, reuse, log)
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        return json.load(f), timing
+    return state_files.read_object(os.path.join(run_dir, "metrics.json"), "run metrics"), timing
 
 
 def trivial_scores(masks, foreground=1):

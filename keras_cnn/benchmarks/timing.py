@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn import state_files
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 
@@ -61,8 +62,7 @@ def timed_training(train, cfg, run_dir, name, reuse=False, log=print):
     timing_path = os.path.join(run_dir, "benchmark_timing.json")
     if reuse and os.path.exists(timing_path) and os.path.exists(os.path.join(run_dir, "metrics.json")):
         log(f"{name}: reusing the finished run in {run_dir}")
-        with open(timing_path) as f:
-            return {**json.load(f), "reused": True}
+        return {**state_files.read_object(timing_path, "benchmark timing record"), "reused": True}
     if os.path.exists(run_dir):
         raise UserError(f"{run_dir}: benchmark run folder exists already; remove it, choose another "
                         "--work-dir, or pass --reuse to take finished runs as they are")

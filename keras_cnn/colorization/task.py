@@ -192,16 +192,17 @@ class ColorizationTask(tasks.Task):
         return out[0] if single else out
 
     def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
+        from keras_cnn import state_files
         from keras_cnn.export import qat
         from keras_cnn.export.servable import ColorizerServable
-        from keras_cnn.fileio import read_json
 
         if class_names:
             raise UserError("class names are for segmenters; a colourizer's classes are its palette colours")
         source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
         record = run.path(qat.RECORD_FILE)
         if os.path.isfile(record):  # a scripts/finetune_int8.py run: the metadata says what it came from
-            data = read_json(record, "the run's int8 fine-tuning record")
+            data = state_files.read_object(record, "int8 fine-tuning record",
+                                           remedy="delete it to export without that record")
             source["int8_finetune"] = {k: data.get(k) for k in qat.RECORD_SUMMARY}
         return ColorizerServable(run.load_model(checkpoint), run.assets["palette"], run.config,
                                  image_size or 32, source, images_dir,

@@ -16,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from keras_cnn import plots, tasks, training
+from keras_cnn import plots, state_files, tasks, training
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 from keras_cnn.segmentation import config as config_lib
@@ -155,7 +155,7 @@ class TimeBudget(keras.callbacks.Callback):
     def __init__(self, minutes, run_dir, peak_lr=None):
         super().__init__()
         self.seconds = minutes * 60.0
-        self.path = os.path.join(run_dir, "time_budget.json")
+        self.path = os.path.join(run_dir, state_files.TIME_BUDGET)
         self.peak_lr = peak_lr
         self.spent = 0.0
         self.start = None
@@ -164,9 +164,7 @@ class TimeBudget(keras.callbacks.Callback):
         return self.spent + time.time() - self.start
 
     def on_train_begin(self, logs=None):
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.spent = float(json.load(f)["seconds"])
+        self.spent = state_files.time_budget_seconds(self.path)  # checked: a bad file is one line naming it
         self.start = time.time()
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -11,7 +11,7 @@ import threading
 
 import keras
 
-from keras_cnn import distribute
+from keras_cnn import distribute, state_files
 from keras_cnn.errors import TrainingInterrupted, UserError
 from keras_cnn.fileio import atomic_path, atomic_write_text
 from keras_cnn.training.run_folder import BACKUP_DIR, BACKUP_STATE, HISTORY_CSV, drop_history_from, read_best
@@ -91,21 +91,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
 
 def read_backup_state(backup_dir):
-    """`{"epoch", "step", "weights"}` of the backup in `backup_dir`, or None if there is none."""
-    path = os.path.join(backup_dir, RunBackup.STATE)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            state = json.load(f)
-        epoch, step, weights = int(state["epoch"]), int(state["step"]), str(state["weights"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: unreadable backup state ({type(e).__name__}); delete {backup_dir} "
-                        "to restart the run from its beginning") from None
-    if not os.path.exists(os.path.join(backup_dir, weights)):
-        raise UserError(f"{path}: names {weights}, which is missing; delete {backup_dir} "
-                        "to restart the run from its beginning")
-    return {"epoch": epoch, "step": step, "weights": weights}
+    """`{"epoch", "step", "weights"}` of the backup in `backup_dir`, or None if there is none.
+
+    Checked by `keras_cnn.state_files.backup_state`: a bad `state.json` is one line naming it.
+    """
+    return state_files.backup_state(backup_dir)
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):

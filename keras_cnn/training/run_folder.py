@@ -22,30 +22,35 @@ import os
 import shutil
 
 from keras_cnn import config as config_lib
-from keras_cnn import distribute
+from keras_cnn import distribute, state_files
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
-
-BACKUP_DIR = "backup"
-BACKUP_STATE = "state.json"
-HISTORY_CSV = "history.csv"
+from keras_cnn.state_files import BACKUP_DIR, BACKUP_STATE, HISTORY_CSV  # noqa: F401 (names of the folder's files)
 
 
 def read_history(run_dir, before_epoch=None):
-    """The complete rows of `history.csv` (dicts of strings), optionally only epochs < `before_epoch`."""
-    path = os.path.join(run_dir, HISTORY_CSV)
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = []
-        for row in reader:
-            # A row cut short by a kill mid-write has missing fields: not a finished epoch.
-            if None in row.values() or None in row or not (row.get("epoch") or "").isdigit():
-                continue
-            if before_epoch is None or int(row["epoch"]) < before_epoch:
-                rows.append(row)
+    """The complete rows of `history.csv` (dicts of strings), optionally only epochs < `before_epoch`.
+
+    Read through `keras_cnn.state_files`: a file that is not a CSV log is a
+    one-line error naming it.
+    """
+    _, all_rows = state_files.history(run_dir)
+    rows = []
+    for row in all_rows:
+        # A row cut short by a kill mid-write has missing fields: not a finished epoch.
+        if None in row.values() or None in row or not (row.get("epoch") or "").isdigit():
+            continue
+        if before_epoch is None or int(row["epoch"]) < before_epoch:
+            rows.append(row)
     return rows
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None  # NaN is no value to compare
 
 
 def last_training_metrics(run_dir):
@@ -55,25 +60,19 @@ def last_training_metrics(run_dir):
         return {}
     out = {}
     for key, value in rows[-1].items():
-        if key == "epoch" or key.startswith("val_"):
+        if key == "epoch" or key.startswith("val_") or _number(value) is None:
             continue
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            continue
+        out[key] = _number(value)
     return out
 
 
 def drop_history_from(run_dir, epoch):
     """Rewrites `history.csv` keeping only complete rows of epochs before `epoch`; returns how many went."""
     path = os.path.join(run_dir, HISTORY_CSV)
-    if not os.path.exists(path):
-        return 0
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), None)
-        total = sum(1 for _ in f)
+    header, all_rows = state_files.history(run_dir)
     if not header:
         return 0
+    total = len(all_rows)
     keep = read_history(run_dir, before_epoch=epoch)
     if len(keep) == total:
         return 0
@@ -86,8 +85,8 @@ def drop_history_from(run_dir, epoch):
 
 
 def read_best(run_dir, monitor, mode, before_epoch=None):
-    values = [float(r[monitor]) for r in read_history(run_dir, before_epoch)
-              if r.get(monitor) not in (None, "", "NA")]
+    # Keras writes "NA" where a value is missing; a cell that is no number is no best value.
+    values = [v for v in (_number(r.get(monitor)) for r in read_history(run_dir, before_epoch)) if v is not None]
     if not values:
         return None
     return min(values) if mode == "min" else max(values)
@@ -114,6 +113,7 @@ def run_config(run_dir, cfg, resume=False, chief=None):
             raise UserError(f"{run_dir}: run folder already holds a run; pass --resume to continue it "
                             "or choose another --run-dir")
         saved = config_lib.load_config(type(cfg), path)
+        state_files.check_resume(run_dir)
         if not os.path.exists(os.path.join(run_dir, BACKUP_DIR, BACKUP_STATE)):
             done = len(read_history(run_dir))
             if done >= saved.epochs:
