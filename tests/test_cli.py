@@ -434,8 +434,8 @@ def test_user_error_is_a_value_error():
 
 
 def test_every_preset_is_valid():
-    for name in COLOUR_PRESETS:
-        resolve(ColorizationConfig, COLOUR_PRESETS, name)
+    for name in COLOUR_PRESETS:  # the class-tree presets read --data-dir
+        resolve(ColorizationConfig, COLOUR_PRESETS, name, {"data_dir": "somewhere"})
     for name in SEG_PRESETS:
         resolve(SegmentationConfig, SEG_PRESETS, name, {"data_dir": "somewhere"})
 

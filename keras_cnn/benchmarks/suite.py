@@ -48,6 +48,17 @@ def with_course_ratio(rows):
     return rows
 
 
+def default_presets(log=print):
+    """The colourization presets a run without --presets measures, the course UNet and ours first.
+
+    Left out: presets whose pretrained weights are not installed, and the
+    two-stage presets, which read a class tree and a base run rather than the
+    horse folder every row trains on (docs/COLORIZATION_RESULTS.md has their commands).
+    """
+    return [p for p in sorted(PRESETS, key=lambda p: p not in colorization.EXPORTED)
+            if not PRESETS[p].classes and _weights_available(p, log)]
+
+
 def _weights_available(preset, log):
     """Whether a preset's pretrained weights are installed; if not, says it is left out of the default list."""
     if PRESETS[preset].backbone_weights != "imagenet":
@@ -83,8 +94,7 @@ def run(data_root, work_dir, parts=PARTS, quick=False, presets=None, reuse=False
     # The course UNet and ours train first, back to back, so the load on a
     # shared machine differs least between the two runs compared most.
     if not presets:
-        presets = [p for p in sorted(PRESETS, key=lambda p: p not in colorization.EXPORTED)
-                   if _weights_available(p, log)]
+        presets = default_presets(log)
     presets = list(presets)
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:

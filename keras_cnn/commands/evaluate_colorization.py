@@ -8,7 +8,9 @@ r"""Evaluate a trained colourization run on its validation images, beside the tr
 loss, pixel accuracy (palette labels), mean delta E (CIE76, against the
 unquantised true colours) and PSNR, for the net and for the grey input shown
 as colour and the palette-snapped truth. The data comes from the run's config
-unless --data-dir points at another image folder.
+unless --data-dir points at another image folder. --classes picks class
+folders instead of the run's own (the horse validation images of a run
+trained on every class: --classes horse).
 """
 
 import dataclasses
@@ -23,6 +25,9 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--run-dir", required=True, help="a finished training run (config.json, best.keras)")
     parser.add_argument("--data-dir", default=None,
                         help="evaluate on ALL images of this folder instead of the run's validation split")
+    parser.add_argument("--classes", default=None,
+                        help="class folders of a class-tree data folder to evaluate on ('horse', 'all', "
+                             "'horse,deer'): their validation split, or with --data-dir all their images")
     parser.add_argument("--decode", choices=("argmax", "annealed"), default=None,
                         help="default: the run's own setting")
     parser.add_argument("--temperature", type=cli.positive_float, default=None,
@@ -64,8 +69,12 @@ def run(args):
     cfg = dataclasses.replace(cfg, decode=args.decode or cfg.decode,
                               temperature=cfg.temperature if args.temperature is None else args.temperature)
     if args.data_dir:
-        images, _ = load_folder(args.data_dir, val_fraction=0.0)
+        images, _ = load_folder(args.data_dir, val_fraction=0.0, classes=args.classes or "")
     else:
+        if args.classes is not None:
+            if cfg.source != "folder":
+                raise UserError(f"--classes picks class folders, but {args.run_dir} read --source {cfg.source}")
+            cfg = dataclasses.replace(cfg, classes=args.classes)
         _, images = run.task.load_data(cfg)
     if len(images) == 0:
         raise UserError("no validation images to evaluate on")

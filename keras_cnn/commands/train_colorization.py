@@ -4,6 +4,12 @@ r"""Train a colourization net (grey CIFAR-10 class in, palette colours out).
     python scripts/train_colorization.py --preset cifar10_unet --source folder \
         --data-dir ../shared/data/cifar10-horse-train --run-dir runs/unet_folder
     python scripts/train_colorization.py --run-dir runs/unet --resume   # continue a run
+    # pre-train on every CIFAR-10 class, then specialise on the horses
+    python scripts/train_colorization.py --preset cifar10_all_resunet \
+        --data-dir ../shared/data/cifar10-train --run-dir runs/all_resunet
+    python scripts/train_colorization.py --preset cifar10_resunet_from_all \
+        --data-dir ../shared/data/cifar10-train --base-model runs/all_resunet/best.keras \
+        --run-dir runs/resunet_from_all
 
 (`keras-cnn train-colorization ...` is the same command.) Every field of
 ColorizationConfig is a flag and overrides the preset; --help shows the values
@@ -33,11 +39,15 @@ def parse_args(argv=None, prog=None):
 
 
 def run(args):
-    from keras_cnn.colorization.config import PRESETS, ColorizationConfig
+    from keras_cnn.colorization.config import NEEDS_BASE_MODEL, PRESETS, ColorizationConfig
     from keras_cnn.config import config_from_args
+    from keras_cnn.errors import UserError
 
     # === Checks: before TensorFlow is imported or anything is written ===
     cfg = config_from_args(args, ColorizationConfig, PRESETS, DEFAULT_PRESET)
+    if args.preset in NEEDS_BASE_MODEL and not cfg.base_model:
+        raise UserError(f"--preset {args.preset} continues a trained colourizer: pass --base-model "
+                        "RUN/best.keras (e.g. of a cifar10_all_resunet run)")
 
     from keras_cnn.tasks import train
 

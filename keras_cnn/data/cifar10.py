@@ -5,7 +5,10 @@
   train = `data_batch_1..5`, validation = `test_batch`.
 - `"tfds"`: tensorflow-datasets `cifar10` (train / test splits).
 - `"folder"`: a folder of images of any size (centre-cropped square, resized
-  to 32x32), split into train / validation deterministically by seed.
+  to 32x32), split into train / validation deterministically by seed; or,
+  with `classes`, a one-folder-per-class tree (`airplane/`, ..., `horse/`,
+  the `keras.utils.image_dataset_from_directory` layout), split class by
+  class.
 
 Each source gives uint8 arrays of shape (N, 32, 32, 3); `load_class` returns
 them as (train, validation).
@@ -19,7 +22,7 @@ import numpy as np
 from keras_cnn.data import safe_pickle
 from keras_cnn.data.downloads import download, safe_extract
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import list_images, read_image, readable_images
+from keras_cnn.fileio import IMAGE_EXTENSIONS, list_images, read_image, readable_images
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -144,28 +147,97 @@ def split_indices(n, val_fraction, seed):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def load_folder(data_dir, val_fraction=0.1, seed=0):
-    paths = readable_images(list_images(data_dir), what="image folder")
+def _split_folder(folder, val_fraction, seed):
+    """(train, validation) images of one folder, split by `split_indices` over its sorted file names."""
+    paths = readable_images(list_images(folder), what="image folder")
     images = np.stack([load_image(p) for p in paths])
     train_idx, val_idx = split_indices(len(images), val_fraction, seed)
-    if len(train_idx) == 0:
-        raise UserError(f"{data_dir}: too few images ({len(images)}) to train on")
-    if len(val_idx) == 0:
-        warnings.warn(f"{data_dir}: validation split is empty ({len(images)} images)")
     return images[train_idx], images[val_idx]
 
 
+def class_folders(data_dir):
+    """The sorted names of the sub-folders of `data_dir` (hidden ones left out): its classes."""
+    return sorted(n for n in os.listdir(data_dir)
+                  if not n.startswith(".") and os.path.isdir(os.path.join(data_dir, n)))
+
+
+def resolve_classes(data_dir, classes):
+    """The class folder names `classes` ("all", or "horse,deer") picks in `data_dir`, in folder order."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"{data_dir}: image folder does not exist or is not a folder")
+    existing = class_folders(data_dir)
+    if not existing:
+        raise UserError(f"{data_dir}: has no class folders (one sub-folder of images per class); "
+                        "for a folder of images leave --classes empty")
+    wanted = [c.strip() for c in classes.split(",")]
+    if "all" in wanted:
+        return tuple(existing)
+    unknown = [c for c in wanted if c not in existing]
+    if unknown:
+        raise UserError(f"{data_dir}: no class folder {', '.join(map(repr, unknown))}; it has: "
+                        + ", ".join(existing))
+    return tuple(c for c in existing if c in wanted)
+
+
+def _interleave(parts):
+    """The arrays of `parts` merged one item of each in turn (0th of each part, then 1st, ...).
+
+    Training shuffles anyway; the order matters for what takes the first images
+    (`max_examples`, the per-epoch strip), which then holds every class.
+    """
+    position = np.concatenate([np.arange(len(p)) for p in parts])
+    part = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    return np.concatenate(parts)[np.lexsort((part, position))]
+
+
+def load_folder(data_dir, val_fraction=0.1, seed=0, classes=""):
+    """(train, validation) images of a folder of images, or of the `classes` folders of a class tree.
+
+    The split is made per class folder, over its sorted file names with the
+    same seed, so a class's validation images do not depend on which other
+    classes are read, and `horse/` of a class tree splits exactly as the same
+    files in a folder of their own.
+    """
+    if classes:
+        names = resolve_classes(data_dir, classes)
+        splits = [_split_folder(os.path.join(data_dir, n), val_fraction, seed) for n in names]
+        train, val = _interleave([t for t, _ in splits]), _interleave([v for _, v in splits])
+    else:
+        _refuse_class_tree(data_dir)
+        train, val = _split_folder(data_dir, val_fraction, seed)
+    if len(train) == 0:
+        raise UserError(f"{data_dir}: too few images ({len(train) + len(val)}) to train on")
+    if len(val) == 0:
+        warnings.warn(f"{data_dir}: validation split is empty ({len(train)} images)")
+    return train, val
+
+
+def _refuse_class_tree(data_dir):
+    """A class tree read as a folder of images would say "no image files"; say what to pass instead."""
+    if not os.path.isdir(data_dir) or any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(data_dir)):
+        return
+    names = class_folders(data_dir)
+    if names:
+        raise UserError(f"{data_dir}: holds class folders ({', '.join(names)}), not images; "
+                        "pass --classes all or --classes NAME[,NAME...]")
+
+
 def load_class(source="archive", cls=7, data_dir=None, val_fraction=0.1, seed=0,
-               url=CIFAR10_URL, md5=CIFAR10_MD5, cache_dir=None, archive=None, max_examples=0):
+               url=CIFAR10_URL, md5=CIFAR10_MD5, cache_dir=None, archive=None, max_examples=0, classes=""):
     """(train, validation) uint8 arrays (N, 32, 32, 3) of one CIFAR-10 class.
 
+    `classes` ("all", "horse", "horse,deer") reads those class folders of a
+    folder source's class tree instead (`load_folder`).
     `max_examples` caps the training images only: the validation images stay
     the same, so a shortened run is scored like a full one.
     """
+    if classes and source != "folder":
+        raise UserError(f"classes {classes!r} pick class folders of --source folder; "
+                        f"source {source!r} reads one class (--cifar-class)")
     if source == "folder":
         if not data_dir:
             raise UserError("source 'folder' needs --data-dir DIR")
-        train, val = load_folder(data_dir, val_fraction, seed)
+        train, val = load_folder(data_dir, val_fraction, seed, classes)
     elif source == "archive":
         train, val = load_archive(class_index(cls), url=url, md5=md5, cache_dir=cache_dir, archive=archive)
     elif source == "tfds":
