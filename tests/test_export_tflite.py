@@ -158,7 +158,7 @@ def test_numpy_decoding_matches_palette_decode(space, decode):
 
 def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
     _, _, folder = exported
-    photo = blocky_images(1, 64, seed=8)[0][:48]  # not square: the app crops the centre
+    photo = blocky_images(1, 64, seed=8)[0][:48]  # not square: the whole photo, in tiles of the file's size
     Image.fromarray(photo).save(tmp_path / "photo.png")
     model = os.path.join(folder, "unet_int8.tflite")
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
@@ -166,11 +166,14 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote" in done.stdout
+    meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
+    written = np.asarray(Image.open(tmp_path / "out.png"))
+    assert written.shape == photo.shape
+    np.testing.assert_array_equal(written, litert_runtime.colorize(litert_runtime.load_interpreter(model), photo,
+                                                                   meta))
     fitted, _ = litert_runtime.load_photo(str(tmp_path / "photo.png"), 32, "centre_crop")
     out = litert_runtime.predict(litert_runtime.load_interpreter(model), fitted[None])
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), out["colours"][0])
     # The graph's colours are the palette colours of its classes.
-    meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
     np.testing.assert_array_equal(out["colours"][0], litert_runtime.decode_colours(
         np.eye(12, dtype=np.float32)[out["classes"]], fitted[None], meta)[0])
     missing = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,

@@ -11,7 +11,8 @@ around it, which is dropped afterwards: the border covers the net's receptive
 field, so every output pixel sees exactly what it would in one whole-image
 pass, and the result is the whole-image result (up to float rounding) while
 memory stays that of one tile. A net with image-level context (ResUNet's
-global pooling) sees each tile's context instead of the whole photo's.
+global pooling) sees each tile's context instead of the whole photo's. The
+tiling is `keras_cnn.full_size`'s, which the TFLite runtime shares.
 """
 
 import os
@@ -19,7 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn import plots
+from keras_cnn import full_size, plots
 from keras_cnn.colorization.colorizer import downsize
 from keras_cnn.colorization.palette import grey
 from keras_cnn.errors import UserError
@@ -29,7 +30,7 @@ from keras_cnn.fileio import atomic_path, image_size, list_images, read_image
 # pixels squared run in one pass.
 TILE_SIZE = 512
 # The widest border a tile gets (nets that see the whole image get this one).
-MAX_HALO = 128
+MAX_HALO = full_size.MAX_HALO
 # Rows converted at a time when building the grey | colour | original strip.
 _BAND_ROWS = 512
 
@@ -80,10 +81,7 @@ def receptive_radius(model, probe=192):
 
 def tile_halo(model):
     """The border each tile is run with: the receptive radius plus one 4-pixel step, on the 4-pixel grid."""
-    radius = receptive_radius(model)
-    if radius is None:
-        return MAX_HALO
-    return min(MAX_HALO, 4 * ((radius + 4 + 3) // 4))
+    return full_size.halo(receptive_radius(model))
 
 
 def _decode(model, palette, pixels, decode, temperature):
@@ -100,41 +98,73 @@ def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38, ti
     `tile_size=None` runs every image in one pass.
     """
     images = np.asarray(images_uint8, np.uint8)
-    n, h, w = images.shape[:3]
+    h, w = images.shape[1:3]
     big_h, big_w = h + (-h) % 4, w + (-w) % 4  # the padded size the net sees
     if tile_size is None or big_h * big_w <= tile_size * tile_size:
         padded, _ = _pad_to_multiple(images)
         return _decode(model, palette, padded, decode, temperature)[:, :h, :w]
-    tile = max(4, int(tile_size) - int(tile_size) % 4)
-    halo = tile_halo(model)
-    out = np.empty((n, h, w, 3), np.uint8)
-    for y0 in range(0, big_h, tile):
-        for x0 in range(0, big_w, tile):
-            y1, x1 = min(y0 + tile, big_h), min(x0 + tile, big_w)
-            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
-            yb, xb = min(big_h, y1 + halo), min(big_w, x1 + halo)
-            # The piece of the padded image, padded here: rows/columns past the photo repeat its edge.
-            piece = images[:, ya:min(yb, h), xa:min(xb, w)]
-            piece = np.pad(piece, ((0, 0), (0, yb - ya - piece.shape[1]), (0, xb - xa - piece.shape[2]), (0, 0)),
-                           mode="edge")
-            logits = model(piece, training=False)[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-            core = piece[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-            colours = palette.decode(logits, grey(core), decode, temperature).numpy()
-            hh, ww = min(y1, h) - y0, min(x1, w) - x0
-            if hh > 0 and ww > 0:
-                out[:, y0:y0 + hh, x0:x0 + ww] = colours[:, :hh, :ww]
-    return out
+
+    def run(view, core):
+        logits = model(view, training=False)[:, core[0], core[1]]
+        return palette.decode(logits, grey(view[:, core[0], core[1]]), decode, temperature).numpy()
+
+    return full_size.run_tiled(run, images, tile_size, tile_halo(model))
 
 
-def compare_strip(original, coloured):
-    """grey | colourized | original side by side, uint8 (H, 3W, 3), built in row bands."""
+COMPARE_LABELS = ("grey input", "colourized", "original")
+
+
+def _label_font(size):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def label_band(width, labels, height):
+    """uint8 (height, len(labels) * width, 3): each label centred over its `width`-pixel panel, black on white.
+
+    The font shrinks until the longest label fits a panel (down to 6 px).
+    """
+    from PIL import Image, ImageDraw
+
+    band = Image.new("RGB", (width * len(labels), height), "white")
+    draw = ImageDraw.Draw(band)
+    size = max(6, int(height * 0.75))
+    font = _label_font(size)
+    while size > 6 and max(draw.textlength(t, font=font) for t in labels) > width - 2:
+        size -= 1
+        font = _label_font(size)
+    for i, text in enumerate(labels):
+        x = i * width + max(0.0, (width - draw.textlength(text, font=font)) / 2)
+        draw.text((x, height / 2), text, fill="black", font=font, anchor="lm")
+    return np.asarray(band, np.uint8)
+
+
+def label_height(width):
+    """The height of the label band over panels `width` pixels wide: 12 to 40 pixels."""
+    return int(min(40, max(12, width // 10)))
+
+
+def compare_strip(original, coloured, labels=COMPARE_LABELS):
+    """grey | colourized | original side by side under a band naming each panel, uint8 (B + H, 3W, 3).
+
+    Built in row bands, so a big photo's strip costs little more than the
+    strip itself. `labels=None` leaves the band out.
+    """
     h, w = original.shape[:2]
-    strip = np.empty((h, 3 * w, 3), np.uint8)
+    top = label_height(w) if labels else 0
+    strip = np.empty((top + h, 3 * w, 3), np.uint8)
+    if labels:
+        strip[:top] = label_band(w, labels, top)
     for r in range(0, h, _BAND_ROWS):
         band = original[r:r + _BAND_ROWS]
-        strip[r:r + len(band), :w] = np.round(band.mean(-1, keepdims=True, dtype=np.float32)).astype(np.uint8)
-    strip[:, w:2 * w] = coloured
-    strip[:, 2 * w:] = original
+        strip[top + r:top + r + len(band), :w] = np.round(
+            band.mean(-1, keepdims=True, dtype=np.float32)).astype(np.uint8)
+    strip[top:, w:2 * w] = coloured
+    strip[top:, 2 * w:] = original
     return strip
 
 

@@ -1,15 +1,18 @@
-r"""Run an exported .tflite on a photo as a phone app would (LiteRT + NumPy, no TensorFlow).
+r"""Run an exported .tflite on a photo of any size as a phone app would (LiteRT + NumPy, no TensorFlow).
 
     python scripts/tflite_predict.py --model exported_models/unet/tflite/1/unet_int8.tflite \
-        --image ../shared/data/cifar10-horse-train/0000.jpg --out horse_colours.png
+        --image ../shared/data/weizmann-horses/images/horse001.jpg --out horse_colours.png
 
-(`keras-cnn tflite-predict ...` is the same command.) The photo is fitted to
-the model's fixed input size (as metadata.json beside the model says), run
-through the LiteRT interpreter. The graph itself returns the answer: an argmax
-colourizer its "colours" (uint8 RGB, written at the model's size), a segmenter
-its "classes" (the mask, written as class index scaled to 0..255 at the
-photo's size). An annealed-mean colourizer's colours are decoded from its
-"logits" with the palette in the metadata.
+(`keras-cnn tflite-predict ...` is the same command.) The result has the
+photo's own size, as `colorize` and `segment` write it. A colourizer's file
+has a fixed input (32x32 unless exported with --image-size), so the photo
+goes through it in tiles of that size, each with a border of real photo
+around it as wide as the net looks (metadata.json beside the model says
+how far), and the borders are dropped: the colours PNG equals `colorize`'s
+up to int8 rounding. A segmenter sees the photo resized to its input size,
+and its logits are resized back to the photo before the argmax; the mask
+is written as class index scaled to 0..255. An annealed-mean colourizer's
+colours are decoded from its "logits" with the palette in the metadata.
 """
 
 import os
@@ -33,7 +36,7 @@ def run(args):
     from keras_cnn.fileio import check_input, check_output
 
     # === Checks: before anything is loaded or written ===
-    check_input(args.model, "--model", "file")  # (rt.load_photo checks --image)
+    check_input(args.model, "--model", "file")  # (rt.read_photo checks --image)
     metadata = args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)), "metadata.json")
     check_input(metadata, "--metadata", "file")
     check_output(args.out, "--out", "file")
@@ -50,19 +53,20 @@ def run(args):
     warning = rt.check_metadata(rt.load_interpreter(args.model, with_delegates=False), meta, args.model, metadata)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    size = meta["input_size"][0]
-    photo, (height, width) = rt.load_photo(args.image, size, meta.get("image_fit", "centre_crop"))
+    image = rt.read_photo(args.image)
+    height, width = image.shape[:2]
     interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
-    outputs = rt.predict(interpreter, photo[None])
+    size = rt.input_size(interpreter)[0]
     if meta["application"] == "colorization":
-        colours = outputs["colours"] if "colours" in outputs else rt.decode_colours(outputs["logits"], photo[None],
-                                                                                   meta)
-        result = Image.fromarray(colours[0])
-        what = f"colours at {size}x{size}"
+        result = Image.fromarray(rt.colorize(interpreter, image, meta))
+        border = rt.tile_border(interpreter, meta)
+        what = (f"colours at {width}x{height}, in tiles of {size}x{size} keeping the central "
+                f"{size - 2 * border}x{size - 2 * border}")
     else:
-        mask = outputs["classes"][0]
-        step = 255 // max(outputs["logits"].shape[-1] - 1, 1)
-        result = Image.fromarray((mask * step).astype(np.uint8)).resize((width, height), Image.Resampling.NEAREST)
+        mask = rt.segment(interpreter, image)
+        classes = rt.metadata_classes(meta) or 2
+        step = 255 // max(classes - 1, 1)
+        result = Image.fromarray((mask * step).astype(np.uint8))
         share = float(np.mean(mask > 0))
         what = f"mask at {width}x{height}, {100 * share:.1f}% of pixels not class 0"
     with atomic_path(args.out) as tmp:

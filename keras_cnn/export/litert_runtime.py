@@ -8,6 +8,12 @@ and zero point in the int8 file) and, for an argmax colourizer, "colours"
 there and how they are decoded. `decode_colours` is the NumPy twin of
 `Palette.decode` on logits (tested equal), for annealed-mean colourizers
 whose colours an app computes itself.
+
+A photo of any size goes through a file of fixed size as the Keras side
+does it (`keras_cnn.full_size`): `colorize` runs a colourizer on tiles of the
+file's input size, each with a border covering the net's receptive field,
+and `segment` brings a segmenter's logits for the resized photo back to the
+photo's size before the argmax.
 """
 
 import contextlib
@@ -19,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from keras_cnn import full_size
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_json
 
@@ -184,6 +191,15 @@ def check_metadata(interpreter, meta, model_path="TFLite model", metadata_path="
     return None
 
 
+def read_photo(path):
+    """A photo file as uint8 RGB (H, W, 3), with a one-line error when it does not exist."""
+    from keras_cnn.fileio import read_image
+
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: image file does not exist")
+    return read_image(path)
+
+
 def load_photo(path, size, fit):
     """A photo as uint8 (size, size, 3) the way the export's `image_fit` says, and its original (h, w)."""
     from PIL import Image
@@ -228,3 +244,54 @@ def decode_colours(logits, images_uint8, metadata):
 def decode_mask(logits):
     """Logits or probabilities (N, H, W, K) -> uint8 class indices (N, H, W) (the graph's "classes")."""
     return np.argmax(logits, axis=-1).astype(np.uint8)
+
+
+def tile_border(interpreter, metadata):
+    """The border of real photo each tile of a colourizer file is run with.
+
+    The receptive radius the export measured on the Keras model (metadata
+    "receptive_radius"), on the 4-pixel grid and at most what leaves a core;
+    a quarter of the input size for nets that see the whole image or for
+    metadata without the field.
+    """
+    return full_size.halo(metadata.get("receptive_radius"), window=input_size(interpreter)[0])
+
+
+def colorize(interpreter, image, metadata):
+    """One uint8 RGB photo (H, W, 3) of any size -> colourized uint8 RGB (H, W, 3), as `colorize` gives it.
+
+    The file's fixed S x S input takes the photo in tiles (`full_size`):
+    each core of S - 2 * border pixels a side is run inside its S x S view
+    and only the core is kept, so every pixel sees the photo around it as far
+    as the net looks (`tile_border`). The colours are the graph's "colours",
+    or the palette decoding of its "logits" for an annealed-mean colourizer.
+    """
+    image = np.asarray(image, np.uint8)
+    height, width = input_size(interpreter)
+    if height != width:
+        raise UserError(f"a colourizer's TFLite file takes square images, this one {height}x{width}")
+
+    def run(view, core):
+        out = predict(interpreter, view)
+        if "colours" in out:
+            return out["colours"][:, core[0], core[1]]
+        return decode_colours(out["logits"][:, core[0], core[1]], view[:, core[0], core[1]], metadata)
+
+    return full_size.run_tiled(run, image[None], None, tile_border(interpreter, metadata), window=height)[0]
+
+
+def segment(interpreter, image):
+    """One uint8 RGB photo (H, W, 3) -> uint8 class labels (H, W) at the photo's own size, as `segment` gives them.
+
+    The photo is resized to the file's input size (bilinear, as
+    `load_photo` fits it), and the logits are resized back to the photo
+    bilinearly before the argmax (`full_size.labels_at_size`).
+    """
+    from PIL import Image
+
+    image = np.asarray(image, np.uint8)
+    height, width = input_size(interpreter)
+    with Image.fromarray(image) as im:
+        fitted = np.asarray(im.resize((width, height), Image.Resampling.BILINEAR), np.uint8)
+    logits = predict(interpreter, fitted[None])["logits"][0]
+    return full_size.labels_at_size(logits, image.shape[0], image.shape[1])

@@ -295,6 +295,8 @@ class ColorizerServable(Servable):
         return {"delta_e": float(de) / (n * truth.shape[1] * truth.shape[2]), "psnr": float(ps) / n}
 
     def metadata(self):
+        from keras_cnn.colorization.predict import receptive_radius
+
         meta = self.base_metadata()
         meta.update({
             "preprocessing": ("4x downsized colour image (average-pool 2 twice, nearest 4x "
@@ -307,6 +309,12 @@ class ColorizerServable(Servable):
             "decode": self.cfg.decode,
             "temperature": self.cfg.temperature,
             "downsize_input": self.cfg.downsize_input,
+            # How far an output pixel looks (None: the whole image), so an app can colourize a photo of
+            # any size in tiles of the fixed input size, as keras_cnn.export.litert_runtime.colorize does.
+            "receptive_radius": receptive_radius(self.model),
+            "photos_of_any_size": ("tiles of the input size on the 4-pixel grid; each keeps its core and "
+                                   "drops a border of receptive_radius rounded up to 4 pixels (at most "
+                                   "what leaves a 4-pixel core; a quarter of the input size when null)"),
         })
         return meta
 

@@ -7,8 +7,9 @@ itself), and the logits are resized back to the photo's own size
 Memory stays bounded for big photos: the resize to the model's size runs in
 row bands (width first, then height: the antialiased bilinear resize is
 separable), and the logits are brought back to the photo's size and turned
-into labels `BAND_ROWS` rows at a time, so no float copy of the whole photo
-or of its full-size logits is ever made. The results are those of
+into labels a band of rows at a time (`keras_cnn.full_size.labels_at_size`,
+which the TFLite runtime shares), so no float copy of the whole photo or of
+its full-size logits is ever made. The results are those of
 `tf.image.resize` on the whole photo, up to float rounding.
 """
 
@@ -19,6 +20,7 @@ import tensorflow as tf
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images, read_image
+from keras_cnn.full_size import labels_at_size
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
 
 # Rows of the photo handled at a time by the resizes, the argmax and the overlay.
@@ -73,37 +75,6 @@ def resize_to_model(image, size):
         narrow[r:r + len(band)] = tf.image.resize(band, (len(band), size[1]), method="bilinear",
                                                   antialias=True).numpy()
     return tf.image.resize(narrow, size, method="bilinear", antialias=True)
-
-
-def _bilinear_weights(out_size, in_size):
-    """TensorFlow's half-pixel-centre bilinear sampling along one axis: (lower, upper, lerp)."""
-    scale = np.float32(in_size) / np.float32(out_size)
-    x = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    floor = np.floor(x)
-    lower = np.maximum(floor, 0).astype(np.int64)
-    upper = np.minimum(np.ceil(x), in_size - 1).astype(np.int64)
-    return lower, upper, (x - floor).astype(np.float32)
-
-
-def labels_at_size(logits, height, width):
-    """Logits (S, S', K) -> uint8 labels (height, width): bilinear upsampling then argmax, in row bands.
-
-    The same sampling as `tf.image.resize(logits, (height, width), "bilinear")`
-    but `BAND_ROWS` rows at a time, so the full-size logits never exist.
-    """
-    logits = np.asarray(logits, np.float32)
-    y_lo, y_hi, y_lerp = _bilinear_weights(height, logits.shape[0])
-    x_lo, x_hi, x_lerp = _bilinear_weights(width, logits.shape[1])
-    x_lerp = x_lerp[None, :, None]
-    labels = np.empty((height, width), np.uint8)
-    for r in range(0, height, BAND_ROWS):
-        rows = slice(r, min(r + BAND_ROWS, height))
-        top, bottom = logits[y_lo[rows]], logits[y_hi[rows]]
-        top = top[:, x_lo] + (top[:, x_hi] - top[:, x_lo]) * x_lerp
-        bottom = bottom[:, x_lo] + (bottom[:, x_hi] - bottom[:, x_lo]) * x_lerp
-        band = top + (bottom - top) * y_lerp[rows][:, None, None]
-        labels[rows] = np.argmax(band, axis=-1)
-    return labels
 
 
 def predict_labels(model, image):
