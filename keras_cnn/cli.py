@@ -10,11 +10,13 @@ must not wait for TensorFlow.
 """
 
 import argparse
+import errno
 import importlib
 import importlib.abc
 import importlib.util
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -109,7 +111,7 @@ def error_line(e):
     if isinstance(e, UserError):
         return _one_line(e)
     if isinstance(e, OSError):
-        problem = e.strerror or _one_line(e)
+        problem = _full_disk(e.errno, str(e)) or _one_line(e.strerror or e)
         if e.filename is None:
             return problem
         where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
@@ -122,11 +124,28 @@ def error_line(e):
     if type(e).__name__ == "JSONDecodeError":  # json.JSONDecodeError, without naming a file
         return f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
     tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(e, tf.errors.ResourceExhaustedError):
-        # TensorFlow's message runs to pages of allocator state; its first line says what failed.
-        first = (str(e.message).strip().splitlines() or ["ResourceExhaustedError"])[0]
-        return f"out of memory ({_one_line(first)}); try a smaller --batch-size or smaller images"
+    if tf is not None and isinstance(e, tf.errors.OpError):
+        # TensorFlow's message runs to pages (allocator state); its first line says what failed.
+        first = _one_line((str(e.message).strip().splitlines() or [type(e).__name__])[0])
+        # TensorFlow reports a full disk as RESOURCE_EXHAUSTED too: "{{function_node ...}} PATH; No space
+        # left on device [Op:WriteFile]".
+        full = _full_disk(None, first)
+        if full:
+            where = re.sub(r"\s*\[Op:\w+\].*$", "", re.sub(r"^\{\{.*?\}\}\s*", "", first))
+            where = where.split("; No space left on device")[0].split(": No space left on device")[0]
+            return f"{where}: {full}"
+        if isinstance(e, tf.errors.ResourceExhaustedError):
+            return f"out of memory ({first}); try a smaller --batch-size or smaller images"
     return None
+
+
+_FULL_DISK = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def _full_disk(code, message):
+    """The words for a full disk (by errno, or by the words of a library that drops the errno), else None."""
+    what = _FULL_DISK.get(code) or ("no space left on device" if "No space left on device" in message else None)
+    return f"{what}; free some space there, or write somewhere else, and run the command again" if what else None
 
 
 def main(fn):

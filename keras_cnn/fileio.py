@@ -6,6 +6,7 @@ half-written file behind that a later run would mistake for a good one.
 """
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -40,7 +41,15 @@ def atomic_path(path, overwrite=True):
     # Keep the real suffix last: writers such as `model.save` insist on it.
     tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{base}")
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            # A write deep inside a library (h5py, zipfile, f.write) names no file, or names the
+            # temporary one: the error names the output instead.
+            named = named_os_error(e, path, tmp, unnamed=True)
+            if named is e:
+                raise
+            raise named from e
         if not overwrite:
             if os.path.lexists(path):
                 raise UserError(f"{path}: appeared while writing it; not overwriting it")
@@ -55,6 +64,31 @@ def atomic_path(path, overwrite=True):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.exists(tmp):
             os.remove(tmp)
+
+
+def named_os_error(e, path, tmp=None, unnamed=False):
+    """`e`, an `OSError`, as one that names the file the user knows; `e` itself if it already does.
+
+    A file name inside the temporary `tmp` (of `atomic_path`, or a folder
+    built beside its target) becomes the same name inside `path`; with
+    `unnamed`, an error that names no file (a failed `write()`) names `path`.
+    A full disk reported only in the message (h5py: "errno = 28, error
+    message = 'No space left on device'") gets its errno, so that
+    `keras_cnn.cli` words it as a full disk.
+    """
+    filename = e.filename if e.filename is None else os.fspath(e.filename)
+    if tmp and isinstance(filename, str) and (filename == tmp or filename.startswith(tmp + os.sep)):
+        filename = os.path.join(path, filename[len(tmp) + 1:]) if filename != tmp else path
+    elif filename is None and unnamed:
+        filename = path
+    code = e.errno
+    if code is None and "No space left on device" in str(e):
+        code = errno.ENOSPC
+    if filename == e.filename and code == e.errno:
+        return e
+    # OSError(errno, ...) gives the subclass of that errno (FileNotFoundError...).
+    return OSError(code, e.strerror or (os.strerror(code) if code else " ".join(str(e).split())), filename,
+                   None, e.filename2)
 
 
 def atomic_write_bytes(path, data):

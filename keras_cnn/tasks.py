@@ -30,7 +30,7 @@ import time
 from keras_cnn import config as config_lib
 from keras_cnn import training
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
+from keras_cnn.fileio import atomic_write_text, named_os_error
 
 # Task name -> module defining it (imported on first use, so importing one
 # application never imports the other).
@@ -200,8 +200,12 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     """Trains `cfg` (any task's config) into `run_dir`; returns the final metrics.
 
     The run folder gets the files listed in `keras_cnn.training.run_folder`.
-    Set-up failures (bad data, a bad palette) remove a folder this call
-    created, so fixing a flag and re-running does not trip over a half-made run.
+    A new one is built beside `run_dir` during set-up and renamed into place
+    when set-up ends (`training.new_run`), so set-up failures (bad data, a bad
+    palette, a full disk) leave nothing behind; a failure during `fit` before
+    any epoch finished or was backed up removes what the run wrote too. Either
+    way, fixing the cause and re-running the same command does not trip over a
+    half-made run.
 
     The strategy is made before anything is written: a multi-worker cluster
     waits for its peers there, and a peer that never comes is a `UserError`
@@ -220,9 +224,10 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     # What the folder held before (None: no folder), so a run that dies of a NaN loss before its first
     # epoch can take back exactly what it wrote.
     before = (set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None) if runtime.chief and not resume else ()
-    with training.new_run(run_dir, cfg, resume, task=task.name) as cfg:
+    # A new run folder appears whole (config and assets) when set-up ends, or not at all.
+    with training.new_run(run_dir, cfg, resume, task=task.name) as (cfg, setup_dir):
         data = task.load_data(cfg)
-        assets = task.prepare(cfg, data, run_dir, runtime)
+        assets = task.prepare(cfg, data, setup_dir, runtime)
         with runtime.strategy.scope():
             model = task.build_model(cfg, data, assets, runtime)
         train_ds, val_ds = task.datasets(cfg, data, assets, model, runtime)
@@ -236,6 +241,19 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
                      verbose=verbose, sync_batchnorm=cfg.sync_batchnorm, log=log)
     except training.NonFiniteLoss as e:
         raise UserError(_non_finite_message(e, run_dir, before)) from None
+    except Exception as e:
+        # A full disk, a bug: a new run that has nothing to resume from is taken back, so that the
+        # same command (not --resume) runs again once the cause is fixed.
+        if _nothing_to_resume(run_dir):
+            gone = _take_back(run_dir, before)
+            if gone:
+                log(f"{run_dir}: training failed before its first backup, {gone}")
+        if isinstance(e, OSError):
+            # A write deep in Keras or the CSV log names no file: name the run folder.
+            named = named_os_error(e, run_dir, unnamed=True)
+            if named is not e:
+                raise named from e
+        raise
     if not runtime.chief:
         return {}
     seconds = time.time() - start
@@ -248,26 +266,48 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     return metrics
 
 
-def _non_finite_message(e, run_dir, before):
-    """The one line for a NaN / infinite loss; removes what a new run wrote if no epoch finished.
+def _nothing_to_resume(run_dir):
+    """True if `run_dir` holds no backup (False if that cannot be told).
 
-    `before`: the folder's entries before this run (None: it did not exist;
-    an empty tuple: a resumed run or a non-chief worker, which remove nothing).
+    The backup is written last at the end of an epoch: an epoch whose
+    checkpoint and CSV row were written but whose backup was not cannot be
+    resumed (`run_config` refuses such a folder), so without a backup the
+    folder holds nothing worth keeping.
     """
+    try:
+        return training.read_backup_state(os.path.join(run_dir, training.BACKUP_DIR)) is None
+    except (UserError, OSError):
+        return False
+
+
+def _take_back(run_dir, before):
+    """Removes what this call wrote in `run_dir`; returns the phrase saying so, or None if it removed nothing.
+
+    `before`: the folder's entries before this run (None: it did not exist,
+    so all of it goes; an empty tuple: a resumed run or a non-chief worker,
+    which remove nothing).
+    """
+    if before is None:
+        # Nothing worth keeping: the fixed command must not find "a run" here.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return "so the run folder was removed"
+    if isinstance(before, set):
+        for name in set(os.listdir(run_dir)) - before:
+            path = os.path.join(run_dir, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+        return f"so what the run wrote in {run_dir} was removed"
+    return None
+
+
+def _non_finite_message(e, run_dir, before):
+    """The one line for a NaN / infinite loss; removes what a new run wrote if no epoch finished."""
     finished = len(training.read_history(run_dir))
     if finished:
         kept = (f"{run_dir} keeps the checkpoints of its {finished} finished epoch(s); start a new run "
                 "with another --run-dir")
-    elif before is None:
-        # Nothing worth keeping: the fixed command must not find "a run" here.
-        shutil.rmtree(run_dir, ignore_errors=True)
-        kept = "no epoch had finished, so the run folder was removed"
-    elif isinstance(before, set):
-        for name in set(os.listdir(run_dir)) - before:
-            path = os.path.join(run_dir, name)
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
-        kept = f"no epoch had finished, so what the run wrote in {run_dir} was removed"
     else:
-        kept = f"{run_dir} was resumed with its saved settings: start a new run with another --run-dir"
+        gone = _take_back(run_dir, before)
+        kept = (f"no epoch had finished, {gone}" if gone else
+                f"{run_dir} was resumed with its saved settings: start a new run with another --run-dir")
     return (f"{run_dir}: training stopped at epoch {e.epoch}, step {e.step}: the loss became {e.value} "
             f"(not finite); lower --learning-rate ({kept})")

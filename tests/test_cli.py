@@ -6,6 +6,7 @@ case fails before TensorFlow is imported. A few cases run as real
 subprocesses of the documented commands to prove the exit code.
 """
 
+import errno
 import json
 import os
 import re
@@ -387,6 +388,9 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path):
     assert proc.stderr.splitlines()[-1] == "error: --epochs must be >= 1, got 0"
 
 
+FREE_SPACE = "free some space there, or write somewhere else, and run the command again"
+
+
 def failing(exc):
     def fn():
         raise exc
@@ -399,6 +403,14 @@ def failing(exc):
     (PermissionError(13, "Permission denied", "/root/x"), "error: /root/x: Permission denied"),
     (json.JSONDecodeError("Expecting value", "x", 0), "error: not valid JSON (Expecting value at line 1 column 1)"),
     (MemoryError(), "error: out of memory; try a smaller --batch-size or smaller images"),
+    # A full disk is not "out of memory", and says which file did not fit.
+    (OSError(errno.ENOSPC, "No space left on device", "/runs/a/last.keras"),
+     "error: /runs/a/last.keras: no space left on device; " + FREE_SPACE),
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "/home/u/runs/a"),
+     "error: /home/u/runs/a: disk quota exceeded; " + FREE_SPACE),
+    (OSError(None, "Can't write data (file write failed: errno = 28, error message = 'No space left on "
+                   "device')", "/runs/a/backup/w.h5"), "error: /runs/a/backup/w.h5: no space left on device; "
+                                                        + FREE_SPACE),
 ])
 def test_expected_failures_become_one_line(capsys, exc, line):
     with pytest.raises(SystemExit) as e:

@@ -212,3 +212,44 @@ def test_leftovers_of_killed_exports_are_cleaned_or_rolled_forward(tmp_path, fak
     assert sorted(os.listdir(unet / "tflite")) == ["3"]
     assert not layout.is_stale(str(unet / ".v5.lock"))
     assert layout.is_stale(str(unet / ".v7.lock"), now=time.time() + layout.FOREIGN_STALE_SECONDS)
+
+
+def _writes_to_a_full_disk(servable, path):
+    # The real error TensorFlow raises when a write meets a full disk (/dev/full answers every
+    # write with ENOSPC): a ResourceExhaustedError, which was once reported as "out of memory".
+    import tensorflow as tf
+
+    os.makedirs(path)
+    tf.io.write_file("/dev/full", tf.constant(b"x" * 4096))
+
+
+def _unnamed_enospc(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write() deep in a library
+
+
+# (id, writer to replace, the fake, what the one line must start with: {out} is the export root)
+FULL_DISK_EXPORTS = [
+    ("saved-model-tensorflow", "saved_model.write_saved_model", _writes_to_a_full_disk, "/dev/full: "),
+    ("tflite-write", "tflite.export_tflite", _unnamed_enospc, "{out}/unet: "),
+]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("writer,fake,where", [row[1:] for row in FULL_DISK_EXPORTS],
+                         ids=[row[0] for row in FULL_DISK_EXPORTS])
+def test_a_full_disk_during_export_is_one_line_naming_the_file(tmp_path, fake_writers, monkeypatch, writer,
+                                                                fake, where):
+    from keras_cnn import cli
+    from keras_cnn.export import saved_model, tflite
+
+    module, name = writer.split(".")
+    monkeypatch.setattr({"saved_model": saved_model, "tflite": tflite}[module], name, fake)
+    out = str(tmp_path / "exported_models")
+    with pytest.raises(Exception) as caught:
+        layout.export_model(FakeServable("A"), out, "unet", ("saved_model", "tflite_float16"), log=quiet)
+    line = cli.error_line(caught.value)
+    assert line == (where.format(out=out) + "no space left on device; free some space there, or write somewhere "
+                    "else, and run the command again"), line
+    assert not os.path.exists(out)  # nothing of the version, no lock, no build folder

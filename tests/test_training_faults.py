@@ -6,6 +6,7 @@ a real process, then `--resume`) are marked slow.
 
 import csv
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -264,3 +265,112 @@ def test_sigterm_to_a_training_process_then_resume(colour_images, tmp_path):
     assert f"made after step {stopped['step']} of epoch {stopped['epoch'] + 1}" in done.stdout \
         or f"made after epoch {stopped['epoch']}" in done.stdout
     assert len(history(run_dir)) == 40 and os.path.isfile(os.path.join(run_dir, "metrics.json"))
+
+
+# === A full disk ===
+
+def _no_space(*args, **kwargs):
+    # As write() raises it deep inside NumPy, h5py or zipfile: no file name.
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _patch_full_disk(monkeypatch, where):
+    """Makes the disk fill up while `where` is written: a few bytes of it land, then ENOSPC."""
+    import keras
+
+    from keras_cnn import fileio
+
+    if where == "config.json":
+        original = fileio.atomic_write_bytes
+
+        def write(path, data):
+            if not path.endswith("config.json"):
+                return original(path, data)
+            with fileio.atomic_path(path) as tmp, open(tmp, "wb") as f:
+                f.write(data[:5])
+                _no_space()
+
+        monkeypatch.setattr(fileio, "atomic_write_bytes", write)
+    elif where == "palette.npy":
+        def save(f, *args, **kwargs):
+            f.write(b"\x93NUMPY")
+            _no_space()
+
+        monkeypatch.setattr(np, "save", save)
+    elif where == "last.keras":
+        def save(self, path, *args, **kwargs):
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04")
+            _no_space()
+
+        monkeypatch.setattr(keras.Model, "save", save)
+    elif where.startswith("backup/"):
+        original = keras.Model.save_weights
+        fail_at = int(where[len("backup/epoch"):].split("-")[0])  # epoch number in the file's name
+
+        def save_weights(self, path, *args, **kwargs):
+            if f"epoch{fail_at:05d}" not in os.path.basename(path):
+                return original(self, path, *args, **kwargs)
+            with open(path, "wb") as f:
+                f.write(b"\x89HDF")
+            _no_space()
+
+        monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    elif where == "history.csv":
+        monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", _no_space)
+    else:
+        raise AssertionError(where)
+
+
+# (id, the file being written when the disk fills up, whether the run survives to be resumed)
+DISK_FULL = [
+    ("config", "config.json", False),
+    ("palette", "palette.npy", False),
+    ("first-checkpoint", "last.keras", False),
+    ("first-csv-row", "history.csv", False),
+    ("first-backup", "backup/epoch00001-step0000000.weights.h5", False),
+    ("second-backup", "backup/epoch00002-step0000000.weights.h5", True),
+]
+
+
+@pytest.mark.parametrize("where,resumable", [row[1:] for row in DISK_FULL], ids=[row[0] for row in DISK_FULL])
+def test_a_full_disk_leaves_a_whole_run_or_none(colour_images, tmp_path, monkeypatch, where, resumable):
+    from keras_cnn import cli, training
+
+    monkeypatch.setattr(plots.EpochStrip, "on_epoch_end", lambda *a, **k: None)  # no strips: faster
+    run_dir = str(tmp_path / "run")
+    cfg = colour_cfg(colour_images, epochs=3, batch_size=4)
+    with pytest.MonkeyPatch.context() as disk, pytest.raises(OSError) as caught:
+        _patch_full_disk(disk, where)
+        train(cfg, run_dir, verbose=0, log=quiet)
+    # Space is free again. The one line names the file (not a hidden temporary one) and what happened.
+    line = cli.error_line(caught.value)
+    assert line == (f"{os.path.join(run_dir, where)}: no space left on device; free some space there, or write "
+                    "somewhere else, and run the command again"), line
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    if not resumable:
+        # Nothing to resume from, so nothing left: the same command runs again.
+        assert not os.path.exists(run_dir)
+        assert training.run_config(run_dir, cfg) == cfg
+        return
+    # The epochs backed up before the disk filled up are kept, and --resume finishes the run.
+    assert training.read_backup_state(os.path.join(run_dir, "backup"))["epoch"] == 1
+    with pytest.raises(UserError, match="already holds a run; pass --resume"):
+        training.run_config(run_dir, cfg)
+    train(cfg, run_dir, resume=True, verbose=0, log=quiet)
+    assert [r["epoch"] for r in history(run_dir)] == ["0", "1", "2"]
+
+
+def test_a_run_folder_made_beforehand_is_filled_whole_or_left_as_it_was(colour_images, tmp_path):
+    from keras_cnn import training
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    cfg = colour_cfg(colour_images, epochs=1, batch_size=4)
+    with pytest.MonkeyPatch.context() as disk, pytest.raises(OSError, match="No space left on device"):
+        _patch_full_disk(disk, "palette.npy")
+        train(cfg, str(run_dir), verbose=0, log=quiet)
+    assert os.listdir(run_dir) == ["notes.txt"]
+    assert training.prepare_run_dir(str(run_dir), cfg, task="colorization") == cfg
+    assert sorted(os.listdir(run_dir)) == ["config.json", "notes.txt"]

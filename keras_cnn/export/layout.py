@@ -42,7 +42,7 @@ import time
 import uuid
 
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
+from keras_cnn.fileio import atomic_write_text, named_os_error
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -420,13 +420,18 @@ def export_model(servable, root, name, formats=FORMATS, version=None, representa
         with open(os.path.join(build, COMPLETE_MARKER), "w") as f:
             f.write("ok\n")
         _publish(build, root, name, version)
-    except BaseException:
+    except BaseException as e:
         for path in (build, lock):
             if path:
                 _remove(path)
         for folder in new_folders:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only if empty
+        if isinstance(e, OSError):
+            # A write that names no file (or the hidden build folder's): name the model's export folder.
+            named = named_os_error(e, os.path.join(root, name), build, unnamed=True)
+            if named is not e:
+                raise named from e
         raise
     _remove(build)
     _remove(lock)

@@ -13,7 +13,7 @@ import keras
 
 from keras_cnn import distribute, state_files
 from keras_cnn.errors import TrainingInterrupted, UserError
-from keras_cnn.fileio import atomic_path, atomic_write_text
+from keras_cnn.fileio import atomic_path, atomic_write_text, named_os_error
 from keras_cnn.training.run_folder import BACKUP_DIR, BACKUP_STATE, HISTORY_CSV, drop_history_from, read_best
 
 
@@ -39,6 +39,15 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
             drop_history_from(self.run_dir, epoch)
             super().on_train_begin(logs)
             self._opened = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            super().on_epoch_end(epoch, logs)
+        except OSError as e:  # a full disk: write() names no file
+            named = named_os_error(e, self.filename, unnamed=True)
+            if named is e:
+                raise
+            raise named from e
 
     def on_train_end(self, logs=None):
         if self._opened:

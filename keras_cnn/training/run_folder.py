@@ -20,12 +20,13 @@ import csv
 import io
 import os
 import shutil
+import uuid
 
 from keras_cnn import config as config_lib
 from keras_cnn import distribute, state_files
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
-from keras_cnn.state_files import BACKUP_DIR, BACKUP_STATE, HISTORY_CSV  # noqa: F401 (names of the folder's files)
+from keras_cnn.fileio import atomic_write_text, named_os_error
+from keras_cnn.state_files import BACKUP_DIR, BACKUP_STATE, CONFIG, HISTORY_CSV  # noqa: F401 (the folder's files)
 
 
 def read_history(run_dir, before_epoch=None):
@@ -130,35 +131,64 @@ def run_config(run_dir, cfg, resume=False, chief=None):
 
 
 def prepare_run_dir(run_dir, cfg, resume=False, chief=None, task=None):
-    """Creates the run folder and writes `config.json`; returns the config to train with.
+    """Creates the run folder with its `config.json` (whole or not at all); returns the config to train with.
 
     The checks and the config are those of `run_config`; a non-chief worker
     writes nothing. `task` is the task's name, recorded in `config.json`.
     """
-    if chief is None:
-        chief = distribute.is_chief()
-    cfg = run_config(run_dir, cfg, resume, chief)
-    path = config_lib.config_path(run_dir)
-    if chief and not os.path.exists(path):
-        os.makedirs(run_dir, exist_ok=True)
-        config_lib.save_config(cfg, path, task=task)
-    return cfg
+    with new_run(run_dir, cfg, resume, chief, task) as (cfg, _):
+        return cfg
 
 
 @contextlib.contextmanager
 def new_run(run_dir, cfg, resume=False, chief=None, task=None):
-    """`prepare_run_dir` for the set-up phase of a run; yields the config to use.
+    """The set-up phase of a run; yields `(config, folder)`: the config to train with, and where set-up writes.
 
-    If set-up fails (bad data, bad palette...) in a folder this call created,
-    the folder is removed again, so fixing the flag and re-running does not
-    trip over a half-made run. Only the chief creates or removes it.
+    A new run is built in a hidden folder beside `run_dir`
+    (`.tmp-<pid>-<random>-<name>`): `config.json` first, then what set-up
+    writes into `folder` (a palette). When the body returns, the folder is
+    renamed into place, so `run_dir` appears whole or not at all: a failure
+    during set-up (bad data, a bad palette, a full disk) leaves nothing that
+    would block the fixed command. A `run_dir` that exists without a run (an
+    empty folder made beforehand) gets the files moved in, `config.json`
+    last: a folder is a run once it holds `config.json`. A resumed run sets
+    up in `run_dir` itself; a non-chief worker writes nothing.
     """
     if chief is None:
         chief = distribute.is_chief()
-    existed = os.path.exists(run_dir)
+    cfg = run_config(run_dir, cfg, resume, chief)
+    if not chief or os.path.exists(config_lib.config_path(run_dir)):
+        yield cfg, run_dir
+        return
+    parent, name = os.path.split(os.path.abspath(run_dir))
+    os.makedirs(parent, exist_ok=True)
+    build = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}")
     try:
-        yield prepare_run_dir(run_dir, cfg, resume, chief, task)
-    except BaseException:
-        if chief and not existed:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        os.makedirs(build)
+        config_lib.save_config(cfg, config_lib.config_path(build), task=task)
+        yield cfg, build
+        _publish(build, run_dir)
+    except OSError as e:
+        # Name the run folder, not the hidden one that is about to go.
+        named = named_os_error(e, run_dir, build)
+        if named is e:
+            raise
+        raise named from e
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _publish(build, run_dir):
+    """Puts the set-up files of `build` in place as `run_dir`: one rename, or moved into an existing folder."""
+    if not os.path.isdir(run_dir):
+        os.rename(build, run_dir)
+        return
+    # A folder that exists without a run (made beforehand): config.json goes last, so it only
+    # becomes a run once everything else is there.
+    names = sorted(os.listdir(build), key=lambda n: n == CONFIG)
+    for name in names:
+        target = os.path.join(run_dir, name)
+        if os.path.lexists(target):
+            raise UserError(f"{target}: already exists in the run folder; choose an empty or new --run-dir")
+    for name in names:
+        os.replace(os.path.join(build, name), os.path.join(run_dir, name))
