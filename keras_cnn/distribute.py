@@ -14,7 +14,8 @@ others keep their scratch files in temporary folders.
 
 A multi-worker strategy waits for every task of the cluster when it is made
 (`get_strategy`), at most `KERAS_CNN_CLUSTER_TIMEOUT` seconds (default 300):
-a peer that never starts is a one-line `UserError` naming it, not a hang.
+a peer that never starts is a one-line `UserError` naming it, not a hang, and
+SIGTERM or Ctrl-C during the wait stop it at once (exit 143 or 130).
 """
 
 import contextlib
@@ -23,18 +24,25 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 
 import keras
 import tensorflow as tf
 
-from keras_cnn.errors import UserError
+from keras_cnn.errors import Interrupted, UserError
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 CLUSTER_TIMEOUT_ENV = "KERAS_CNN_CLUSTER_TIMEOUT"
 DEFAULT_CLUSTER_TIMEOUT = 300.0
+# The task types TensorFlow's coordination service waits for.
+_COORDINATED = ("chief", "worker")
+# How often the wait for peers looks again, in seconds.
+_PEER_POLL = 0.25
 log = logging.getLogger(__name__)
 
 _SHARD_POLICIES = {
@@ -221,52 +229,167 @@ def _configure_cluster_wait(timeout):
     return True
 
 
-def _multi_worker_strategy(cluster, timeout):
-    """`MultiWorkerMirroredStrategy()` that waits at most `timeout` s for its peers.
+def _peers(cluster):
+    """(type, index) of every other task the coordination service waits for."""
+    me = (cluster["task"]["type"], cluster["task"].get("index", 0))
+    return [(kind, i) for kind in _COORDINATED for i in range(len(cluster["cluster"].get(kind, [])))
+            if (kind, i) != me]
 
-    While it waits, the main thread is inside TensorFlow's C++ (holding the
-    GIL), so Python signal handlers cannot run: Ctrl-C takes effect when the
-    wait ends, and a SIGTERM then goes to TensorFlow's preemption notifier;
-    both waits are bounded by `timeout`. Afterwards SIGTERM is handled by
-    Python again (the default: the process ends; during `fit`, a clean stop).
-    TensorFlow's log lines of a failed wait (a screenful from C++) are
-    dropped: the `UserError` names the peers that did not come. Those of a
-    successful start are passed on.
+
+def _timeout_error(cluster, missing, timeout, detail=""):
+    me = _task_address(cluster, cluster["task"]["type"], cluster["task"].get("index", 0))
+    who = ", ".join(missing) if missing else "a peer"
+    return UserError(f"TF_CONFIG: {who} did not join the cluster within {timeout:g} s (this is {me}); start "
+                     f"every task with its own TF_CONFIG, or wait longer with {CLUSTER_TIMEOUT_ENV}=SECONDS"
+                     + detail)
+
+
+def _listen_in_place(cluster):
+    """A socket listening on this task's port until its TensorFlow server takes the port over.
+
+    Peers waiting in `_wait_for_peers` see this task as started as soon as it
+    waits itself. All interfaces, as TensorFlow's own server listens.
     """
-    import signal
-    import threading
+    kind, index = cluster["task"]["type"], cluster["task"].get("index", 0)
+    address = cluster["cluster"][kind][index]
+    _, _, port = address.rpartition(":")
+    try:
+        port = int(port)
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        return socket.create_server(("", port))
+    except ValueError:
+        raise UserError(f"TF_CONFIG: this task's address {address!r} has no port number") from None
+    except OSError as e:
+        me = _task_address(cluster, kind, index)
+        raise UserError(f"TF_CONFIG: cannot listen on port {port} of this task ({me}): {e.strerror or e}; "
+                        "is another process using it?") from None
 
-    configured = _configure_cluster_wait(timeout)
-    main_thread = threading.current_thread() is threading.main_thread()
-    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
-    with tempfile.TemporaryDirectory(prefix="keras_cnn_cluster_") as scratch:
-        native_log = os.path.join(scratch, "stderr.log")
-        failure = None
-        with _native_stderr_to(native_log):
-            try:
-                strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            except RuntimeError as e:
-                failure = UserError(f"--strategy multi_worker: {str(e).splitlines()[0]} (create the strategy "
-                                    "before any other TensorFlow work)")
-            except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError,
-                    tf.errors.InternalError, tf.errors.FailedPreconditionError) as e:
-                missing = _missing_tasks(cluster, str(e))
-                me = _task_address(cluster, cluster["task"]["type"], cluster["task"].get("index", 0))
-                who = ", ".join(missing) if missing else "a peer"
-                failure = UserError(
-                    f"TF_CONFIG: {who} did not join the cluster within {timeout:g} s (this is {me}); start "
-                    f"every task with its own TF_CONFIG, or wait longer with {CLUSTER_TIMEOUT_ENV}=SECONDS"
-                    + ("" if configured else f" ({type(e).__name__})"))
-        if failure is None:
-            with open(native_log, "rb") as f:
-                logged = f.read()
-            if logged:
-                sys.stderr.flush()
-                os.write(2, logged)
-    if main_thread:
-        # TensorFlow's coordination agent installs its own SIGTERM handler (a preemption notice that
-        # nothing here reads), which would make the process ignore SIGTERM: put the previous one back.
-        signal.signal(signal.SIGTERM, sigterm if sigterm is not None else signal.SIG_DFL)
+
+def _wait_for_peers(cluster, timeout, waiting):
+    """Waits, in Python, until every other chief and worker task accepts connections on its port.
+
+    TensorFlow's own wait happens in C++ with the interpreter's lock held, so
+    no Python signal handler runs until it ends (SIGTERM and Ctrl-C did
+    nothing until the timeout). This wait sleeps in Python between looks, so
+    signals act at once. Each task listens on its own port meanwhile
+    (`_listen_in_place`), so the peers see it; connections are accepted and
+    closed. `waiting` (a list) holds the peers not seen yet, for messages.
+    """
+    placeholder = _listen_in_place(cluster)
+    placeholder.setblocking(False)
+    deadline = time.monotonic() + timeout
+    pending = _peers(cluster)
+    try:
+        while True:
+            while True:  # the peers' own looks at this task
+                try:
+                    connection, _ = placeholder.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                connection.close()
+            pending = [(kind, i) for kind, i in pending
+                       if not _reachable(cluster["cluster"][kind][i], timeout=min(1.0, _PEER_POLL * 2))]
+            waiting[:] = [_task_address(cluster, kind, i) for kind, i in pending]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise _timeout_error(cluster, waiting, timeout)
+            time.sleep(_PEER_POLL)
+    finally:
+        placeholder.close()
+
+
+@contextlib.contextmanager
+def _signals_stop_the_wait(message):
+    """SIGTERM and SIGINT raise `Interrupted` (exit 143 / 130 through `keras_cnn.cli`) while this lasts.
+
+    `message(signal_name)` gives its one line. Yields `native()`, a context
+    for the call into TensorFlow that blocks both signals in this thread
+    (and so in the threads TensorFlow starts there, which inherit the mask):
+    TensorFlow's coordination agent installs a SIGTERM handler of its own
+    there that would swallow the signal. On the way out the handler is put
+    back and the signals unblocked, so one that came meanwhile acts then.
+    Outside the main thread (where Python runs no signal handlers) it changes
+    nothing.
+    """
+    signals = (signal.SIGTERM, signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread():
+        yield contextlib.nullcontext
+        return
+
+    def handle(signum, frame):
+        raise Interrupted(signum, message(signal.Signals(signum).name))
+
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    @contextlib.contextmanager
+    def native():
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            yield
+        finally:
+            for s in signals:
+                signal.signal(s, handle)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    for s in signals:
+        signal.signal(s, handle)
+    try:
+        yield native
+    finally:
+        for s, handler in previous.items():
+            # None: a handler not installed from Python; the default then.
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _multi_worker_strategy(cluster, timeout):
+    """`MultiWorkerMirroredStrategy()` that waits at most `timeout` s for its peers, and stops on a signal.
+
+    First every other chief and worker task must accept connections
+    (`_wait_for_peers`, in Python: SIGTERM or Ctrl-C end it at once with one
+    line, exit 143 or 130; nothing has been written yet). Then TensorFlow
+    registers the tasks with its coordination service, again within
+    `timeout`: the peers are up by then, so this takes a second or so; a
+    signal in it acts when it ends. A peer that never comes is a
+    `UserError` naming it. TensorFlow's log lines of a failed start (a
+    screenful from C++) are dropped; those of a successful one are passed
+    on. Afterwards the previous SIGTERM and SIGINT handlers are back
+    (TensorFlow's own SIGTERM handler, a preemption notice nothing here
+    reads, would make the process ignore SIGTERM).
+    """
+    me = _task_address(cluster, cluster["task"]["type"], cluster["task"].get("index", 0))
+    waiting = []
+
+    def stopped(name):
+        who = ", ".join(waiting) if waiting else "the other tasks"
+        return (f"TF_CONFIG: stopped by {name} while waiting for {who} to join the cluster (this is {me}); "
+                "nothing was written, so the same command starts afresh")
+
+    with _signals_stop_the_wait(stopped) as native:
+        if cluster["task"]["type"] in _COORDINATED:
+            _wait_for_peers(cluster, timeout, waiting)
+        waiting[:] = []
+        configured = _configure_cluster_wait(timeout)
+        with tempfile.TemporaryDirectory(prefix="keras_cnn_cluster_") as scratch:
+            native_log = os.path.join(scratch, "stderr.log")
+            failure = None
+            with native(), _native_stderr_to(native_log):
+                try:
+                    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+                except RuntimeError as e:
+                    failure = UserError(f"--strategy multi_worker: {str(e).splitlines()[0]} (create the strategy "
+                                        "before any other TensorFlow work)")
+                except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError, tf.errors.AbortedError,
+                        tf.errors.InternalError, tf.errors.FailedPreconditionError) as e:
+                    failure = _timeout_error(cluster, _missing_tasks(cluster, str(e)), timeout,
+                                             "" if configured else f" ({type(e).__name__})")
+            if failure is None:
+                with open(native_log, "rb") as f:
+                    logged = f.read()
+                if logged:
+                    sys.stderr.flush()
+                    os.write(2, logged)
     if failure is not None:
         _silence_native_stderr()
         raise failure

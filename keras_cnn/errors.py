@@ -14,15 +14,20 @@ class UserError(ValueError):
     """A problem with the user's input, worded for the user."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped cleanly by a signal (SIGTERM, SIGINT) after backing up; `--resume` continues it.
+class Interrupted(KeyboardInterrupt):
+    """Work stopped cleanly by a signal (SIGTERM, SIGINT), with a one-line message saying what was kept.
 
-    A `KeyboardInterrupt`, so scripts exit as interrupted (130) and nothing
-    that catches `Exception` swallows it; `exit_code` is 128 + the signal
-    number (143 for SIGTERM) for callers that want the conventional code.
+    A `KeyboardInterrupt`, so nothing that catches `Exception` swallows it;
+    `exit_code` is 128 + the signal number (143 for SIGTERM, 130 for SIGINT),
+    the code `keras_cnn.cli.main` exits with, as a shell reports a process
+    the signal killed.
     """
 
     def __init__(self, signum, message):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class TrainingInterrupted(Interrupted):
+    """Training stopped cleanly by a signal after backing up; `--resume` continues it."""

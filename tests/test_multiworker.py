@@ -266,6 +266,58 @@ def test_a_peer_that_never_starts_is_a_one_line_error_within_the_timeout(tmp_pat
         assert not os.path.exists(tmp_path / f"run{index}")
 
 
+def _accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+# (id, this task's index in a 2-worker cluster whose other task never starts, signal, exit code)
+SIGNALS_WHILE_WAITING = [
+    ("leader-sigterm", 0, signal.SIGTERM, 143),
+    ("worker-sigterm", 1, signal.SIGTERM, 143),
+    ("leader-sigint", 0, signal.SIGINT, 130),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index,sig,code", [row[1:] for row in SIGNALS_WHILE_WAITING],
+                         ids=[row[0] for row in SIGNALS_WHILE_WAITING])
+def test_a_signal_while_waiting_for_a_peer_stops_at_once(tmp_path, image_folder, index, sig, code):
+    """A scheduler's SIGTERM (or Ctrl-C) while the cluster forms: one line and 128 + the signal, not the timeout."""
+    ports = free_ports(2)
+    env = dict(os.environ, KERAS_CNN_CLUSTER_TIMEOUT="300", TF_CONFIG=json.dumps({
+        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
+    cmd = [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir",
+           str(tmp_path / "run"), "--source", "folder", "--data-dir", image_folder, "--num-colours", "4",
+           "--num-filters", "4", "--epochs", "1", "--strategy", "multi_worker"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # A task that waits for its peers listens on its own port (so they see it): it is waiting now.
+        deadline = time.time() + 240
+        while not _accepts(ports[index]) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(1)
+        proc.send_signal(sig)
+        signalled = time.time()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.time() - signalled < 30  # the cluster timeout is 300 s
+    assert proc.returncode == code, err[-3000:]
+    missing = 1 - index
+    assert err.strip() == (f"error: TF_CONFIG: stopped by {signal.Signals(sig).name} while waiting for "
+                           f"worker:{missing} (127.0.0.1:{ports[missing]}) to join the cluster (this is "
+                           f"worker:{index} (127.0.0.1:{ports[index]})); nothing was written, so the same "
+                           "command starts afresh"), err[-3000:]
+    assert not os.path.exists(tmp_path / "run")
+
+
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_resume_continues(tmp_path, image_folder):
     """SIGTERM to the non-chief only: the workers agree by all-reduce, both stop after that step, backed up."""
