@@ -21,6 +21,7 @@ import sys
 import traceback
 import warnings
 
+from keras_cnn.config import INT_LIMIT
 from keras_cnn.errors import UserError
 
 EXIT_ERROR = 2
@@ -187,8 +188,11 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
-def at_least(low):
-    """An argparse `type`: an integer >= `low`, else a one-line error naming the flag."""
+def at_least(low, high=INT_LIMIT):
+    """An argparse `type`: an integer from `low` to `high`, else a one-line error naming the flag.
+
+    `high` defaults to the largest value of an integer config field (`config.INT_LIMIT`).
+    """
     def parse(text):
         try:
             value = int(text)
@@ -196,6 +200,8 @@ def at_least(low):
             raise argparse.ArgumentTypeError(f"wants an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
     parse.__name__ = "int"  # argparse names the type in its own messages
     return parse

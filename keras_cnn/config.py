@@ -37,7 +37,8 @@ class TrainingConfig:
     lr_scaling: str = field(default="none", metadata={
         "choices": ("none", "linear", "sqrt"),
         "help": "learning rate x replicas (linear) or x sqrt(replicas) (sqrt)"})
-    seed: int = 0
+    # NumPy and TensorFlow seeds are unsigned 32-bit.
+    seed: int = field(default=0, metadata={"max": 2**32 - 1})
     strategy: str = field(default="auto", metadata={
         "choices": ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"),
         "help": "auto: multi_worker if TF_CONFIG names a cluster, mirrored if 2+ GPUs, else default"})
@@ -63,8 +64,7 @@ class TrainingConfig:
             bound(self, "epochs", ge=1),
             bound(self, "batch_size", ge=1),
             bound(self, "learning_rate", gt=0),
-            # NumPy and TensorFlow seeds are unsigned 32-bit.
-            bound(self, "seed", ge=0, lt=2**32),
+            bound(self, "seed", ge=0),
             bound(self, "backup_every_steps", ge=0),
             bound(self, "max_examples", ge=0),
         ]
@@ -118,8 +118,14 @@ def bound(cfg, name, ge=None, gt=None, le=None, lt=None, why=""):
     return None
 
 
+# The largest value of an integer field, unless its metadata says otherwise ("max"): TensorFlow keeps
+# sizes and counts in 32 bits, and a 23-digit --batch-size must be a line here, not an OverflowError
+# from deep inside TensorFlow.
+INT_LIMIT = 2**31 - 1
+
+
 def type_problems(cfg):
-    """Fields whose value has the wrong type or is not one of the field's choices."""
+    """Fields whose value has the wrong type, is not one of the field's choices, or is an integer out of range."""
     found = []
     for f in dataclasses.fields(cfg):
         value, t = getattr(cfg, f.name), _field_type(type(cfg), f)
@@ -132,6 +138,10 @@ def type_problems(cfg):
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             found.append(f"{flag(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        limit = f.metadata.get("max", INT_LIMIT)
+        if t is int and not -limit <= value <= limit:
+            found.append(f"{flag(f.name)} must be {'<=' if value > 0 else '>='} {limit if value > 0 else -limit}, "
+                         f"got {value}")
     return found
 
 

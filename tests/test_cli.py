@@ -60,6 +60,17 @@ BAD_INPUTS = [
     ("train-col:max-examples", ["train-colorization", "--run-dir", "{w}/new", "--max-examples", "-1"],
      "--max-examples must be >= 0, got -1"),
     ("train-col:seed", ["train-colorization", "--run-dir", "{w}/new", "--seed", "-1"], "--seed must be >= 0"),
+    # Integers past what TensorFlow counts in (32 bits) are a line, not an OverflowError from inside it.
+    ("train-col:batch-huge", ["train-colorization", "--run-dir", "{w}/new", "--batch-size", "9" * 23],
+     "--batch-size must be <= 2147483647, got " + "9" * 23),
+    ("train-col:batch-huge-negative", ["train-colorization", "--run-dir", "{w}/new", "--batch-size", "-" + "9" * 23],
+     "--batch-size must be >= -2147483647, got -" + "9" * 23),
+    ("train-col:seed-huge", ["train-colorization", "--run-dir", "{w}/new", "--seed", "4294967296"],
+     "--seed must be <= 4294967295, got 4294967296"),
+    ("train-col:epochs-huge", ["train-colorization", "--run-dir", "{w}/new", "--epochs", "2147483648"],
+     "--epochs must be <= 2147483647, got 2147483648"),
+    ("train-seg:max-examples-huge", ["train-segmentation", "--run-dir", "{w}/new", "--data-dir", "{w}/data",
+                                     "--max-examples", "1" + "0" * 30], "--max-examples must be <= 2147483647"),
     ("train-col:rebalance", ["train-colorization", "--run-dir", "{w}/new", "--class-rebalance", "2"],
      "--class-rebalance must be <= 1, got 2.0"),
     ("train-col:cifar-class", ["train-colorization", "--run-dir", "{w}/new", "--cifar-class", "unicorn"],
@@ -157,6 +168,10 @@ BAD_INPUTS = [
      "--activations-dir {w}/file.txt: exists and is not a folder"),
     ("eval-col:image-index", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--image-index", "-1"],
      "argument --image-index: must be >= 0, got -1"),
+    ("eval-col:batch-huge", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--batch-size", "9" * 23],
+     "argument --batch-size: must be <= 2147483647, got " + "9" * 23),
+    ("eval-col:config-batch-huge", ["evaluate-colorization", "--run-dir", "{w}/run_huge"],
+     "{w}/run_huge/config.json: --batch-size must be <= 2147483647, got " + "9" * 23),
     ("eval-col:temperature-nan", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--temperature", "nan"],
      "argument --temperature: must be a finite number > 0, got nan"),
     # --- colorize
@@ -200,6 +215,8 @@ BAD_INPUTS = [
     # --- export
     ("export:run-missing", ["export", "--run-dir", "{w}/nope"], "--run-dir {w}/nope: no such folder"),
     ("export:no-config", ["export", "--run-dir", "{w}/data"], "--run-dir {w}/data/config.json: no such file"),
+    ("export:version-huge", ["export", "--run-dir", "{w}/run_export", "--version", "9" * 20],
+     "argument --version: must be <= 2147483647"),
     ("export:version-0", ["export", "--run-dir", "{w}/run_export", "--version", "0"],
      "argument --version: must be >= 1, got 0"),
     ("export:formats", ["export", "--run-dir", "{w}/run_export", "--out", "{w}/exports", "--formats", "onnx"],
@@ -318,7 +335,7 @@ def make_fixtures(w):
     (w / "run_binary" / "config.json").write_bytes(b"PK\x03\x04\x00\x00binary")
     for name, text in (("run_list", "[1, 2]"), ("run_number", "3"), ("run_badjson", "{not json"),
                        ("run_wrongtype", '{"epochs": "ten"}'), ("run_badvalue", '{"batch_size": 0}'),
-                       ("run_unknown", '{"epochz": 1}')):
+                       ("run_unknown", '{"epochz": 1}'), ("run_huge", '{"batch_size": %s}' % ("9" * 23))):
         (w / name).mkdir()
         (w / name / "config.json").write_text(text)
 
