@@ -1,3 +1,6 @@
+import io
+import pickle
+
 import keras
 import numpy as np
 import pytest
@@ -121,6 +124,61 @@ def test_course_pickled_palette_needs_opt_in(tmp_path):
         load_palette(str(tmp_path / "colour_kmeans24_cat7.npy"))
     palette = load_palette(str(tmp_path / "colour_kmeans24_cat7.npy"), allow_pickle=True)
     np.testing.assert_allclose(palette.colours, codebook, rtol=1e-6)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def _npy(array, allow_pickle=False):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+CODEBOOK = np.random.RandomState(0).uniform(0, 1, (24, 3))
+COURSE = _npy(np.array((CODEBOOK, 0.05), dtype=object), allow_pickle=True)
+
+# (id, the file's bytes, --allow-pickle-palette, None: it loads as CODEBOOK, else what the one line says after
+# "PATH: "). Pickles are only ever read by the plain-data unpickler.
+PALETTE_FILES = [
+    ("course-npy", COURSE, True, None),
+    ("raw-pickle-pair", pickle.dumps((CODEBOOK, 0.05)), True, None),
+    ("raw-pickle-codebook", pickle.dumps(CODEBOOK), True, None),
+    ("raw-pickle-no-opt-in", pickle.dumps((CODEBOOK, 0.05)), False,
+     "palette is a pickle, not a .npy file; pass --allow-pickle-palette to read it"),
+    ("raw-pickle-code", pickle.dumps(_Evil()), True, "refusing pickle that asks for posix.system"),
+    ("raw-pickle-dict", pickle.dumps({"codebook": 1}), True, "the pickle holds a dict, not the course's"),
+    ("raw-pickle-ragged", pickle.dumps(([[0.1, 0.2, 0.3], [0.4]], 0.05)), True, "the pickle holds a tuple, not"),
+    ("raw-pickle-cut", pickle.dumps((CODEBOOK, 0.05))[:40], True, "corrupt pickle (UnpicklingError: pickle data "
+                                                                  "was truncated)"),
+    ("raw-pickle-one-colour", pickle.dumps((CODEBOOK[:1], 0.05)), True, "palette must be (K, 3) RGB"),
+    ("course-npy-cut", COURSE[:200], True, "corrupt pickle"),
+    ("npy-bad-header", b"\x93NUMPY\x01\x00garbage", True, "not a .npy palette (EOF: reading array header"),
+    ("npy-cut", _npy(CODEBOOK.astype(np.float32))[:100], False, "not a .npy palette"),
+    ("npy-structured", _npy(np.zeros(4, dtype=[("r", "f4"), ("g", "f4")])), False, ""),
+    ("npy-nan", _npy(np.full((4, 3), np.nan)), False, "palette holds non-finite values"),
+    ("empty", b"", True, "not a .npy palette (it does not start as a .npy file does)"),
+    ("text", b"0.1 0.2 0.3\n", True, "not a .npy palette (it does not start as a .npy file does)"),
+    ("huge", b"\x93NUMPY" + b"\0" * (2**20 + 10), False, "over 1 MB, not a palette"),
+]
+
+
+@pytest.mark.parametrize("content,allow,expected", [row[1:] for row in PALETTE_FILES],
+                         ids=[row[0] for row in PALETTE_FILES])
+def test_palette_files_load_or_fail_in_one_line(tmp_path, content, allow, expected):
+    path = tmp_path / "palette.npy"
+    path.write_bytes(content)
+    if expected is None:
+        np.testing.assert_allclose(load_palette(str(path), allow_pickle=allow).colours, CODEBOOK, rtol=1e-6)
+        return
+    with pytest.raises(UserError) as caught:
+        load_palette(str(path), allow_pickle=allow)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {expected}") and "\n" not in message, message
 
 
 def test_pipeline_yields_pixels_and_labels_and_the_model_input_layer_converts_them():

@@ -12,6 +12,7 @@ TensorFlow ops, so they run inside `tf.data` and inside exported graphs.
 Reference: Zhang, Isola, Efros, "Colorful Image Colorization", ECCV 2016.
 """
 
+import io
 import os
 
 import numpy as np
@@ -154,37 +155,79 @@ def save_palette(path, palette):
             np.save(f, palette.colours, allow_pickle=False)
 
 
-def _load_course_format(path):
-    """The course's `(codebook, distortion)` object array, read with the plain-data unpickler."""
+NPY_MAGIC = b"\x93NUMPY"
+# A palette is a few hundred bytes (24 colours); a bigger file is read no further.
+MAX_PALETTE_BYTES = 2**20
+
+
+def _load_course_format(path, data):
+    """The codebook of the course's `(codebook, distortion)` palette file, read with the plain-data unpickler.
+
+    `data` is the file's bytes: the object array `np.save` writes (the course's
+    format), or the same pair pickled without the `.npy` wrapper.
+    """
     from keras_cnn.data import safe_pickle
 
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        _, _, dtype = read_header(f)
+    if data.startswith(NPY_MAGIC):
+        f = io.BytesIO(data)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            _, _, dtype = read_header(f)
+        except (ValueError, EOFError) as e:
+            raise UserError(f"{path}: not a .npy palette (its header: {e})") from None
         if dtype.kind != "O":  # a pickled object array
             raise UserError(f"{path}: not a palette file")
-        obj = safe_pickle.loads(f.read(), source=path)
-    return np.asarray(obj[0] if isinstance(obj, (tuple, list, np.ndarray)) else obj, dtype=np.float32)
+        data = f.read()
+    obj = safe_pickle.loads(data, source=path)
+    # The pair (a tuple, or the object array np.save makes of it), or the codebook alone.
+    pair = obj.tolist() if isinstance(obj, np.ndarray) and obj.dtype.kind == "O" else obj
+    is_pair = isinstance(pair, (tuple, list)) and len(pair) == 2 and np.isscalar(pair[1])
+    codebook = pair[0] if is_pair else obj
+    try:
+        return np.asarray(codebook, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: the pickle holds a {type(obj).__name__}, not the course's (codebook, distortion) "
+                        "pair with a (K, 3) array of colours") from None
 
 
 def load_palette(path, allow_pickle=False):
-    """A `Palette` from a plain `.npy`; the course's pickled format only with `allow_pickle`."""
+    """A `Palette` from a plain `.npy`; the course's pickled format only with `allow_pickle`.
+
+    Whatever the file holds, a file that is not a palette is one `UserError`
+    naming it. Pickles are read only with `allow_pickle`, and then with the
+    plain-data unpickler (`keras_cnn.data.safe_pickle`), which builds no
+    objects but plain data and NumPy arrays.
+    """
     if not os.path.isfile(path):
         raise UserError(f"{path}: palette file does not exist")
     try:
-        colours = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            data = f.read(MAX_PALETTE_BYTES + 1)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read palette ({e.strerror or e})") from None
+    if len(data) > MAX_PALETTE_BYTES:
+        raise UserError(f"{path}: over {MAX_PALETTE_BYTES // 2**20} MB, not a palette (a few hundred bytes)")
+    pickled = data.startswith(b"\x80")  # a pickle of protocol 2 or later, without the .npy wrapper
+    if not data.startswith(NPY_MAGIC) and not pickled:
+        raise UserError(f"{path}: not a .npy palette (it does not start as a .npy file does)")
+    colours = None
+    try:
+        if not pickled:
+            colours = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as e:
         if "allow_pickle" not in str(e):
             raise UserError(f"{path}: not a .npy palette ({e})") from None
+    except EOFError as e:
+        raise UserError(f"{path}: not a .npy palette (cut short: {e})") from None
+    if colours is None:
+        what = ("a pickle, not a .npy file" if pickled else
+                "a pickled object array (the course's (codebook, distortion) format)")
         if not allow_pickle:
-            raise UserError(f"{path}: palette is a pickled object array (the course's "
-                            "(codebook, distortion) format); pass --allow-pickle-palette to read it") from None
-        colours = _load_course_format(path)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read palette ({e})") from None
+            raise UserError(f"{path}: palette is {what}; pass --allow-pickle-palette to read it")
+        colours = _load_course_format(path, data)
     try:
         return Palette(colours)
-    except ValueError as e:
+    except (TypeError, ValueError) as e:  # TypeError: a structured dtype
         raise UserError(f"{path}: {e}") from None

@@ -25,20 +25,26 @@ _ALLOWED = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside `_ALLOWED` (other `UnpicklingError`s are corrupt data)."""
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
+        raise _Refused(f"{module}.{name}")
 
 
 def loads(data, source="<bytes>"):
     try:
         return _PlainDataUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise UserError(f"{source}: refusing pickle that asks for {e} "
                         "(only plain data and numpy arrays are allowed)") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+            MemoryError, RecursionError) as e:
+        # "pickle data was truncated", "invalid load key": a file cut short or not a pickle at all.
         raise UserError(f"{source}: corrupt pickle ({type(e).__name__}: {e})") from None
 
 
