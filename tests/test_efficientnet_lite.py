@@ -20,7 +20,7 @@ from keras_cnn.segmentation import efficientnet_lite
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, set_finetune_mode
 from keras_cnn.segmentation.efficientnet_lite import (
     EfficientNetLiteBackbone,
-    efficientnet_lite0_classifier,
+    efficientnet_lite_classifier,
     imagenet_weights_path,
 )
 from keras_cnn.segmentation.registry import make_backbone
@@ -124,7 +124,7 @@ def test_numpy_reference_matches_the_stem_and_first_blocks(wheel_weights):
 
 def test_imagenet_classifier_calls_weizmann_horses_sorrel(wheel_weights):
     names, photos = horse_photos(8)
-    model = efficientnet_lite0_classifier(wheel_weights[0])
+    model = efficientnet_lite_classifier(wheel_weights[0])
     assert model.count_params() == 4_694_024  # every checkpoint value has a place
     # The simple way: resize to 224 x 224 (aspect ratio not kept), scale to [-1, 1].
     x = np.stack([np.asarray(Image.fromarray(p).resize((224, 224), Image.BILINEAR), np.float32)
@@ -136,6 +136,34 @@ def test_imagenet_classifier_calls_weizmann_horses_sorrel(wheel_weights):
     # Measured: 7 of 8 sorrel (horse006.jpg: 246), P(sorrel) 0.13 to 0.99.
     assert (top1 == SORREL).sum() >= 6, report
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant, size, params, blocks, channels",
+                         [("lite1", 240, 5_470_344, 21, 320), ("lite2", 260, 6_150_168, 21, 352)])
+def test_lite1_and_lite2_from_their_wheels_call_the_horses_sorrel(variant, size, params, blocks, channels):
+    try:
+        path = imagenet_weights_path(variant)
+    except UserError as e:
+        pytest.skip(str(e))
+    names, photos = horse_photos(4)
+    model = efficientnet_lite_classifier(path, (size, size, 3), variant=variant)
+    assert model.count_params() == params  # every checkpoint value has a place
+    assert len(efficientnet_lite._blocks(32, variant)) == blocks
+    x = np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR), np.float32)
+                  for p in photos]) / 127.5 - 1.0
+    top1 = np.asarray(model.predict(x, verbose=0)).argmax(axis=1)
+    # Measured at their own resolutions: 8 of 8 sorrel for both.
+    assert (top1 == SORREL).sum() >= 3, dict(zip(names, top1))
+    backbone = make_backbone(f"efficientnet_{variant}", 64, 16, weights="imagenet")
+    assert backbone.feature_shape == (4, 4, channels)
+    assert backbone.get_layer(backbone.low_level_layer).output.shape[1:] == (16, 16, 24)
+
+
+def test_a_lite0_checkpoint_is_refused_by_a_lite2_backbone(wheel_weights):
+    with pytest.raises(UserError) as info:
+        EfficientNetLiteBackbone(image_shape=(32, 32, 3), weights=wheel_weights[0], variant="lite2")
+    assert "not an EfficientNet-Lite2 state dict" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_dilated_output_shapes():

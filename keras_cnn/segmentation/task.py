@@ -21,11 +21,12 @@ from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
-from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, rebuild, set_finetune_mode
-from keras_cnn.segmentation.evaluate import evaluate, evaluate_full_size
+from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, flip_averaged, rebuild, set_finetune_mode
+from keras_cnn.segmentation.evaluate import evaluate, evaluate_full_size, majority_baseline
 from keras_cnn.segmentation.metrics import IGNORE_LABEL, segmentation_metrics
 from keras_cnn.segmentation.predict import predict_labels
 from keras_cnn.segmentation.registry import make_backbone
+from keras_cnn.training.optimizers import scale_learning_rate
 
 MONITOR = "val_fg_iou"
 
@@ -106,7 +107,15 @@ def build_segmenter(cfg):
                               name="deeplab_v3")
 
 
-def make_optimizer(cfg, learning_rate, total_steps):
+def make_optimizer(cfg, learning_rate, total_steps, model=None):
+    """The optimizer `cfg` names; with `model`, its backbone at `cfg.backbone_lr_multiplier` x the rate."""
+    optimizer = _base_optimizer(cfg, learning_rate, total_steps)
+    if model is not None:
+        scale_learning_rate(optimizer, model.backbone.trainable_weights, cfg.backbone_lr_multiplier)
+    return optimizer
+
+
+def _base_optimizer(cfg, learning_rate, total_steps):
     lr = learning_rate
     if cfg.lr_schedule == "cosine":
         # Decays to 1% of the peak over the whole run.
@@ -198,7 +207,7 @@ class SegmentationTask(tasks.Task):
         model = build_segmenter(cfg)
         set_finetune_mode(model, cfg.finetune)
         steps = self.steps_per_epoch(data, runtime)
-        compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps * cfg.epochs),
+        compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps * cfg.epochs, model),
                           jit_compile=cfg.jit_compile)
         return model
 
@@ -230,15 +239,17 @@ class SegmentationTask(tasks.Task):
 
     def describe(self, cfg, data, model, runtime):
         trained = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        rates = ""
+        if cfg.backbone_lr_multiplier != 1:
+            rates = f"; backbone at {cfg.backbone_lr_multiplier:g} x the learning rate"
         return (f"data: {len(data.pairs('train'))} training and {len(data.splits.get('validation') or [])} "
                 f"validation pairs, {self.steps_per_epoch(data, runtime)} steps of {runtime.global_batch} per "
-                f"epoch; model: {model.count_params():,} parameters, {trained:,} trained ({cfg.finetune})")
+                f"epoch; model: {model.count_params():,} parameters, {trained:,} trained ({cfg.finetune}){rates}")
 
     def final_metrics(self, run, data, runtime):
         history = plots.read_history_csv(run.path("history.csv"))
-        plots.history_curves(history, run.path(os.path.join("plots", "loss_curve.png")), metrics=("loss",))
-        plots.history_curves(history, run.path(os.path.join("plots", "iou_curve.png")),
-                             metrics=("fg_iou", "mean_iou", "thresholded_iou"))
+        plots.history_curves(history, run.path(os.path.join("plots", plots.CURVES_FILE)),
+                             metrics=("loss", "fg_iou", "mean_iou"), title=f"DeepLabV3 {run.config.backbone}")
         val_pairs = data.splits.get("validation") or []
         results = {}
         if val_pairs:
@@ -246,6 +257,8 @@ class SegmentationTask(tasks.Task):
                 if os.path.exists(run.checkpoint_path(checkpoint)):
                     model = run.load_model(checkpoint)
                     results[checkpoint] = evaluate(model, val_pairs, data.decode_mask, runtime.global_batch)
+            results["baselines"] = {"majority_class": majority_baseline(val_pairs, data.decode_mask, model.image_size,
+                                                                        model.num_classes)}
         results["validation_pairs"] = len(val_pairs)
         return results
 
@@ -256,20 +269,26 @@ class SegmentationTask(tasks.Task):
         compile_segmenter(model)
         return model
 
-    def evaluate(self, run, checkpoint="best", split="validation", batch_size=None, full_size=False):
-        return self.evaluate_model(run.load_model(checkpoint), run.config, split, batch_size, full_size)
+    def evaluate(self, run, checkpoint="best", split="validation", batch_size=None, full_size=False,
+                 flip_tta=False):
+        return self.evaluate_model(run.load_model(checkpoint), run.config, split, batch_size, full_size,
+                                   flip_tta)
 
-    def evaluate_model(self, model, cfg, split="validation", batch_size=None, full_size=False):
+    def evaluate_model(self, model, cfg, split="validation", batch_size=None, full_size=False, flip_tta=False):
         """Metrics of a segmenter on `split` of the data `cfg` names (the split training held out).
 
         With `full_size`, also "photo_size" and "mask_size": the predictions
         resized back to each photo's own size and to each mask's own size
         (`evaluate.evaluate_full_size`), the figures a user of `segment` sees.
+        With `flip_tta`, the model's logits are averaged with those of the
+        mirrored photo (`deeplab_v3.flip_averaged`).
         """
         if split not in ("train", "validation", "test"):
             raise UserError(f"unknown split {split!r}; choose train, validation or test")
         if not isinstance(model, DeepLabV3Segmenter):
             raise UserError(f"not a DeepLabV3 segmenter (it is a {type(model).__name__})")
+        if flip_tta:
+            model = flip_averaged(model)
         compile_segmenter(model)
         data = self.load_data(cfg, splits=(split,))
         pairs, batch_size = data.pairs(split), batch_size or cfg.batch_size
@@ -280,12 +299,16 @@ class SegmentationTask(tasks.Task):
                 results[f"{at}_size"] = evaluate_full_size(model, pairs, data.decode_mask, batch_size, at=at)
         return results
 
-    def predict(self, run, images):
-        """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> uint8 class labels (H, W) per image."""
+    def predict(self, run, images, flip_tta=False):
+        """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> uint8 class labels (H, W) per image.
+
+        With `flip_tta`, each photo's logits are averaged with those of its mirror image.
+        """
         images = np.asarray(images, np.uint8)
+        model = flip_averaged(run.model) if flip_tta else run.model
         if images.ndim == 3:
-            return predict_labels(run.model, images)
-        return np.stack([predict_labels(run.model, image) for image in images])
+            return predict_labels(model, images)
+        return np.stack([predict_labels(model, image) for image in images])
 
     def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
         from keras_cnn.export.servable import SegmenterServable
