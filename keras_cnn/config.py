@@ -29,7 +29,13 @@ from keras_cnn.fileio import atomic_write_text
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """The fields every training run has; application configs inherit them."""
+    """The fields every training run has; application configs inherit them.
+
+    `task_name` (a class attribute, not a field) is the name of the task whose
+    config this is (`keras_cnn.tasks`), recorded in every `config.json`.
+    """
+
+    task_name = None
 
     epochs: int = 10
     batch_size: int = field(default=32, metadata={"help": "per replica; global = this x replicas"})
@@ -213,7 +219,13 @@ def load_config(cls, path):
     Keys missing from an older file take the field defaults.
     """
     data = dict(state_files.read_object(path, "config"))
-    data.pop("task", None)  # the run's task name, read by keras_cnn.tasks
+    # The run's task name (also read by keras_cnn.tasks): a run of the other application is said to be
+    # one, not listed as two dozen unknown keys.
+    task = data.pop("task", None) or _legacy_task_name(data)
+    if cls.task_name and isinstance(task, str) and task != cls.task_name:
+        run_dir = os.path.dirname(path) or "."
+        raise UserError(f"{run_dir}: this is a {task} run, not a {cls.task_name} run; use "
+                        f"{_COMMANDS.get(task, f'the {task} commands')} with it")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -289,6 +301,11 @@ def resume_config(cls, presets, preset, overrides, run_dir):
 
 def config_path(run_dir):
     return os.path.join(run_dir, state_files.CONFIG)
+
+
+# The commands that take a run folder of each task, for the line that says a run is of the other one.
+_COMMANDS = {"colorization": "train-colorization --resume, evaluate-colorization, colorize or export",
+             "segmentation": "train-segmentation --resume, evaluate-segmentation, segment or export"}
 
 
 def _legacy_task_name(data):

@@ -168,6 +168,21 @@ BAD_INPUTS = [
      "--activations-dir {w}/file.txt: exists and is not a folder"),
     ("eval-col:image-index", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--image-index", "-1"],
      "argument --image-index: must be >= 0, got -1"),
+    # A run of the other application is said to be one (not two dozen "unknown config keys").
+    ("eval-col:segmentation-run", ["evaluate-colorization", "--run-dir", "{w}/run_seg_task"],
+     "{w}/run_seg_task: this is a segmentation run, not a colorization run; use train-segmentation --resume, "
+     "evaluate-segmentation, segment or export with it"),
+    ("eval-col:segmentation-run-legacy", ["evaluate-colorization", "--run-dir", "{w}/run_seg"],
+     "{w}/run_seg: this is a segmentation run, not a colorization run"),
+    ("train-col:resume-segmentation-run", ["train-colorization", "--run-dir", "{w}/run_seg_task", "--resume"],
+     "{w}/run_seg_task: this is a segmentation run, not a colorization run"),
+    ("train-seg:resume-colour-run", ["train-segmentation", "--run-dir", "{w}/run_colour", "--resume"],
+     "{w}/run_colour: this is a colorization run, not a segmentation run; use train-colorization --resume, "
+     "evaluate-colorization, colorize or export with it"),
+    ("eval-seg:colour-run", ["evaluate-segmentation", "--run-dir", "{w}/run_colour"],
+     "{w}/run_colour: this is a colorization run, not a segmentation run"),
+    ("colorize:segmentation-run", ["colorize", "--run-dir", "{w}/run_seg_task", "--input", "{w}/img.png",
+                                   "--out-dir", "{w}/out"], "{w}/run_seg_task: this is a segmentation run"),
     ("eval-col:batch-huge", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--batch-size", "9" * 23],
      "argument --batch-size: must be <= 2147483647, got " + "9" * 23),
     ("eval-col:config-batch-huge", ["evaluate-colorization", "--run-dir", "{w}/run_huge"],
@@ -331,6 +346,8 @@ def make_fixtures(w):
         save_config(seg if "budget" in name else colour, config_path(w / name),
                     task="segmentation" if "budget" in name else "colorization")
         (w / name / file).write_bytes(content)
+    (w / "run_seg_task").mkdir()
+    save_config(seg, config_path(w / "run_seg_task"), task="segmentation")
     (w / "run_binary").mkdir()
     (w / "run_binary" / "config.json").write_bytes(b"PK\x03\x04\x00\x00binary")
     for name, text in (("run_list", "[1, 2]"), ("run_number", "3"), ("run_badjson", "{not json"),

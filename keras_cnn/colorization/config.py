@@ -26,6 +26,8 @@ MODEL_NAMES = ("pool_upsample", "conv_transpose", "unet", "cnn2020", "resunet", 
 
 @dataclasses.dataclass(frozen=True)
 class ColorizationConfig(TrainingConfig):
+    task_name = "colorization"
+
     # === Data ===
     source: str = field(default="archive", metadata={
         "choices": ("archive", "tfds", "folder"),
