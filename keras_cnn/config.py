@@ -277,13 +277,17 @@ def resume_config(cls, presets, preset, overrides, run_dir):
     so a flag that would change it is refused rather than silently ignored:
     each config flag given, and `preset` when it was given explicitly (None
     otherwise), must agree with `config.json`. Repeating the original command
-    plus `--resume` is fine. Returns None when the run folder has no
-    config.json (the training code then reports that there is nothing to
-    resume, or, on a non-chief worker, uses the flags).
+    plus `--resume` is fine. A missing run folder, or one without
+    config.json, is a `UserError` (nothing to resume), except under a
+    multi-worker `TF_CONFIG`: then None, and the training code decides (a
+    non-chief worker that cannot see the chief's folder uses the flags).
+    The run's state files are checked too (`keras_cnn.state_files`).
     """
     path = config_path(run_dir)
     if not os.path.isfile(path):
-        return None
+        if os.environ.get("TF_CONFIG"):
+            return None
+        raise UserError(nothing_to_resume(run_dir))
     saved = load_config(cls, path)
     state_files.check_resume(run_dir)
     # Start from the preset if one was named, else from the saved config, so
@@ -297,6 +301,13 @@ def resume_config(cls, presets, preset, overrides, run_dir):
         raise UserError(f"{path}: --resume continues the run with its saved config, but {origin} "
                         f"would change it: {', '.join(differ)}; drop them, or start a new --run-dir")
     return saved
+
+
+def nothing_to_resume(run_dir):
+    """The line for `--resume` of a folder that holds no run."""
+    if not os.path.exists(run_dir):
+        return f"{run_dir}: run folder does not exist, so there is nothing to resume; drop --resume to start a new run"
+    return f"{run_dir}: nothing to resume (no config.json); drop --resume to start a new run there"
 
 
 def config_path(run_dir):

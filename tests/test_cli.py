@@ -96,6 +96,17 @@ BAD_INPUTS = [
      "--batch-size 8 (saved: 4), --model 'resunet' (saved: 'unet')"),
     ("train-col:resume-preset", ["train-colorization", "--run-dir", "{w}/run_colour", "--resume",
                                  "--preset", "cifar10_resunet"], "--preset cifar10_resunet and the flags would"),
+    # --resume of nothing says so (it used to ask for --data-dir).
+    ("train-col:resume-missing", ["train-colorization", "--run-dir", "{w}/nope", "--resume"],
+     "{w}/nope: run folder does not exist, so there is nothing to resume; drop --resume to start a new run"),
+    ("train-seg:resume-missing", ["train-segmentation", "--run-dir", "{w}/nope", "--resume"],
+     "{w}/nope: run folder does not exist, so there is nothing to resume; drop --resume to start a new run"),
+    ("train-seg:resume-missing-with-preset", ["train-segmentation", "--run-dir", "{w}/nope", "--resume",
+                                              "--preset", "smoke"], "{w}/nope: run folder does not exist"),
+    ("train-col:resume-no-config", ["train-colorization", "--run-dir", "{w}/data", "--resume"],
+     "{w}/data: nothing to resume (no config.json); drop --resume to start a new run there"),
+    ("train-seg:resume-no-config", ["train-segmentation", "--run-dir", "{w}/data", "--resume"],
+     "{w}/data: nothing to resume (no config.json)"),
     ("train-col:resume-config-list", ["train-colorization", "--run-dir", "{w}/run_list", "--resume"],
      "{w}/run_list/config.json: config must be a JSON object, got a list"),
     # --- --resume reads the run folder's state files through one checker: a bad one is one line naming it

@@ -126,7 +126,7 @@ def run_config(run_dir, cfg, resume=False, chief=None):
                                 "deleted; start a new run")
         return saved
     if resume:
-        raise UserError(f"{run_dir}: nothing to resume (no config.json)")
+        raise UserError(config_lib.nothing_to_resume(run_dir))
     return cfg
 
 
