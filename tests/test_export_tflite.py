@@ -227,13 +227,16 @@ def test_int8_colourizer_runs_its_transposed_convs_as_convs(tmp_path, monkeypatc
     # TFLite's int8 TRANSPOSE_CONV ran no faster than float32 (XNNPACK); the export graph uses
     # CONV_2D + DEPTH_TO_SPACE instead, which int8 runs about 5x faster.
     run_dir, _ = colour_run(str(tmp_path), num_filters=4)
+    # A met agreement target gives no hint. The target is set here rather than left to how many decisions
+    # this random net's int8 file keeps, which depends on the CPU's numerics.
+    monkeypatch.setitem(tflite.TARGETS["argmax_agreement"], "colorization", 0.0)
     lines = []
     summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
                                   ("tflite_int8",), check_count=4, log=lines.append)
     report = summary["tflite"]["reports"]["int8"]
     assert "TRANSPOSE_CONV" not in report["ops"] and "DEPTH_TO_SPACE" in report["ops"], report["ops"]
     assert report["targets"]["argmax_agreement"]["met"]
-    assert not [ln for ln in lines if "finetune_int8" in ln]
+    assert not [ln for ln in lines if "finetune_int8" in ln], lines
     # A missed agreement target points the user at the fine-tuning.
     monkeypatch.setitem(tflite.TARGETS["argmax_agreement"], "colorization", 1.01)
     lines = []
@@ -252,18 +255,53 @@ def test_argmax_logit_range_is_the_lowest_runner_up_to_the_highest_logit():
     assert tflite.argmax_logit_range(logits) == (-2.0, 9.0)
 
 
+def plain_int8_outputs(servable, scratch, representative, logits_range, images):
+    """The model's own graph converted to int8 with the export's calibration: what the int8 graph improves on."""
+    def model_graph(x):
+        logits = servable.logits(x)
+        return {"logits": logits, "classes": tf.cast(tf.argmax(logits, -1), tf.uint8)}
+
+    path = tflite.write_fixed_saved_model(servable, os.path.join(scratch, "plain"), model_graph)
+    model = tflite.convert(path, "int8", representative, logits_range)
+    return litert_runtime.predict(litert_runtime.load_interpreter(model), images)
+
+
 def test_int8_keeps_the_decisions_of_a_trained_net(tmp_path):
     # A UNet trained for seconds on photos whose colours differ by 8/256 in
-    # grey (about 97% accurate): plain int8 of the model loses those grey
-    # steps in the concatenation before the last conv (measured: 95.7%
-    # agreement, delta E +5%); the export's int8 graph keeps them (99.1%).
+    # grey: plain int8 of the model loses those grey steps in the
+    # concatenation before the last conv; the export's int8 graph keeps them.
+    # The 97% / +2% targets are the export report's (docs/TFLITE.md); a net
+    # trained this briefly lands on either side of them depending on the CPU's
+    # float numerics, so this test keeps properties with margins instead
+    # (docs/RELIABILITY.md, "Tests that depend on numerics").
     run_dir, _ = trained_colour_run(str(tmp_path))
-    summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
-                                  ("tflite_int8",), check_count=64, log=quiet)
+    servable = open_run(run_dir).servable(image_size=16)
+    summary = layout.export_model(servable, str(tmp_path / "out"), "unet", ("tflite_int8",), check_count=64,
+                                  log=quiet)
     report = summary["tflite"]["reports"]["int8"]
-    target = tflite.TARGETS["argmax_agreement"]["colorization"]
-    assert report["agreement_with_keras"]["argmax_agreement"] >= target, report["agreement_with_keras"]
-    assert report["targets"]["delta_e_increase"]["met"], report["targets"]
+    agreement = report["agreement_with_keras"]["argmax_agreement"]
+    keras_de, int8_de = report["keras_task_metrics"]["delta_e"], report["task_metrics"]["delta_e"]
+    # The report judges its own figures: the targets are computed from the fields beside them.
+    targets = report["targets"]
+    assert targets["argmax_agreement"]["value"] == agreement
+    assert targets["argmax_agreement"]["met"] == (agreement >= tflite.TARGETS["argmax_agreement"]["colorization"])
+    assert targets["delta_e_increase"]["value"] == pytest.approx(int8_de / keras_de - 1, rel=1e-9)
+    assert targets["delta_e_increase"]["met"] == (int8_de / keras_de - 1 <= tflite.TARGETS["delta_e_increase"])
+
+    # The same calibration on the model's own graph, in this run: the int8 graph keeps more decisions and colours.
+    check, truth = servable.check_set(64)
+    representative = servable.images("train", 200)
+    plain = plain_int8_outputs(servable, str(tmp_path), representative,
+                               tuple(report["logits_calibration"]["range"]), check)
+    reference = servable.reference_outputs(tf.constant(check))
+    plain_agreement = float(np.mean(plain["classes"] == reference["classes"].numpy()))
+    plain_de = servable.score(plain, check, truth)["delta_e"]
+    assert agreement > plain_agreement, (agreement, plain_agreement)
+    assert int8_de < plain_de, (int8_de, plain_de, keras_de)
+    # Floors well clear of what oneDNN on and off gave (98.9-99.0% and +0.3-2.7%; plain int8 95.6-95.7%
+    # and +2.4-5.9%): docs/RELIABILITY.md, "Tests that depend on numerics".
+    assert agreement >= 0.95, report["agreement_with_keras"]
+    assert int8_de <= 1.10 * keras_de, (int8_de, keras_de)
 
 
 # === Quantisation on real photos ===
@@ -306,7 +344,7 @@ def check_quantised_agreement(run_dir, out, check_count):
 
 def test_quantised_models_keep_argmax_decisions_on_real_photos(tmp_path, shared_data):
     # 400 horses, 3 epochs: about 25% pixel accuracy, enough for decisions
-    # that quantisation can flip (measured: dynamic 99%, int8 94%).
+    # that quantisation can flip (measured: dynamic 99%, int8 96%, oneDNN on or off).
     run_dir = train_horse_colourizer(str(tmp_path), shared_data, 400, 3, 20, 16)
     check_quantised_agreement(run_dir, str(tmp_path / "out"), 64)
 
