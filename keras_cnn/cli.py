@@ -188,6 +188,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+def add_verbose(parser):
+    """`--verbose 0|1|2`, Keras' progress output while training (default: a bar on a terminal, else 2)."""
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                        help="progress while training: 0 none, 1 a progress bar, 2 one line per epoch "
+                             "(default: 1 on a terminal, 2 when the output goes to a file or a pipe)")
+
+
+def verbosity(args):
+    """The `verbose` value for `keras_cnn.tasks.train` from the parsed `--verbose`."""
+    return "auto" if args.verbose is None else args.verbose
+
+
 def at_least(low, high=INT_LIMIT):
     """An argparse `type`: an integer from `low` to `high`, else a one-line error naming the flag.
 

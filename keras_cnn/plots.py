@@ -2,7 +2,8 @@
 
 `image_strip` draws rows of images (grey / true / predicted for colourization,
 image / true mask / predicted mask for segmentation); `history_curves` draws
-metric curves from a History or `history.csv`. `EpochStrip` calls a figure
+metric curves from a History or `history.csv` (`plots/curves.png` of every
+run). `EpochStrip` calls a figure
 function at the end of every epoch and puts the picture, and the task's own
 metrics, into TensorBoard too.
 """
@@ -87,15 +88,25 @@ def read_history_csv(path):
     return columns
 
 
+CURVES_FILE = "curves.png"
+
+
 def history_curves(history, path, metrics=("loss",), title=None):
-    """Train and validation curves for each metric name, one panel each."""
+    """Train and validation curves for each metric name, one panel each.
+
+    Every epoch is a marker, so a one-epoch run shows its two points instead
+    of empty axes; epochs are whole numbers on the axis.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
     for ax, name in zip(axes[0], metrics):
         plotted = False
-        for key, style in ((name, "-"), (f"val_{name}", "--")):
+        for key, style in ((name, "o-"), (f"val_{name}", "s--")):
             if history.get(key):
-                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key, markersize=4)
                 plotted = True
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(name)
         if plotted:
@@ -110,7 +121,9 @@ def feature_grid(grid, path, title, min_pixels=560):
     h, w = grid.shape
     inches = max(min_pixels / 100.0, w / 100.0)
     fig, ax = plt.subplots(figsize=(inches, inches * h / w + 0.6))
-    ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    # NaN cells (gaps, unused cells of the grid) are blank, not a colour of the scale.
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     _save(fig, path)

@@ -97,9 +97,11 @@ def test_colorize_files_tiles_big_photos_and_writes_the_strip(colour_runs, tmp_p
     got = np.asarray(Image.open(tmp_path / "out" / "big_color.png"))
     assert np.mean(np.all(got == whole, axis=-1)) >= 0.9999
     strip = np.asarray(Image.open(tmp_path / "out" / "big_compare.png"))
-    np.testing.assert_array_equal(strip[:, 520:1040], got)
-    np.testing.assert_array_equal(strip[:, 1040:], image)
-    np.testing.assert_array_equal(strip[:, :520, 0], np.round(image.mean(-1)).astype(np.uint8))
+    top = colour_predict.label_height(520)  # the band naming the three panels
+    assert strip.shape == (top + 300, 1560, 3)
+    np.testing.assert_array_equal(strip[top:, 520:1040], got)
+    np.testing.assert_array_equal(strip[top:, 1040:], image)
+    np.testing.assert_array_equal(strip[top:, :520, 0], np.round(image.mean(-1)).astype(np.uint8))
 
 
 def whole_image_labels(model, image):

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
 def test_training_writes_the_run_folder(trained):
     data_dir, run_dir, results = trained
     for name in ("config.json", "best.keras", "last.keras", "history.csv", "metrics.json",
-                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/iou_curve.png", "plots/loss_curve.png"):
+                 "plots/epoch_001.png", "plots/epoch_002.png", "plots/curves.png"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     with open(os.path.join(run_dir, "history.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -58,6 +58,11 @@ def test_training_writes_the_run_folder(trained):
     # best.keras is the epoch with the highest validation foreground IoU.
     best_epoch = max(float(r["val_fg_iou"]) for r in rows)
     assert saved["best"]["fg_iou"] == pytest.approx(best_epoch, abs=1e-4)
+    # The baseline of every summary: the most common class everywhere, scored on the same masks.
+    baseline = saved["baselines"]["majority_class"]
+    assert set(baseline) == {"class", "fg_iou", "mean_iou", "pixel_accuracy"}
+    assert baseline["class"] == 0 and baseline["fg_iou"] == 0.0
+    assert baseline["mean_iou"] == pytest.approx(baseline["pixel_accuracy"] / 2, abs=1e-6)
 
 
 def test_interrupted_run_resumes_where_it_stopped(trained, tmp_path, monkeypatch):
@@ -134,8 +139,16 @@ def test_scripts_evaluate_segment_and_summary(trained, tmp_path):
     out = script("evaluate_segmentation.py", "--run-dir", run_dir, "--checkpoint", "last",
                  "--out", str(tmp_path / "m.json"))
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["examples"] == 3
-    assert os.path.exists(tmp_path / "m.json")
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("validation (3 pairs, last.keras): loss ")
+    assert lines[1].startswith("baseline, all background: foreground IoU 0.000  mean IoU ")
+    assert lines[2].startswith(("beats the all-background baseline on mean IoU",
+                                "below the all-background baseline on mean IoU"))
+    assert lines[3].startswith("a full weizmann_scratch run reaches foreground IoU 0.839")
+    with open(tmp_path / "m.json") as f:
+        assert json.load(f)["examples"] == 3
+    out = script("evaluate_segmentation.py", "--run-dir", run_dir, "--json")
+    assert json.loads(out.stdout)["baselines"]["majority_class"]["class"] == 0
     out = script("segment.py", "--run-dir", run_dir, "--input", os.path.join(data_dir, "images"),
                  "--out-dir", str(tmp_path / "masks"))
     assert out.returncode == 0, out.stderr
@@ -143,6 +156,25 @@ def test_scripts_evaluate_segment_and_summary(trained, tmp_path):
     out = script("segmentation_summary.py", "--backbones", "tiny", "--image-size", "64")
     assert out.returncode == 0, out.stderr
     assert "tiny" in out.stdout and "64x64x21" in out.stdout
+
+
+def test_train_script_ends_with_the_summary_and_logs_one_line_per_epoch(tmp_path):
+    data_dir = make_folder(tmp_path / "data", n=12)
+    out = script("train_segmentation.py", "--preset", "smoke", "--data-dir", data_dir, "--run-dir",
+                 str(tmp_path / "run"), "--epochs", "2", "--max-examples", "4")
+    assert out.returncode == 0, out.stderr
+    # Written to a pipe: one line per epoch, no progress bar redrawn with carriage returns.
+    assert "\r" not in out.stdout and "Epoch 2/2" in out.stdout
+    lines = out.stdout.splitlines()[-5:]
+    # The validation split is not capped by --max-examples: all 3 held-out pairs.
+    assert lines[0].startswith("validation (3 pairs, best.keras): loss ")
+    assert lines[1].startswith("baseline, all background: ")
+    assert lines[2].startswith(("beats the all-background baseline", "below the all-background baseline"))
+    assert "no full run of smoke is recorded" in lines[2]
+    assert lines[2].startswith("beats") or "a short run (--max-examples 4)" in lines[2]
+    assert lines[3].startswith("a full weizmann_scratch run reaches foreground IoU 0.839")
+    assert "docs/SEGMENTATION_RESULTS.md" in lines[3]
+    assert lines[4].startswith(f"wrote {tmp_path / 'run'} (every figure in metrics.json")
 
 
 def test_train_script_bad_input_is_one_line_error(tmp_path):

@@ -111,15 +111,60 @@ def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38, ti
     return full_size.run_tiled(run, images, tile_size, tile_halo(model))
 
 
-def compare_strip(original, coloured):
-    """grey | colourized | original side by side, uint8 (H, 3W, 3), built in row bands."""
+COMPARE_LABELS = ("grey input", "colourized", "original")
+
+
+def _label_font(size):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def label_band(width, labels, height):
+    """uint8 (height, len(labels) * width, 3): each label centred over its `width`-pixel panel, black on white.
+
+    The font shrinks until the longest label fits a panel (down to 6 px).
+    """
+    from PIL import Image, ImageDraw
+
+    band = Image.new("RGB", (width * len(labels), height), "white")
+    draw = ImageDraw.Draw(band)
+    size = max(6, int(height * 0.75))
+    font = _label_font(size)
+    while size > 6 and max(draw.textlength(t, font=font) for t in labels) > width - 2:
+        size -= 1
+        font = _label_font(size)
+    for i, text in enumerate(labels):
+        x = i * width + max(0.0, (width - draw.textlength(text, font=font)) / 2)
+        draw.text((x, height / 2), text, fill="black", font=font, anchor="lm")
+    return np.asarray(band, np.uint8)
+
+
+def label_height(width):
+    """The height of the label band over panels `width` pixels wide: 12 to 40 pixels."""
+    return int(min(40, max(12, width // 10)))
+
+
+def compare_strip(original, coloured, labels=COMPARE_LABELS):
+    """grey | colourized | original side by side under a band naming each panel, uint8 (B + H, 3W, 3).
+
+    Built in row bands, so a big photo's strip costs little more than the
+    strip itself. `labels=None` leaves the band out.
+    """
     h, w = original.shape[:2]
-    strip = np.empty((h, 3 * w, 3), np.uint8)
+    top = label_height(w) if labels else 0
+    strip = np.empty((top + h, 3 * w, 3), np.uint8)
+    if labels:
+        strip[:top] = label_band(w, labels, top)
     for r in range(0, h, _BAND_ROWS):
         band = original[r:r + _BAND_ROWS]
-        strip[r:r + len(band), :w] = np.round(band.mean(-1, keepdims=True, dtype=np.float32)).astype(np.uint8)
-    strip[:, w:2 * w] = coloured
-    strip[:, 2 * w:] = original
+        strip[top + r:top + r + len(band), :w] = np.round(
+            band.mean(-1, keepdims=True, dtype=np.float32)).astype(np.uint8)
+    strip[top:, w:2 * w] = coloured
+    strip[top:, 2 * w:] = original
     return strip
 
 
@@ -130,7 +175,7 @@ def colorize_files(model, palette, inputs, out_dir, batch_size=16, decode="argma
     Images of the same size are batched together (photos bigger than one tile
     go one at a time, in tiles); each is read when its batch runs, so memory
     holds one batch, not the folder. Writes NAME_color.png and, with
-    `compare`, NAME_compare.png (grey | colourized | original). A
+    `compare`, NAME_compare.png (grey | colourized | original, labelled). A
     super-resolution model sees the 4x-downsized colour photo instead of the
     grey one.
     """
@@ -160,14 +205,19 @@ def colorize_files(model, palette, inputs, out_dir, batch_size=16, decode="argma
 
 
 def _grid(maps):
-    """Feature maps (H, W, C) tiled into one image, each map scaled to [0, 1]."""
+    """Feature maps (H, W, C) tiled into one image, each map scaled to [0, 1].
+
+    The gaps between maps and the cells after the last map are NaN, which
+    `plots.feature_grid` draws blank: any colour of the map scale there would
+    read as an activation.
+    """
     h, w, c = maps.shape
     cols = int(np.ceil(np.sqrt(c)))
     rows = int(np.ceil(c / cols))
     lo = maps.min(axis=(0, 1), keepdims=True)
     hi = maps.max(axis=(0, 1), keepdims=True)
     maps = (maps - lo) / np.maximum(hi - lo, 1e-8)
-    grid = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1))
+    grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
     for i in range(c):
         r, q = divmod(i, cols)
         grid[r * (h + 1):r * (h + 1) + h, q * (w + 1):q * (w + 1) + w] = maps[..., i]

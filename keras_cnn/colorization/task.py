@@ -248,7 +248,7 @@ class ColorizationTask(tasks.Task):
         hist = plots.read_history_csv(run.path("history.csv"))
         plots.history_curves(hist, run.path(os.path.join("plots", "curves.png")), ("loss", "accuracy"),
                              title=cfg.model)
-        metrics = {"model": cfg.model, "epochs": len(hist.get("loss", []))}
+        metrics = {"model": cfg.model, "epochs": len(hist.get("loss", [])), "validation_images": int(len(val_images))}
         if len(val_images):
             best = run.load_model("best")
             metrics["validation"] = evaluate(best, val_images, run.assets["palette"], runtime.global_batch,

@@ -6,8 +6,9 @@ r"""Evaluate a trained colourization run on its validation images, beside the tr
 
 (`keras-cnn evaluate-colorization ...` is the same command.) Prints validation
 loss, pixel accuracy (palette labels), mean delta E (CIE76, against the
-unquantised true colours) and PSNR, for the net and for the grey input shown
-as colour and the palette-snapped truth. The data comes from the run's config
+unquantised true colours) and PSNR, for the net, for the grey input shown
+as colour (the baseline) and for the palette-snapped truth (the ceiling),
+and what a full run of the preset reaches. The data comes from the run's config
 unless --data-dir points at another image folder. --classes picks class
 folders instead of the run's own (the horse validation images of a run
 trained on every class: --classes horse).
@@ -83,11 +84,13 @@ def run(args):
     result = {"decode": cfg.decode, "temperature": cfg.temperature, "images": len(images),
               "model": evaluate(model, images, palette, args.batch_size, cfg.decode, cfg.temperature),
               **baselines(images, palette)}
-    print(f"{'':16s} {'loss':>7s} {'accuracy':>9s} {'delta E':>8s} {'PSNR dB':>8s}")
-    for name in ("model", "grey_input", "palette_truth"):
-        r = result[name]
-        loss = f"{r['loss']:7.4f}" if "loss" in r else f"{'':7s}"
-        print(f"{name:16s} {loss} {100 * r['accuracy']:8.1f}% {r['delta_e']:8.2f} {r['psnr']:8.2f}")
+    from keras_cnn.colorization.config import PRESETS
+    from keras_cnn.summaries import figures, summary_lines
+
+    where = f"{args.data_dir or 'validation'} ({len(images)} images, best.keras, {cfg.decode} decoding)"
+    for line in summary_lines("colorization", cfg, result["model"], result["grey_input"], PRESETS, where):
+        print(line)
+    print(f"ceiling, the true colours snapped to the palette: {figures('colorization', result['palette_truth'])}")
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     if args.activations_dir:

@@ -32,8 +32,7 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--preset", choices=sorted(PRESETS), help=f"named settings (default: {DEFAULT_PRESET})")
     parser.add_argument("--run-dir", required=True, help="folder for everything this run writes")
     parser.add_argument("--resume", action="store_true", help=cli.RESUME_HELP)
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
-                        help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+    cli.add_verbose(parser)
     add_config_args(parser, ColorizationConfig, shown=PRESETS[preset], shown_as=preset)
     return parser.parse_args(argv)
 
@@ -51,14 +50,16 @@ def run(args):
 
     from keras_cnn.tasks import train
 
-    metrics = train(cfg, args.run_dir, resume=args.resume,
-                    verbose="auto" if args.verbose is None else args.verbose)
+    metrics = train(cfg, args.run_dir, resume=args.resume, verbose=cli.verbosity(args))
     if "validation" in metrics:
-        v, g = metrics["validation"], metrics["baselines"]["grey_input"]
-        print(f"validation: loss {v['loss']:.4f}  accuracy {100 * v['accuracy']:.1f}%  "
-              f"delta E {v['delta_e']:.2f}  PSNR {v['psnr']:.2f} dB  "
-              f"(grey input: accuracy {100 * g['accuracy']:.1f}%, delta E {g['delta_e']:.2f})")
-        print(f"wrote {args.run_dir}")
+        from keras_cnn.summaries import summary_lines
+
+        where = f"validation ({metrics.get('validation_images', '?')} images, best.keras)"
+        for line in summary_lines("colorization", cfg, metrics["validation"], metrics["baselines"]["grey_input"],
+                                  PRESETS, where):
+            print(line)
+    if metrics:
+        print(f"wrote {args.run_dir} (every figure in metrics.json; curves in plots/curves.png)")
 
 
 def main(argv=None, prog=None):

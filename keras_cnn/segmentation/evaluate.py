@@ -1,7 +1,8 @@
 """Evaluating a segmenter: loss, foreground IoU, mean IoU, pixel accuracy, "mIOU".
 
 `evaluate(model, pairs, decode_mask)` runs `model.evaluate` on checked
-image/mask pairs at the model's own input size.
+image/mask pairs at the model's own input size; `majority_baseline` scores
+the answer "the most common class everywhere" on the same masks.
 `evaluate_full_size(model, pairs, decode_mask)` scores the same predictions
 the way a user sees them: logits resized back to each photo's own size (as
 `predict.segment_paths` does) against the mask at that size. The model must be compiled
@@ -26,6 +27,19 @@ def evaluate(model, pairs, decode_mask, batch_size=16):
     ds = data_lib.make_dataset(pairs, decode_mask, model.image_size, batch_size, cache=False)
     values = model.evaluate(ds, return_dict=True, verbose=0)
     return {k: round(float(values[k]), 6) for k in METRICS if k in values}
+
+
+def majority_baseline(pairs, decode_mask, image_size, num_classes):
+    """What answering the most common class everywhere scores on `pairs` ("all background" on most data).
+
+    The masks are taken at the model's input size, as `evaluate` scores the
+    model; `class` in the result is the class answered.
+    """
+    _, masks = data_lib.load_examples(pairs, decode_mask, image_size)
+    labelled = masks[masks < num_classes]
+    majority = int(np.argmax(np.bincount(labelled.ravel(), minlength=num_classes))) if labelled.size else 0
+    scores = confusion_scores(confusion_matrix(masks, np.full_like(masks, majority), num_classes))
+    return {"class": majority, **{k: round(v, 6) for k, v in scores.items()}}
 
 
 def evaluate_full_size(model, pairs, decode_mask, batch_size=16, at="photo"):

@@ -9,6 +9,7 @@ up (`StopOnSignal`); a non-finite loss stops it with a `UserError`
 """
 
 import shutil
+import sys
 
 import tensorflow as tf
 
@@ -30,11 +31,15 @@ def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min"
         sync_batchnorm=True, log=print):
     """`model.fit` with the standard callbacks; returns the History.
 
-    `extra_callbacks` run on the chief only, before the backup. Datasets are
+    `verbose="auto"`: Keras' progress bar on a terminal, one line per epoch
+    (2) when stdout is a file or a pipe, where the bar's carriage returns
+    would fill the log. `extra_callbacks` run on the chief only, before the backup. Datasets are
     batched at the global batch; those left at the AUTO shard policy are set
     to DATA. `sync_batchnorm`: BatchNorm statistics over the global batch
     when there are several replicas (`distribute.sync_batchnorm`).
     """
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
     if sync_batchnorm and model.distribute_strategy.num_replicas_in_sync > 1:
         distribute.sync_batchnorm(model)
     callbacks = standard_callbacks(run_dir, monitor, mode, backup_every_steps, chief, log)
