@@ -347,3 +347,18 @@ def test_decoder_and_all_finetuning_from_the_real_weights(wheel_weights):
     losses, changed = finetune_steps(model, "all_frozen_bn", 3, 1e-3)
     assert losses[-1] < losses[0] and changed == {"backbone", "aspp", "decoder", "classifier"}, (losses, changed)
     assert all(np.array_equal(a, np.asarray(v)) for a, v in zip(bn_before, [v for layer in bn for v in layer.weights]))
+
+
+def test_segmentation_summary_has_the_efficientnet_rows():
+    from keras_cnn.segmentation.summary import DEFAULT_BACKBONES, summarize
+
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(DEFAULT_BACKBONES)
+    rows = {r["backbone"]: r for r in summarize(("efficientnet_lite0", "efficientnet_lite2"), image_size=64,
+                                                 num_classes=2, aspp_channels=16)}
+    for variant, classifier_params, channels in (("lite0", 4_694_024, 320), ("lite2", 6_150_168, 352)):
+        row = rows[f"efficientnet_{variant}"]
+        # The backbone is the classifier without its 1280-channel head conv + BN and the 1000-way dense layer.
+        assert row["backbone_params"] == classifier_params - channels * 1280 - 4 * 1280 - 1281 * 1000
+        assert row["feature_shape"] == [4, 4, channels] and row["output_shape"] == [64, 64, 2]
+        assert row["conv_gmacs"] > 0
+    assert rows["efficientnet_lite2"]["conv_gmacs"] > rows["efficientnet_lite0"]["conv_gmacs"]

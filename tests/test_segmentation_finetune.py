@@ -156,3 +156,26 @@ def test_train_segmentation_without_a_preset_takes_the_default(monkeypatch, tmp_
                                                           str(tmp_path / "run")]))
     assert captured["cfg"].backbone_weights == "imagenet"
     assert captured["cfg"] == dataclasses.replace(PRESETS[config_lib.PRETRAINED_PRESET], data_dir=str(tmp_path))
+
+
+# === Loading a fine-tuned model ===
+
+@pytest.mark.parametrize("finetune", ["all_frozen_bn", "decoder"])
+def test_a_model_fine_tuned_with_frozen_layers_loads_without_optimizer_warnings(tmp_path, finetune):
+    import warnings
+
+    from keras_cnn.segmentation.deeplab_v3 import set_finetune_mode
+    from keras_cnn.training import load_model
+
+    cfg = tiny_cfg(tmp_path, finetune=finetune, backbone_lr_multiplier=0.1)
+    model = build_segmenter(cfg)
+    set_finetune_mode(model, cfg.finetune)
+    compile_segmenter(model, make_optimizer(cfg, 1e-3, 10, model))
+    model.train_on_batch(np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 32, 32), np.int32))
+    model.save(tmp_path / "tuned.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_model(str(tmp_path / "tuned.keras"))
+    assert not [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+    x = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x, training=False)), atol=1e-5)

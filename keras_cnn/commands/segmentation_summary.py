@@ -19,7 +19,7 @@ def parse_args(argv=None, prog=None):
 
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--backbones", nargs="+", choices=BACKBONES,
-                        default=["resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny"])
+                        help="default: every backbone (the EfficientNet-Lite rows without their weights)")
     parser.add_argument("--image-size", type=cli.at_least(MIN_IMAGE_SIZE), default=224)
     parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=16)
     parser.add_argument("--num-classes", type=cli.at_least(1), default=21,
@@ -29,18 +29,18 @@ def parse_args(argv=None, prog=None):
 
 
 def run(args):
-    from keras_cnn.segmentation.summary import summarize
+    from keras_cnn.segmentation.summary import DEFAULT_BACKBONES, summarize
 
-    rows = summarize(args.backbones, args.image_size, args.output_stride, args.num_classes)
+    rows = summarize(args.backbones or DEFAULT_BACKBONES, args.image_size, args.output_stride, args.num_classes)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     print(f"DeepLabV3 at {args.image_size}x{args.image_size}, output stride {args.output_stride}, "
           f"{args.num_classes} classes, ASPP rates {rows[0]['aspp_rates']}, 256 channels")
-    print(f"{'backbone':<13}{'backbone':>13}{'head':>12}{'total':>13}  {'features':<15}{'logits':<16}"
+    print(f"{'backbone':<19}{'backbone':>13}{'head':>12}{'total':>13}  {'features':<15}{'logits':<16}"
           f"{'GMACs':>7}")
     for r in rows:
-        print(f"{r['backbone']:<13}{r['backbone_params']:>13,}{r['head_params']:>12,}{r['total_params']:>13,}  "
+        print(f"{r['backbone']:<19}{r['backbone_params']:>13,}{r['head_params']:>12,}{r['total_params']:>13,}  "
               f"{'x'.join(map(str, r['feature_shape'])):<15}{'x'.join(map(str, r['output_shape'])):<16}"
               f"{r['conv_gmacs']:>7.2f}")
     for r in rows:

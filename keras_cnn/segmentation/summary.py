@@ -40,7 +40,11 @@ def _conv_macs(layer, spatial=None):
     return 0
 
 
-def summarize(backbones=("resnet50", "resnet101", "mobilenetv2", "small_resnet", "tiny"),
+DEFAULT_BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0", "efficientnet_lite1",
+                     "efficientnet_lite2", "small_resnet", "tiny")
+
+
+def summarize(backbones=DEFAULT_BACKBONES,
               image_size=224, output_stride=16, num_classes=21, aspp_channels=256):
     """One dict per backbone: parameters, shapes and MACs of its DeepLabV3."""
     rows = []

@@ -8,14 +8,23 @@ from keras_cnn.errors import UserError
 
 
 def load_model(path):
-    """Loads a `.keras` file of this package with a one-line error when it cannot."""
+    """Loads a `.keras` file of this package with a one-line error when it cannot.
+
+    The model comes back uncompiled: every use of a saved model here (predict,
+    evaluate, export, fine-tuning from it) compiles it for its own purpose,
+    and training resumes from the run's backup, not from these files.
+    Compiling on load would rebuild the saved optimizer over the model's
+    weights as they deserialise, all trainable (frozen layers are a training
+    choice, not part of the architecture), and Keras warns "Skipping variable
+    loading for optimizer" for every model fine-tuned with frozen layers.
+    """
     from keras_cnn import register_keras_objects
 
     register_keras_objects()
     if not os.path.exists(path):
         raise UserError(f"{path}: model file does not exist")
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: cannot load model ({first[:200]})") from None
