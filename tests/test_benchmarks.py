@@ -304,6 +304,34 @@ def test_quick_benchmark_on_the_shared_data(tmp_path):
     assert names[:3] == ["cifar10_unet", "cifar10_unet, decoded annealed", "cifar10_resunet"]
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_command_says_when_and_where_it_ran_and_what_it_leaves(tmp_path, monkeypatch, capsys, keep):
+    from keras_cnn import hardware
+    from keras_cnn.commands import benchmark as command
+
+    def fake_run(data_root, work_dir, *args, **kwargs):
+        os.makedirs(os.path.join(work_dir, "runs"))
+        with open(os.path.join(work_dir, "runs", "best.keras"), "wb") as f:
+            f.write(b"\0" * 2_000_000)
+        return {"quick": True, "smoke_test": True, "note": "SMOKE TEST", "parts": []}
+
+    monkeypatch.setattr(suite, "run", fake_run)
+    out = tmp_path / "benchmarks_out" / "quick.json"
+    command.run(command.parse_args(["--quick", "--out", str(out)] + (["--keep-work"] if keep else [])))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("quick benchmark: started ") and hardware.cpu_name() in lines[0]
+    assert lines[-1].startswith("quick benchmark: took ") and f"on {hardware.cpu_name()} (" in lines[-1]
+    work = tmp_path / "benchmarks_out" / "quick_work"
+    if keep:
+        assert lines[-2].endswith(f"{work} holds 2 MB of runs and exports (--reuse takes its finished runs; "
+                                  "delete it when done)")
+        assert work.is_dir()
+    else:  # one-epoch smoke runs: nothing worth keeping
+        assert lines[-2].endswith(f"removed {work} (2 MB of one-epoch runs and exports; --keep-work keeps it)")
+        assert not work.exists()
+    assert json.loads(out.read_text())["wall_seconds"] >= 0
+
+
 def test_quick_runs_are_labelled_smoke_tests_in_the_tables():
     rows = [{"name": "cifar10_unet", "model": "unet", "palette": "rgb 24", "decode": "argmax", "epochs": 1,
              "val_loss": 2.0, "accuracy": 0.3, "delta_e": 20.0, "psnr": 20.0, "chroma": 5.0}]

@@ -1,6 +1,6 @@
 r"""Measure quality and speed: colourizers, their exports, and the segmenter; print tables, write JSON.
 
-    python scripts/benchmark.py --quick --out benchmarks_out/quick.json     # a few minutes
+    python scripts/benchmark.py --quick --out benchmarks_out/quick.json     # 3-8 minutes on 2 cores
     python scripts/benchmark.py --out benchmarks_out/full.json \
         --strip docs/colorization_strip.png                               # what docs/BENCHMARKS.md quotes
     python scripts/benchmark.py --parts quality --presets cifar10_unet,cifar10_resunet \
@@ -16,7 +16,11 @@ inference), segmentation (the weizmann_scratch DeepLabV3 on
 step of the course UNet and of the segmenter spends its time, per op type,
 from TensorFlow's profiler; only when asked for). Runs, exports and plots go
 to --work-dir, which must not hold earlier benchmark runs unless --reuse is
-given. The tables are also written beside the JSON as a .md file.
+given. The tables are also written beside the JSON as a .md file. The first
+line says when and on which CPU it started, the last how long it took and
+how much --work-dir holds; --quick removes its work folder at the end (its
+one-epoch runs are worth nothing) unless --keep-work, --work-dir or --reuse
+is given.
 
 --peer torch adds the PyTorch peer (docs/BENCHMARKS.md, "PyTorch peer") to
 the chosen parts; --parts peer runs it alone. It trains the course UNet and
@@ -25,6 +29,8 @@ needs torch and torchvision (pip install -e .[bench]).
 """
 
 import os
+import shutil
+import time
 
 from keras_cnn import cli
 
@@ -48,6 +54,8 @@ def parse_args(argv=None, prog=None):
                         help="runs, exports and plots (default: a folder named after --out)")
     parser.add_argument("--reuse", action="store_true",
                         help="take finished runs already in --work-dir instead of training them again")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="--quick: keep the work folder (runs and exports) instead of removing it at the end")
     parser.add_argument("--strip", default=None,
                         help="PNG of grey / course UNet / ResUNet / truth on validation horses")
     parser.add_argument("--tflite-threads", type=cli.at_least(1), default=None,
@@ -79,6 +87,11 @@ def run(args):
     if args.strip:
         check_output(args.strip, "--strip", "file")
     # (suite.run checks --data-root, --parts and --presets before any work.)
+    from keras_cnn import hardware
+
+    start = time.time()
+    kind = "quick benchmark" if args.quick else "benchmark"
+    print(f"{kind}: started {time.strftime('%Y-%m-%d %H:%M:%S')} on {hardware.describe()}", flush=True)
     from keras_cnn.benchmarks import peer_torch  # torch-free until asked
 
     peer_nets = peer_torch.parse_nets(args.peer_nets)
@@ -94,9 +107,35 @@ def run(args):
                        strip_path=args.strip, tflite_threads=args.tflite_threads, peer=args.peer,
                        peer_rounds=args.peer_rounds, peer_epochs=args.peer_epochs,
                        quality_target=args.quality_target, peer_nets=peer_nets)
+    result["wall_seconds"] = round(time.time() - start, 1)
     md_path = suite.write(result, args.out)
     print(report.markdown(result))
-    print(f"wrote {args.out} and {md_path}")
+    size = folder_megabytes(work_dir)
+    if args.quick and not (args.keep_work or args.work_dir or args.reuse):
+        shutil.rmtree(work_dir, ignore_errors=True)
+        left = f"removed {work_dir} ({size:.0f} MB of one-epoch runs and exports; --keep-work keeps it)"
+    else:
+        left = (f"{work_dir} holds {size:.0f} MB of runs and exports (--reuse takes its finished runs; "
+                "delete it when done)")
+    print(f"wrote {args.out} and {md_path}; {left}")
+    print(f"{kind}: took {_duration(result['wall_seconds'])} on {hardware.cpu_name()} "
+          f"({hardware.usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f} at the end)")
+
+
+def folder_megabytes(path):
+    """The size of the files under `path` in MB (0 if it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total / 1e6
+
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
 def main(argv=None, prog=None):
