@@ -174,7 +174,7 @@ def test_train_script_ends_with_the_summary_and_logs_one_line_per_epoch(tmp_path
     assert lines[2].startswith("beats") or "a short run (--max-examples 4)" in lines[2]
     assert lines[3].startswith("a full weizmann_scratch run reaches foreground IoU 0.839")
     assert "docs/SEGMENTATION_RESULTS.md" in lines[3]
-    assert lines[4].startswith(f"wrote {tmp_path / 'run'} (every figure in metrics.json")
+    assert lines[4].startswith(f"wrote {tmp_path / 'run'} after ") and "s of training on " in lines[4]
 
 
 def test_train_script_bad_input_is_one_line_error(tmp_path):

@@ -25,8 +25,10 @@ def test_a_short_colourizer_that_loses_to_its_grey_input_says_so_and_what_a_full
     lines = colour_lines(cfg, {"loss": 1.5, "accuracy": 0.406, "delta_e": 16.1, "psnr": 21.9})
     assert lines[0] == "validation (500 images): loss 1.5000  accuracy 40.6%  delta E 16.10  PSNR 21.90 dB"
     assert lines[1] == "baseline, the grey input shown as colour: accuracy 55.7%  delta E 15.49  PSNR 25.17 dB"
-    assert lines[2] == ("below the grey-input baseline on delta E (16.10 against 15.49): a short run "
-                        "(3 of the preset's 25 epochs)")
+    assert lines[2] == ("below the grey-input baseline on delta E (16.10 against 15.49), accuracy (40.6% against "
+                        "55.7%) and PSNR (21.90 dB against 25.17 dB): a short run (3 of the preset's 25 epochs); a "
+                        "full cifar10_unet run beats it on delta E and accuracy and stays below it on PSNR too (a "
+                        "wrong colour costs more PSNR than no colour)")
     assert lines[3].startswith("a full cifar10_unet run reaches accuracy 58.3%  delta E 14.21  PSNR 24.04 dB: "
                                "25 epochs, 4.4 min on 2 shared AMD EPYC cores, scored on the 500 held-out horses")
     assert lines[3].endswith("(docs/COLORIZATION_RESULTS.md)")
@@ -35,11 +37,24 @@ def test_a_short_colourizer_that_loses_to_its_grey_input_says_so_and_what_a_full
 def test_a_colourizer_that_beats_its_grey_input_is_told_why_psnr_does_not():
     lines = colour_lines(COLOUR_PRESETS["cifar10_unet"], {"loss": 1.07, "accuracy": 0.58, "delta_e": 14.3,
                                                           "psnr": 24.0})
-    assert lines[2].startswith("beats the grey-input baseline on delta E (14.30 against 15.49); PSNR favours")
+    assert lines[2] == ("beats the grey-input baseline on delta E (14.30 against 15.49) and accuracy (58.0% against "
+                        "55.7%), not on PSNR (24.00 dB against 25.17 dB): a full cifar10_unet run stays below it "
+                        "on PSNR too (a wrong colour costs more PSNR than no colour)")
+    # Three epochs: better colours than the grey input already, not yet the palette accuracy.
+    cfg = dataclasses.replace(COLOUR_PRESETS["cifar10_unet"], epochs=3)
+    lines = colour_lines(cfg, {"accuracy": 0.405, "delta_e": 15.25, "psnr": 21.86})
+    assert lines[2].startswith("beats the grey-input baseline on delta E (15.25 against 15.49), not on accuracy "
+                               "(40.5% against 55.7%) or PSNR (21.86 dB against 25.17 dB): a short run (3 of the "
+                               "preset's 25 epochs); a full cifar10_unet run beats it on accuracy and stays below")
     # A preset that loses even after a full run is not called a short run.
     lines = colour_lines(COLOUR_PRESETS["cifar10_cnn2020"], {"delta_e": 16.3, "psnr": 20.0})
-    assert lines[2].endswith("this preset does not beat it even after a full run")
+    assert lines[2] == ("below the grey-input baseline on delta E (16.30 against 15.49) and PSNR (20.00 dB against "
+                        "25.17 dB): a full cifar10_cnn2020 run stays below it on delta E and PSNR too (a wrong "
+                        "colour costs more PSNR than no colour)")
     assert lines[3].startswith("a full cifar10_cnn2020 run reaches accuracy 28.0%  delta E 16.34")
+    # The same length as the preset's and below where its full run is above: something is wrong.
+    lines = colour_lines(COLOUR_PRESETS["cifar10_unet"], {"delta_e": 16.0})
+    assert lines[2].endswith("a run as long as its preset's that did not learn: check the data and the learning rate")
 
 
 def test_runs_are_matched_to_their_preset_by_their_settings():
@@ -55,14 +70,16 @@ def test_runs_are_matched_to_their_preset_by_their_settings():
                                                             "pixel_accuracy": 0.8}, ALL_BACKGROUND,
                                     SEGMENT_PRESETS, "validation (62 pairs, best.keras)")
     assert lines[1] == "baseline, all background: foreground IoU 0.000  mean IoU 0.360  pixel accuracy 72.0%"
-    assert lines[2] == ("beats the all-background baseline on mean IoU (0.550 against 0.360); no full run of "
-                        "these settings is recorded (closest preset: smoke, with other image_size, aspp_channels)")
+    assert lines[2] == ("beats the all-background baseline on mean IoU (0.550 against 0.360) and pixel accuracy "
+                        "(80.0% against 72.0%); no full run of these settings is recorded (closest preset: smoke, "
+                        "with other image_size, aspp_channels)")
     assert lines[3].startswith("a full weizmann_scratch run reaches foreground IoU 0.839")
     # A time-limited preset cut short.
     scratch = dataclasses.replace(SEGMENT_PRESETS["weizmann_scratch"], time_limit_minutes=2.0)
     lines = summaries.summary_lines("segmentation", scratch, {"mean_iou": 0.3}, ALL_BACKGROUND, SEGMENT_PRESETS,
                                     "validation")
-    assert lines[2].endswith("a short run (2 of the preset's 26 minutes)")
+    assert lines[2] == ("below the all-background baseline on mean IoU (0.300 against 0.360): a short run (2 of the "
+                        "preset's 26 minutes); a full weizmann_scratch run beats it on mean IoU")
 
 
 def test_every_recorded_full_run_names_a_preset_and_where_it_was_measured():
@@ -112,3 +129,11 @@ def test_empty_cells_of_activation_grids_are_blank(tmp_path):
     plots.feature_grid(grid, path, "three maps")
     assert colour_pixels(path, (253, 231, 37)) == 0  # no viridis yellow: it would read as a strong activation
     assert colour_pixels(path, (68, 1, 84)) > 1000
+
+
+def test_the_last_line_says_how_long_training_took_and_on_what():
+    from keras_cnn import hardware
+
+    line = summaries.wrote_line("runs/x", {"train_seconds_this_session": 31.4})
+    assert line == (f"wrote runs/x after 31 s of training on {hardware.cpu_name()} ({hardware.usable_cores()} "
+                    "usable cores): every figure is in metrics.json, the curves in plots/curves.png")

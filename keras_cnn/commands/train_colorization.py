@@ -59,7 +59,9 @@ def run(args):
                                   PRESETS, where):
             print(line)
     if metrics:
-        print(f"wrote {args.run_dir} (every figure in metrics.json; curves in plots/curves.png)")
+        from keras_cnn.summaries import wrote_line
+
+        print(wrote_line(args.run_dir, metrics))
 
 
 def main(argv=None, prog=None):

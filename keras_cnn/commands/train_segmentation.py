@@ -22,7 +22,6 @@ import sys
 from keras_cnn import cli
 
 
-
 def parse_args(argv=None, prog=None):
     from keras_cnn.config import add_config_args
     from keras_cnn.segmentation.config import PRESETS, SegmentationConfig, default_preset
@@ -61,7 +60,9 @@ def run(args):
         for line in summary_lines("segmentation", cfg, results["best"], baseline, PRESETS, where):
             print(line)
     if results:
-        print(f"wrote {args.run_dir} (every figure in metrics.json; curves in plots/curves.png)")
+        from keras_cnn.summaries import wrote_line
+
+        print(wrote_line(args.run_dir, results))
 
 
 def main(argv=None, prog=None):
