@@ -101,18 +101,22 @@ def history_curves(history, path, metrics=("loss",), title=None):
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
     for ax, name in zip(axes[0], metrics):
-        plotted = False
+        plotted = 0
         for key, style in ((name, "o-"), (f"val_{name}", "s--")):
             if history.get(key):
                 ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key, markersize=4)
-                plotted = True
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                plotted = max(plotted, len(history[key]))
+        ax.set_xlim(0.5, max(plotted, 1) + 0.5)
+        if plotted <= 10:
+            ax.set_xticks(range(1, max(plotted, 1) + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_title(name)
         if plotted:
             ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)  # above the panels' own titles
     _save(fig, path)
 
 
