@@ -73,10 +73,24 @@ class Colorizer(keras.Model):
             `input_mode` (1 for "grey", 3 for "downsize").
         input_mode: "grey" (the course) or "downsize" (super-resolution).
 
+    A colourizer made by `from_run` or `from_preset` also carries the
+    palette its classes stand for (`palette`, not part of the saved model:
+    a run keeps it in `palette.npy`) and its decoding (`decode`,
+    `temperature`), so `colorize(photos)` gives colour images directly.
+
     Example:
         model = Colorizer(UNet(num_colours=24))
         logits = model(np.zeros((2, 32, 32, 3), "uint8"))  # (2, 32, 32, 24)
+
+        model = Colorizer.from_run("runs/unet")             # trained, with its palette
+        colours = model.colorize(keras_cnn.read_image("photo.jpg"))
+        model = Colorizer.from_preset("cifar10_unet")        # the preset's net, untrained
     """
+
+    # The run's palette and decoding (see `from_run`); not saved with the model.
+    palette = None
+    decode = "argmax"
+    temperature = 0.38
 
     def __init__(self, net, input_mode="grey", **kwargs):
         if not isinstance(net, ColourNet):
@@ -100,6 +114,64 @@ class Colorizer(keras.Model):
     def summary(self, *args, expand_nested=True, **kwargs):
         # The net is one nested model: without expanding it the table is one opaque row.
         return super().summary(*args, expand_nested=expand_nested, **kwargs)
+
+    @classmethod
+    def from_run(cls, run_dir, checkpoint="best"):
+        """The trained colourizer of a run folder ("best" or "last" checkpoint), with the run's palette and decoding."""
+        from keras_cnn.tasks import open_run
+
+        run = open_run(run_dir)
+        if run.task.name != "colorization":
+            raise UserError(f"{run_dir}: a {run.task.name} run, not a colourization run")
+        model = run.load_model(checkpoint)
+        model.palette = run.assets["palette"]
+        model.decode, model.temperature = run.config.decode, run.config.temperature
+        return model
+
+    @classmethod
+    def from_preset(cls, preset, palette=None, **overrides):
+        """A colourizer as a preset of `ColorizationConfig` builds it (untrained), or a run folder's (`from_run`).
+
+        Args:
+            preset: a preset name ("cifar10_unet", "cifar10_resunet", ...; see
+                `keras_cnn.colorization.PRESETS`) or a trained run folder.
+            palette: the `Palette` the classes stand for; its size sets the
+                number of classes (else the preset's `num_colours`).
+            **overrides: config fields to change (`num_filters=16`, ...),
+                checked as the command line checks them; for a run folder,
+                only `checkpoint`.
+        """
+        import os
+
+        from keras_cnn import config
+        from keras_cnn.colorization.config import PRESETS, ColorizationConfig
+        from keras_cnn.colorization.task import new_colorizer
+
+        if os.path.isfile(config.config_path(preset)):
+            return cls.from_run(preset, **overrides)
+        # The net does not depend on the data: a preset that reads a folder builds without one.
+        overrides = {"data_dir": "(no data: model only)", **overrides}
+        cfg = config.resolve(ColorizationConfig, PRESETS, preset, overrides)
+        model = new_colorizer(cfg, len(palette) if palette is not None else cfg.num_colours)
+        model.palette = palette
+        model.decode, model.temperature = cfg.decode, cfg.temperature
+        return model
+
+    def colorize(self, images, decode=None, temperature=None):
+        """uint8 RGB photos (H, W, 3) or (N, H, W, 3) of any size -> colourized uint8 RGB of the same shape.
+
+        Decoded with `palette` (and `decode`, `temperature` unless given);
+        big photos go in tiles (`keras_cnn.colorization.colorize`).
+        """
+        from keras_cnn.colorization.predict import colorize
+
+        if self.palette is None:
+            raise UserError("this colourizer has no palette: set model.palette, or make it with "
+                            "Colorizer.from_run / from_preset(..., palette=...)")
+        images = np.asarray(images, np.uint8)
+        out = colorize(self, self.palette, images[None] if images.ndim == 3 else images, decode or self.decode,
+                       self.temperature if temperature is None else temperature)
+        return out[0] if images.ndim == 3 else out
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,

@@ -103,6 +103,15 @@ def base_palette(cfg):
     return palette
 
 
+def new_colorizer(cfg, num_colours):
+    """An untrained `Colorizer` as `cfg` describes it (net, its size, input mode), with `num_colours` classes."""
+    extra = ({"upsample": cfg.upsample, "weights": cfg.backbone_weights or None}
+             if cfg.model == "effnet_unet" else {})
+    net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters, num_colours=num_colours,
+                      num_in_channels=3 if cfg.downsize_input else 1, **extra)
+    return Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")
+
+
 def base_colorizer(cfg, palette):
     """`cfg.base_model` loaded, checked against `cfg` and `palette`, to train on."""
     model = training.load_model(cfg.base_model)
@@ -202,14 +211,7 @@ class ColorizationTask(tasks.Task):
         if cfg.class_rebalance > 0:
             counts = np.bincount(palette.labels(train_images).numpy().ravel(), minlength=len(palette))
             weights = palette.class_weights(counts, lam=cfg.class_rebalance)
-        if cfg.base_model:
-            model = base_colorizer(cfg, palette)
-        else:
-            extra = ({"upsample": cfg.upsample, "weights": cfg.backbone_weights or None}
-                     if cfg.model == "effnet_unet" else {})
-            net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters,
-                              num_colours=len(palette), num_in_channels=3 if cfg.downsize_input else 1, **extra)
-            model = Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")
+        model = base_colorizer(cfg, palette) if cfg.base_model else new_colorizer(cfg, len(palette))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg, len(train_images), runtime)),
                       loss=PixelCrossEntropy(weights),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

@@ -14,6 +14,7 @@ for nothing: that is how unlabelled trimap pixels are left out.
 
 `confusion_matrix` and `confusion_scores` are the NumPy twins for class ids
 that are already decided (full-size evaluation, exported TFLite files).
+`segmentation_loss` is the loss they go with.
 """
 
 import keras
@@ -238,6 +239,11 @@ class ThresholdedIoU(keras.metrics.Metric):
     def get_config(self):
         return {"foreground_class": self.foreground_class, "ignore_class": self.ignore_class,
                 "name": self.name, "dtype": self.dtype}
+
+
+def segmentation_loss():
+    """The loss segmenters train with: pixel-wise cross-entropy on the logits, `IGNORE_LABEL` pixels left out."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL)
 
 
 def segmentation_metrics(num_classes, foreground_class=1):

@@ -23,7 +23,7 @@ from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, flip_averaged, rebuild, set_finetune_mode
 from keras_cnn.segmentation.evaluate import evaluate, evaluate_full_size, majority_baseline
-from keras_cnn.segmentation.metrics import IGNORE_LABEL, segmentation_metrics
+from keras_cnn.segmentation.metrics import segmentation_loss, segmentation_metrics
 from keras_cnn.segmentation.predict import predict_labels
 from keras_cnn.segmentation.registry import make_backbone
 from keras_cnn.training.optimizers import scale_learning_rate
@@ -131,8 +131,7 @@ def compile_segmenter(model, optimizer="adam", jit_compile=False):
     """Compiles with pixel-wise cross-entropy and the segmentation metrics; 255 is ignored."""
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=IGNORE_LABEL),
-        metrics=segmentation_metrics(model.num_classes), jit_compile=jit_compile)
+        loss=segmentation_loss(), metrics=segmentation_metrics(model.num_classes), jit_compile=jit_compile)
 
 
 def strip_drawer(images, masks, num_classes):
