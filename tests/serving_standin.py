@@ -4,14 +4,21 @@ It reads a `models.config` with the official `ModelServerConfig` proto, loads
 the latest SavedModel version of every model with `tf.saved_model.load`, and
 answers the two protocols the way `tensorflow_model_server` does:
 
-- gRPC `tensorflow.serving.PredictionService/Predict` (a servicer built from
-  `tensorflow_serving.apis`), with NOT_FOUND / INVALID_ARGUMENT errors;
+- gRPC `tensorflow.serving.PredictionService/Predict` and `/GetModelMetadata`
+  (a servicer built from `tensorflow_serving.apis`), with NOT_FOUND /
+  INVALID_ARGUMENT errors;
 - REST `POST /v1/models/NAME[/versions/N]:predict` with the row
   (`instances`) or columnar (`inputs`) JSON formats, binary values as
-  `{"b64": ...}`, and `{"error": ...}` bodies on failure.
+  `{"b64": ...}`, and `{"error": ...}` bodies on failure; `GET
+  /v1/models/NAME[/versions/N]/metadata` with the signatures in TF Serving's
+  JSON form (proto field names, 64-bit integers as strings).
 
 Only what the clients use is implemented; everything it answers comes from
-the real exported SavedModel.
+the real exported SavedModel, unless a test sets `StandInServer.tamper` to
+make it a hostile server: {"outputs": fn(outputs) -> outputs} (both
+protocols), {"body": fn(bytes) -> (bytes, Content-Length or None)} (REST
+predict replies), {"response": fn(PredictResponse) -> PredictResponse} (gRPC),
+{"metadata": fn(dict) -> JSON value} (REST metadata).
 """
 
 import base64
@@ -20,13 +27,14 @@ import http.server
 import json
 import os
 import re
+import sys
 import threading
 
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from google.protobuf import json_format, text_format
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 
@@ -72,6 +80,23 @@ class Models:
                                f'Serving signature key "{signature_name}" not found.')
         return loaded.signatures[signature_name], version, signature_name
 
+    def metadata(self, name, version):
+        """The `SignatureDefMap` of every signature of the model, as TF Serving's GetModelMetadata gives it."""
+        self.signature(name, version, None)  # loads it, or NOT_FOUND
+        version = version or max(self.models[name])
+        defs = get_model_metadata_pb2.SignatureDefMap()
+        for key, fn in self._loaded[(name, version)].signatures.items():
+            sig = defs.signature_def[key]
+            sig.method_name = "tensorflow/serving/predict"
+            specs = list(fn.structured_input_signature[1].items()) + list(fn.structured_outputs.items())
+            n_inputs = len(fn.structured_input_signature[1])
+            for i, (k, spec) in enumerate(specs):
+                info = (sig.inputs if i < n_inputs else sig.outputs)[k]
+                info.name = f"{key}_{k}:0"
+                info.dtype = spec.dtype.as_datatype_enum
+                info.tensor_shape.CopyFrom(spec.shape.as_proto())
+        return defs, version
+
     def predict(self, name, version, signature_name, inputs):
         """inputs: {key: np.ndarray} -> ({key: np.ndarray}, version, signature_name)."""
         fn, version, signature_name = self.signature(name, version, signature_name)
@@ -100,8 +125,21 @@ class Models:
 
 
 class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models):
+    def __init__(self, models, tamper):
         self.models = models
+        self.tamper = tamper
+
+    def GetModelMetadata(self, request, context):
+        spec = request.model_spec
+        try:
+            defs, version = self.models.metadata(spec.name, spec.version.value if spec.HasField("version") else None)
+        except ServingError as e:
+            context.abort(e.code, str(e))
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = spec.name
+        response.model_spec.version.value = version
+        response.metadata["signature_def"].Pack(defs)
+        return response
 
     def Predict(self, request, context):
         spec = request.model_spec
@@ -112,6 +150,8 @@ class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 spec.signature_name, inputs)
         except ServingError as e:
             context.abort(e.code, str(e))
+        if "outputs" in self.tamper:
+            outputs = self.tamper["outputs"](outputs)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.version.value = version
@@ -119,10 +159,13 @@ class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         for key, value in outputs.items():
             if not request.output_filter or key in request.output_filter:
                 response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        if "response" in self.tamper:
+            response = self.tamper["response"](response)
         return response
 
 
 _PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?:predict$")
+_METADATA_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?/metadata$")
 _HTTP_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400,
                 grpc.StatusCode.FAILED_PRECONDITION: 400}
 
@@ -169,18 +212,41 @@ def _rest_inputs(body, specs):
     return out
 
 
-def _handler(models):
+def _handler(models, tamper):
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-        def _reply(self, status, payload):
+        def _reply(self, status, payload, body_tamper=None):
             data = json.dumps(payload).encode("utf-8")
+            length = None
+            if body_tamper is not None:
+                data, length = body_tamper(data)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(len(data) if length is None else length))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except ConnectionError:  # a client that stopped reading (a reply it refused by its header)
+                self.close_connection = True
+            if length is not None and length != len(data):
+                self.close_connection = True
+
+        def do_GET(self):
+            match = _METADATA_PATH.match(self.path)
+            if not match:
+                return self._reply(404, {"error": f"Malformed request: GET {self.path}"})
+            name, version = match.group(1), int(match.group(2)) if match.group(2) else None
+            try:
+                defs, version = models.metadata(name, version)
+            except ServingError as e:
+                return self._reply(_HTTP_STATUS.get(e.code, 500), {"error": str(e)})
+            answer = {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
+                      "metadata": {"signature_def": json_format.MessageToDict(defs, preserving_proto_field_name=True)}}
+            if "metadata" in tamper:
+                answer = tamper["metadata"](answer)
+            return self._reply(200, answer)
 
         def do_POST(self):
             match = _PATH.match(self.path)
@@ -192,6 +258,8 @@ def _handler(models):
                 fn, _, signature_name = models.signature(name, version, body.get("signature_name"))
                 inputs = _rest_inputs(body, fn.structured_input_signature[1])
                 outputs, _, _ = models.predict(name, version, signature_name, inputs)
+                if "outputs" in tamper:
+                    outputs = tamper["outputs"](outputs)
             except json.JSONDecodeError as e:
                 return self._reply(400, {"error": f"JSON Parse error: {e.msg}"})
             except ServingError as e:
@@ -201,11 +269,19 @@ def _handler(models):
                 rows = [{k: v[i].tolist() for k, v in outputs.items()} for i in range(n)]
                 if len(outputs) == 1:
                     rows = [next(iter(r.values())) for r in rows]
-                return self._reply(200, {"predictions": rows})
+                return self._reply(200, {"predictions": rows}, tamper.get("body"))
             columns = {k: v.tolist() for k, v in outputs.items()}
-            return self._reply(200, {"outputs": columns if len(columns) > 1 else next(iter(columns.values()))})
+            return self._reply(200, {"outputs": columns if len(columns) > 1 else next(iter(columns.values()))},
+                               tamper.get("body"))
 
     return Handler
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that hangs up early is no error of the server's (and its traceback would reach a test's stderr).
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class StandInServer:
@@ -213,12 +289,16 @@ class StandInServer:
 
     def __init__(self, config_path, local_root, mount="/models"):
         self.models = Models(config_path, mount, local_root)
-        self.grpc_server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=4))
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_Servicer(self.models),
+        self.tamper = {}  # see the module docstring; tests fill and empty it
+        # TF Serving takes messages of any size (its gRPC server's limit is INT_MAX); the clients set theirs.
+        self.grpc_server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=4),
+                                       options=[("grpc.max_receive_message_length", -1),
+                                                ("grpc.max_send_message_length", -1)])
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_Servicer(self.models, self.tamper),
                                                                             self.grpc_server)
         port = self.grpc_server.add_insecure_port("127.0.0.1:0")
         self.grpc_target = f"127.0.0.1:{port}"
-        self.http_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.models))
+        self.http_server = _HTTPServer(("127.0.0.1", 0), _handler(self.models, self.tamper))
         self.rest_url = f"http://127.0.0.1:{self.http_server.server_address[1]}"
 
     def __enter__(self):

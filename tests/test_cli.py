@@ -292,6 +292,10 @@ BAD_INPUTS = [
                             "--model", "m", "--out", "{w}/out", "{w}/img.png"], "not allowed with argument"),
     ("client:out-is-file", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out",
                             "{w}/file.txt", "{w}/img.png"], "--out {w}/file.txt: exists and is not a folder"),
+    # (The server's signature is asked for first, over REST without TensorFlow; port 9 is closed here.)
+    ("client:unreachable", ["serving-client", "--rest", "http://127.0.0.1:9", "--model", "m", "--out", "{w}/out",
+                            "--timeout", "5", "{w}/img.png"],
+     "cannot reach TF Serving at http://127.0.0.1:9/v1/models/m/metadata"),
     # --- tflite-predict
     ("tflite:model-missing", ["tflite-predict", "--model", "{w}/m.tflite", "--image", "{w}/img.png",
                               "--out", "{w}/o.png"], "--model {w}/m.tflite: no such file"),

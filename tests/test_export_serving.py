@@ -6,6 +6,7 @@ the clients here are the ones users run against `tensorflow/serving`.
 """
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,235 @@ def test_serving_client_script_over_grpc_and_rest(served, tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: TF Serving at ")
     assert "HTTP 404" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+# === Hostile servers: every reply is checked, REST and gRPC alike ===
+
+def _outputs(change):
+    return {"outputs": change}
+
+
+def _body(make):
+    """A REST predict reply replaced: `make(real body)` -> (body, Content-Length to claim or None)."""
+    return {"body": make}
+
+
+def _json_body(value):
+    return _body(lambda real: (json.dumps(value).encode(), None))
+
+
+def _metadata(change):
+    return {"metadata": change}
+
+
+def _garble_colours(response):
+    response.outputs["colours"].tensor_content = b"\x01\x02\x03"  # 3 bytes for a (2, 32, 32, 3) tensor
+    return response
+
+
+def _drop_signature(answer):
+    del answer["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    return answer
+
+
+def _as(dtype, values):
+    return np.asarray(values).astype(dtype)
+
+
+# (id: protocol:case, model, what the server does, what the one line says after "sent a bad reply: " or in full).
+# Each row runs `serving-client --size 32` on two photos; nothing may be written.
+HOSTILE_REPLIES = [
+    ("rest:one-result-for-two", "unet", _outputs(lambda o: {k: v[:1] for k, v in o.items()}),
+     "1 result for 2 images"),
+    ("grpc:one-result-for-two", "unet", _outputs(lambda o: {k: v[:1] for k, v in o.items()}),
+     "1 result for 2 images"),
+    ("rest:three-results-for-two", "unet", _outputs(lambda o: {k: np.concatenate([v, v[:1]]) for k, v in o.items()}),
+     "3 results for 2 images"),
+    ("grpc:three-results-for-two", "unet", _outputs(lambda o: {k: np.concatenate([v, v[:1]]) for k, v in o.items()}),
+     "3 results for 2 images"),
+    ("rest:colours-above-255", "unet", _outputs(lambda o: {**o, "colours": _as(np.int32, o["colours"]) * 0 + 300}),
+     "colours holds 300, outside 0..255 (uint8)"),
+    ("rest:colours-negative", "unet", _outputs(lambda o: {**o, "colours": _as(np.int32, o["colours"]) * 0 - 1}),
+     "colours holds -1, outside 0..255 (uint8)"),
+    ("grpc:colours-int32", "unet", _outputs(lambda o: {**o, "colours": _as(np.int32, o["colours"]) + 300}),
+     "colours is int32, the model's signature says uint8"),
+    ("rest:colours-nan", "unet", _outputs(lambda o: {**o, "colours": np.full(o["colours"].shape, np.nan)}),
+     "colours holds NaN or infinity"),
+    ("grpc:colours-nan", "unet", _outputs(lambda o: {**o, "colours": np.full(o["colours"].shape, np.nan, np.float32)}),
+     "colours is float32, the model's signature says uint8"),
+    ("rest:colours-fractions", "unet", _outputs(lambda o: {**o, "colours": o["colours"] + 0.5}),
+     "colours holds fractions; its values are whole numbers (uint8)"),
+    ("rest:probabilities-nan", "unet", _outputs(lambda o: {**o, "probabilities": o["probabilities"] * np.nan}),
+     "probabilities holds NaN or infinity"),
+    ("rest:probabilities-above-1", "unet", _outputs(lambda o: {**o, "probabilities": o["probabilities"] + 1.5}),
+     "outside 0..1"),
+    ("rest:mask-class-out-of-range", "seg", _outputs(lambda o: {**o, "mask": np.full_like(o["mask"], 7)}),
+     "mask holds class 7, but the model has 2 classes (0..1)"),
+    ("grpc:mask-class-out-of-range", "seg", _outputs(lambda o: {**o, "mask": np.full_like(o["mask"], 7)}),
+     "mask holds class 7, but the model has 2 classes (0..1)"),
+    ("rest:missing-output", "unet", _outputs(lambda o: {"probabilities": o["probabilities"]}),
+     "predictions holds bare values where results naming colours, probabilities belong"),
+    ("grpc:missing-output", "unet", _outputs(lambda o: {"probabilities": o["probabilities"]}),
+     "no colours in it (it has: nothing)"),
+    ("rest:wrong-width", "unet", _outputs(lambda o: {**o, "colours": o["colours"][:, :, :-1]}),
+     "colours is 31x32 pixels; the images sent are 32x32"),
+    ("grpc:wrong-width", "unet", _outputs(lambda o: {**o, "colours": o["colours"][:, :, :-1]}),
+     "colours is 31x32 pixels; the images sent are 32x32"),
+    ("rest:four-channels", "unet", _outputs(lambda o: {**o, "colours": o["colours"][..., [0, 1, 2, 2]]}),
+     "colours has shape (2, 32, 32, 4), the model's signature says uint8 (N, ?, ?, 3)"),
+    ("grpc:four-channels", "unet", _outputs(lambda o: {**o, "colours": o["colours"][..., [0, 1, 2, 2]]}),
+     "colours has shape (2, 32, 32, 4), the model's signature says uint8 (N, ?, ?, 3)"),
+    ("grpc:unreadable-tensor", "unet", {"response": _garble_colours}, "colours is not a readable tensor"),
+    ("rest:json-string", "unet", _json_body("fine"),
+     "a JSON string where an object with predictions or outputs belongs"),
+    ("rest:json-number", "unet", _json_body(3), "a JSON number where an object with predictions or outputs belongs"),
+    ("rest:json-list", "unet", _json_body([1, 2]), "a JSON list where an object with predictions or outputs belongs"),
+    ("rest:predictions-number", "unet", _json_body({"predictions": 5}),
+     "predictions is a JSON number, not a list of results"),
+    ("rest:ragged", "unet", _json_body({"predictions": [{"colours": [[[1, 2, 3]], [[4, 5]]], "probabilities": []},
+                                                        {"colours": [], "probabilities": []}]}),
+     "a ragged array"),
+    ("rest:text-values", "unet", _json_body({"outputs": {"colours": [["red"], ["blue"]], "probabilities": [[], []]}}),
+     "holds text, not numbers"),
+    ("rest:error-with-200", "unet", _json_body({"error": "out of cheese"}), "answered an error: out of cheese"),
+    ("rest:truncated-body", "unet", _body(lambda real: (real[:len(real) // 2], None)), "not valid JSON"),
+    ("rest:cut-short", "unet", _body(lambda real: (real[:len(real) // 2], len(real))), "the body was cut short"),
+    ("rest:not-utf8", "unet", _body(lambda real: (b"\xff\xfe\x00\x01", None)), "not valid JSON"),
+    ("rest:too-big", "unet", _body(lambda real: (real, clients.MAX_REPLY_BYTES + 1)),
+     "256 MiB, more than the 256 MiB this client reads"),
+    ("rest:metadata-string", "unet", _metadata(lambda answer: "ok"),
+     "the model's metadata has no readable signature 'serving_default'"),
+    ("rest:metadata-bad-dtype", "unet", _metadata(lambda answer: json.loads(json.dumps(answer).replace(
+        '"DT_UINT8"', '"DT_NONSENSE"'))), "unknown dtype 'DT_NONSENSE'"),
+    ("rest:metadata-without-the-signature", "unet", _metadata(_drop_signature),
+     "the model has no signature 'serving_default' (it has: serving_bytes)"),
+]
+
+
+def _photos(tmp_path, n=2, size=32, seed=40):
+    paths = []
+    for i, image in enumerate(blocky_images(n, size, seed=seed)):
+        paths.append(str(tmp_path / f"photo{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def _client(argv, capsys):
+    """`keras-cnn serving-client ARGV` in this process: (exit code, stdout, stderr)."""
+    from keras_cnn.commands import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["serving-client", *argv])
+    captured = capsys.readouterr()
+    return e.value.code, captured.out, captured.err
+
+
+def _address(server, protocol):
+    return ["--rest", server.rest_url] if protocol == "rest" else ["--grpc", server.grpc_target]
+
+
+@pytest.mark.parametrize("model,tamper,expected", [row[1:] for row in HOSTILE_REPLIES],
+                         ids=[row[0] for row in HOSTILE_REPLIES])
+def test_a_bad_reply_is_one_line_naming_the_server_and_nothing_is_written(served, tmp_path, capsys, request,
+                                                                          model, tamper, expected):
+    server = served["server"]
+    protocol = request.node.callspec.id.split(":")[0]
+    photos = _photos(tmp_path)
+    server.tamper.update(tamper)
+    try:
+        code, out, err = _client([*_address(server, protocol), "--model", model, "--size", "32", "--out",
+                                  str(tmp_path / "out"), *photos], capsys)
+    finally:
+        server.tamper.clear()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    where = server.grpc_target if protocol == "grpc" else f"{server.rest_url}/v1/models/{model}"
+    assert err.startswith(f"error: TF Serving at {where}"), err
+    assert expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_hostile_reply_table_covers_both_protocols():
+    ids = [row[0] for row in HOSTILE_REPLIES]
+    assert len(ids) == len(set(ids)) and {i.split(":")[0] for i in ids} == {"rest", "grpc"}
+    for case in ("one-result-for-two", "three-results-for-two", "mask-class-out-of-range", "missing-output"):
+        assert {f"rest:{case}", f"grpc:{case}"} <= set(ids)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_good_replies_are_written_for_both_models(served, tmp_path, capsys, protocol):
+    server = served["server"]
+    photos = _photos(tmp_path, n=3)
+    for model, suffix in (("unet", "colours"), ("seg", "mask")):
+        out = tmp_path / model
+        code, stdout, err = _client([*_address(server, protocol), "--model", model, "--out", str(out), *photos],
+                                    capsys)
+        assert code == 0, err
+        assert sorted(os.listdir(out)) == [f"photo{i}_{suffix}.png" for i in range(3)]
+    want = served["unet"].signatures["serving_default"](
+        images=tf.constant(np.stack([np.asarray(Image.open(p)) for p in photos])))["colours"].numpy()
+    for i in range(3):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "unet" / f"photo{i}_colours.png")), want[i])
+    masks = np.stack([np.asarray(Image.open(tmp_path / "seg" / f"photo{i}_mask.png")) for i in range(3)])
+    assert set(np.unique(masks)) <= {0, 255}
+
+
+# === Sizes: requests and replies are bounded ===
+
+def test_a_photo_too_big_for_one_rest_reply_is_refused_before_it_is_sent(served, tmp_path, capsys, monkeypatch):
+    """A 1200 x 1000 photo: its colours and 12 class probabilities a pixel would be ~330 MiB of JSON."""
+    server = served["server"]
+    path = tmp_path / "big.png"
+    Image.fromarray(np.full((1000, 1200, 3), 90, np.uint8)).save(path)
+    sent = []
+    monkeypatch.setattr(clients, "rest_predict", lambda *a, **k: sent.append(1))
+    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--out", str(tmp_path / "out"), str(path)],
+                           capsys)
+    assert code == 2 and not sent and not (tmp_path / "out").exists()
+    assert err.startswith(f"error: {path}: 1200x1000 pixels would take about ") and "MiB to answer over REST, more " \
+        "than the 256 MiB this client reads at once; pass --size N to fit photos to N x N here, or --bytes to have " \
+        "the server fit them, or --grpc" in err, err
+    # Over gRPC only the colours come back (3 bytes a pixel): it goes through, whole.
+    monkeypatch.undo()
+    code, _, err = _client(["--grpc", server.grpc_target, "--model", "unet", "--out", str(tmp_path / "out"),
+                            str(path)], capsys)
+    assert code == 0, err
+    assert np.asarray(Image.open(tmp_path / "out" / "big_colours.png")).shape == (1000, 1200, 3)
+
+
+def test_batches_are_split_to_fit_the_reply_limit(served, tmp_path, capsys, monkeypatch):
+    server = served["server"]
+    photos = _photos(tmp_path, n=5)
+    signature = clients.rest_signature(server.rest_url, "unet")
+    # Room for two photos' replies at once.
+    monkeypatch.setattr(clients, "MAX_REPLY_BYTES", clients.reply_bytes(signature, 2, (32, 32)))
+    counts = []
+    real = clients.rest_predict
+
+    def counting(*args, images=None, **kwargs):
+        counts.append(len(images))
+        return real(*args, images=images, **kwargs)
+
+    monkeypatch.setattr(clients, "rest_predict", counting)
+    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--size", "32", "--out",
+                            str(tmp_path / "out"), *photos], capsys)
+    assert code == 0, err
+    assert counts == [2, 2, 1]
+    want = served["unet"].signatures["serving_default"](
+        images=tf.constant(np.stack([np.asarray(Image.open(p)) for p in photos])))["colours"].numpy()
+    for i in range(5):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"photo{i}_colours.png")), want[i])
+    # A --size whose one photo does not fit is one line naming the flag.
+    monkeypatch.setattr(clients, "MAX_REPLY_BYTES", 50_000)  # the metadata fits, a photo not
+    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--size", "32", "--out",
+                            str(tmp_path / "out2"), *photos], capsys)
+    assert code == 2 and err.startswith("error: --size 32: a photo of 32x32 pixels would take about "), err
+
+
+def test_the_library_refuses_a_request_whose_reply_is_too_big(served):
+    server = served["server"]
+    images = np.zeros((1, 1000, 1200, 3), np.uint8)
+    with pytest.raises(UserError, match=r"the reply to 1 image\(s\) of 1200x1000 pixels would take about .* over "
+                                        r"REST, more than the 256 MiB this client reads; send fewer or smaller "
+                                        r"images, or use gRPC"):
+        clients.rest_predict(server.rest_url, "unet", images=images)

@@ -7,11 +7,20 @@ r"""Send photos to a running TensorFlow Serving over REST or gRPC and save what 
 
 (`keras-cnn serving-client ...` is the same command.) By default the photos
 are decoded here and sent as uint8 pixels to the `serving_default` signature
-(with --size N: fitted to N x N first and sent as one batch; without it: one
+(with --size N: fitted to N x N first and sent in batches; without it: one
 request per photo at its own size). With --bytes the encoded files are sent as
 they are to `serving_bytes`, which decodes and fits them in the server. For
 each photo <out>/<stem>_colours.png (colourizer) or <out>/<stem>_mask.png
-(segmenter, class index scaled to 0..255) is written.
+(segmenter, class index scaled to 0..255) is written, as each reply comes.
+
+The model's signature is read from the server first, and every reply is
+checked against it and against what was sent (`clients.read_reply`): a reply
+with the wrong number of results, shapes or dtypes, or values out of range is
+one line naming the server, not a written file. No request or reply may
+pass 256 MiB (`clients.MAX_REPLY_BYTES`): batches are split to fit, and a
+photo too big for one request is refused from its header, before it is
+decoded (over REST, where every number is JSON text, that is a photo of about
+a megapixel or more; over gRPC only the colours or mask come back).
 """
 
 import os
@@ -20,28 +29,39 @@ import urllib.parse
 from keras_cnn import cli
 
 
-def _save_outputs(outputs, stems, out_dir):
+def _save_outputs(outputs, stems, out_dir, kind, classes):
+    """Writes <out_dir>/<stem>_colours.png or _mask.png per image; returns the paths.
+
+    `outputs` come checked by `clients.read_reply`: colours uint8 RGB, mask
+    uint8 classes below `classes`.
+    """
     import numpy as np
     from PIL import Image
 
-    from keras_cnn.errors import UserError
     from keras_cnn.fileio import atomic_path
 
-    if "colours" in outputs:
-        images, suffix = np.asarray(outputs["colours"]).astype(np.uint8), "colours"
-    elif "mask" in outputs:
-        classes = np.asarray(outputs["probabilities"]).shape[-1] if "probabilities" in outputs else 2
-        images = (np.asarray(outputs["mask"]) * (255 // max(classes - 1, 1))).astype(np.uint8)
-        suffix = "mask"
-    else:
-        raise UserError(f"server answered with outputs {sorted(outputs)}; expected colours or mask")
+    images = outputs[kind]
+    if kind == "mask":
+        images = (images * (255 // max(classes - 1, 1))).astype(np.uint8)
     written = []
     for stem, image in zip(stems, images):
-        path = os.path.join(out_dir, f"{stem}_{suffix}.png")
+        path = os.path.join(out_dir, f"{stem}_{kind}.png")
         with atomic_path(path) as tmp:
             Image.fromarray(image).save(tmp, format="PNG")
         written.append(path)
     return written
+
+
+def _batches(items, fits):
+    """`items` in consecutive groups, each as long as `fits(group)` allows (at least one item)."""
+    group = []
+    for item in items:
+        if group and not fits(group + [item]):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
 
 
 def check_address(args):
@@ -82,6 +102,20 @@ def parse_args(argv=None, prog=None):
     return parser.parse_args(argv)
 
 
+def _too_big(what, protocol, reply, request):
+    """The line for a photo whose request or reply would pass the clients' limits."""
+    from keras_cnn.export import clients
+
+    sending = reply <= clients.MAX_REPLY_BYTES  # else the reply is what does not fit
+    size, limit = (request, clients.MAX_MESSAGE_BYTES) if sending else (reply, clients.MAX_REPLY_BYTES)
+    hints = ["--size N to fit photos to N x N here", "--bytes to have the server fit them"]
+    if protocol == "rest":
+        hints.append("--grpc (its reply holds only the colours or mask, in binary)")
+    return (f"{what} would take about {size / 2 ** 20:,.0f} MiB {'to send' if sending else 'to answer'} over "
+            f"{protocol.upper()}, more than the {limit / 2 ** 20:,.0f} MiB this client "
+            f"{'sends' if sending else 'reads'} at once; pass {', or '.join(hints)}")
+
+
 def run(args):
     from keras_cnn.errors import UserError
     from keras_cnn.fileio import check_image_file, check_input, check_output
@@ -99,31 +133,79 @@ def run(args):
 
     from keras_cnn.data.cifar10 import load_image
     from keras_cnn.export import clients
-    from keras_cnn.fileio import read_image
+    from keras_cnn.fileio import image_size, read_image
+
+    # === The model, as the server describes it ===
+    protocol = "rest" if args.rest else "grpc"
+    signature_name = "serving_bytes" if args.bytes else "serving_default"
+    if args.rest:
+        where = clients.rest_url(args.rest, args.model, args.version)
+        signature = clients.rest_signature(args.rest, args.model, signature_name, args.version, args.timeout)
+    else:
+        where = args.grpc
+        signature = clients.grpc_signature(args.grpc, args.model, signature_name, args.version, args.timeout)
+    kind, classes = signature.kind, signature.classes
+    if kind is None:
+        raise UserError(f"model {args.model} at {where} returns {', '.join(sorted(signature.outputs))}; "
+                        "serving-client reads colourizers (colours) and segmenters (mask)")
+    # Over gRPC only what is written comes back (the mask's number of classes is in the signature).
+    wanted = None if args.rest or (kind == "mask" and not classes) else (kind,)
 
     def send(**inputs):
         if args.rest:
-            return clients.rest_predict(args.rest, args.model, version=args.version, timeout=args.timeout, **inputs)
-        return clients.grpc_predict(args.grpc, args.model, version=args.version, timeout=args.timeout, **inputs)
+            return clients.rest_predict(args.rest, args.model, version=args.version, timeout=args.timeout,
+                                        signature=signature, **inputs)
+        return clients.grpc_predict(args.grpc, args.model, version=args.version, timeout=args.timeout,
+                                    signature=signature, outputs=wanted, **inputs)
 
-    stems = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
-    if args.bytes:
-        blobs = []
-        for path in args.images:
-            with open(path, "rb") as f:
-                blobs.append(f.read())
-        batches = [(stems, send(encoded=blobs))]
-    elif args.size:
-        batches = [(stems, send(images=np.stack([load_image(p, args.size) for p in args.images])))]
-    else:
-        batches = []
-        for stem, path in zip(stems, args.images):
-            # The package's one image reader: size-checked before decoding, one-line errors.
-            batches.append(([stem], send(images=read_image(path)[None])))
-    os.makedirs(args.out, exist_ok=True)
-    for batch_stems, outputs in batches:
-        for path in _save_outputs(outputs, batch_stems, args.out):
+    def sizes(count, size, sent_bytes=0):
+        """(reply, request) bytes of `count` photos of `size` (H, W), or of encoded files of `sent_bytes`."""
+        request = clients.request_bytes(count, size, protocol) if size else sent_bytes
+        return clients.reply_bytes(signature, count, size, protocol, wanted), request
+
+    def fits(reply_and_request):
+        reply, request = reply_and_request
+        return reply <= clients.MAX_REPLY_BYTES and request <= clients.MAX_MESSAGE_BYTES
+
+    def finish(outputs, group):
+        n = classes or (outputs["probabilities"].shape[-1] if "probabilities" in outputs else 2)
+        for path in _save_outputs(outputs, [stem for stem, _ in group], args.out, kind, n):
             print(f"wrote {path}")
+
+    # === Requests of bounded size, each written as it comes back ===
+    pairs = [(os.path.splitext(os.path.basename(p))[0], p) for p in args.images]
+    if args.bytes:
+        def encoded_size(group):
+            total = sum(os.path.getsize(p) for _, p in group)
+            return total * 4 // 3 if protocol == "rest" else total  # base64 in JSON takes 4 bytes for 3
+
+        for stem, path in pairs:
+            if not fits(sizes(1, None, encoded_size([(stem, path)]))):
+                raise UserError(_too_big(f"{path}: sent as a file", protocol,
+                                         *sizes(1, None, encoded_size([(stem, path)]))))
+        for group in _batches(pairs, lambda g: fits(sizes(len(g), None, encoded_size(g)))):
+            blobs = []
+            for _, path in group:
+                with open(path, "rb") as f:
+                    blobs.append(f.read())
+            finish(send(encoded=blobs), group)
+    elif args.size:
+        square = (args.size, args.size)
+        if not fits(sizes(1, square)):
+            raise UserError(_too_big(f"--size {args.size}: a photo of {args.size}x{args.size} pixels", protocol,
+                                     *sizes(1, square)))
+        for group in _batches(pairs, lambda g: fits(sizes(len(g), square))):
+            finish(send(images=np.stack([load_image(path, args.size) for _, path in group])), group)
+    else:
+        # Checked from the headers before any photo is decoded or sent.
+        for _, path in pairs:
+            width, height = image_size(path)
+            if not fits(sizes(1, (height, width))):
+                raise UserError(_too_big(f"{path}: {width}x{height} pixels", protocol,
+                                         *sizes(1, (height, width))))
+        for stem, path in pairs:
+            # One request per photo, at its own size, read by the package's one image reader.
+            finish(send(images=read_image(path)[None]), [(stem, path)])
 
 
 def main(argv=None, prog=None):
