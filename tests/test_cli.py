@@ -145,8 +145,9 @@ BAD_INPUTS = [
      "--dataset folder needs --data-dir"),
     ("train-seg:base-model-missing", ["train-segmentation", "--run-dir", "{w}/new", "--data-dir", "{w}/data",
                                       "--base-model", "{w}/base.keras"], "--base-model {w}/base.keras: no such file"),
-    ("train-seg:cosine-time", ["train-segmentation", "--run-dir", "{w}/new", "--data-dir", "{w}/data",
-                               "--time-limit-minutes", "0"], "--lr-schedule cosine_time needs --time-limit-minutes"),
+    ("train-seg:cosine-time", ["train-segmentation", "--preset", "weizmann_scratch", "--run-dir", "{w}/new",
+                               "--data-dir", "{w}/data", "--time-limit-minutes", "0"],
+     "--lr-schedule cosine_time needs --time-limit-minutes"),
     ("train-seg:backbone", ["train-segmentation", "--run-dir", "{w}/new", "--backbone", "vgg"],
      "argument --backbone: invalid choice: 'vgg'"),
     ("train-seg:resume-batch", ["train-segmentation", "--run-dir", "{w}/run_seg", "--resume", "--batch-size", "64"],
@@ -531,10 +532,11 @@ def help_text(command, *argv, monkeypatch, capsys):
 def test_help_shows_the_chosen_presets_values(monkeypatch, capsys):
     text = help_text("train-segmentation", "--preset", "weizmann_scratch", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(weizmann_scratch: 300\)", text)
-    assert "--backbone {resnet50,resnet101,mobilenetv2,efficientnet_lite0,small_resnet,tiny}" in text
+    assert ("--backbone {resnet50,resnet101,mobilenetv2,efficientnet_lite0,efficientnet_lite1,efficientnet_lite2,"
+            "small_resnet,tiny}") in text
     assert "(weizmann_scratch: 'small_resnet')" in text
-    assert ("--preset {flowers17_deeplabv3,flowers17_imagenet,smoke,weizmann_effnet,weizmann_effnet_decoder,"
-            "weizmann_scratch}") in text
+    assert ("--preset {effnet_finetune,flowers17_deeplabv3,flowers17_imagenet,smoke,weizmann_effnet,"
+            "weizmann_effnet_decoder,weizmann_scratch}") in text
     assert "--lr-schedule {constant,cosine,cosine_time}" in text
     text = help_text("train-segmentation", "--preset", "smoke", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(smoke: 1\)", text) and "(smoke: 'tiny')" in text

@@ -138,3 +138,23 @@ def test_trained_segmenter_quantised_on_real_horses(tmp_path, shared_data):
     assert reports["float16"]["agreement_with_keras"]["argmax_agreement"] >= 0.995
     assert reports["dynamic"]["agreement_with_keras"]["argmax_agreement"] >= 0.97
     assert reports["int8"]["agreement_with_keras"]["argmax_agreement"] >= 0.90
+
+
+def test_flip_tta_export_matches_the_flip_averaged_keras_model(tmp_path):
+    from keras_cnn.segmentation.deeplab_v3 import flip_averaged
+
+    run_dir = segmenter_run(str(tmp_path))
+    summary = layout.export_model(open_run(run_dir).servable(flip_tta=True), str(tmp_path / "out"), "seg",
+                                  ("saved_model", "tflite_float32"), representative_count=4, check_count=4,
+                                  log=quiet)
+    model = training.load_model(os.path.join(run_dir, "best.keras"))
+    images = blocky_images(2, 32, seed=7)
+    want = keras_probabilities(flip_averaged(model), images)
+    assert np.max(np.abs(want - keras_probabilities(model, images))) > 1e-4  # the mirror pass changes them
+    serve = tf.saved_model.load(summary["saved_model"]["path"]).signatures["serving_default"]
+    assert np.max(np.abs(serve(images=tf.constant(images))["probabilities"].numpy() - want)) < 1e-5
+    path = os.path.join(summary["tflite"]["path"], "seg_float32.tflite")
+    got = litert_runtime.predict_probabilities(litert_runtime.load_interpreter(path), images)
+    assert np.max(np.abs(got - want)) < 1e-4
+    meta = litert_runtime.read_metadata(os.path.join(summary["tflite"]["path"], "metadata.json"))
+    assert meta["flip_tta"] is True and meta["backbone"]

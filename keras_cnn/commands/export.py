@@ -49,6 +49,9 @@ def parse_args(argv=None, prog=None):
                              "(default: the run's own data)")
     parser.add_argument("--class-names", default=None,
                         help="segmenter: comma-separated class names (default: background,foreground)")
+    parser.add_argument("--flip-tta", action="store_true",
+                        help="segmenter: left-right flip test-time augmentation in the exported graphs "
+                             "(two passes per image; metadata.json says flip_tta: true)")
     parser.add_argument("--representative-count", type=cli.at_least(1), default=200,
                         help="training images used to calibrate int8 (default: 200)")
     parser.add_argument("--check-count", type=cli.at_least(1), default=32,
@@ -60,7 +63,8 @@ def parse_args(argv=None, prog=None):
 
 
 def run(args):
-    from keras_cnn.config import config_path
+    from keras_cnn.config import config_path, read_task_name
+    from keras_cnn.errors import UserError
     from keras_cnn.export.layout import check_version_free, export_model, parse_formats
     from keras_cnn.fileio import check_input, check_output
 
@@ -71,6 +75,12 @@ def run(args):
     if args.images:
         check_input(args.images, "--images", "folder")
     check_output(args.out, "--out", "folder")
+    options = {}
+    if args.flip_tta:
+        if read_task_name(args.run_dir) != "segmentation":
+            raise UserError(f"{args.run_dir}: --flip-tta is for segmenters; this is a "
+                            f"{read_task_name(args.run_dir)} run")
+        options["flip_tta"] = True
     name = args.name or os.path.basename(os.path.normpath(args.run_dir))
     formats = parse_formats(args.formats)
     # A taken version or a bad name fails in a second, not after loading the model.
@@ -80,7 +90,7 @@ def run(args):
 
     class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
     servable = open_run(args.run_dir).servable(args.checkpoint, image_size=args.image_size,
-                                               images_dir=args.images, class_names=class_names)
+                                               images_dir=args.images, class_names=class_names, **options)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
                            args.check_count, args.serving_base)
     for key in ("saved_model", "tflite"):

@@ -334,16 +334,26 @@ class SegmenterServable(Servable):
             "foreground" or "class_<i>").
         source, images_dir: as `ColorizerServable`.
         data_loader: `() -> SegmentationData` of the run (its pairs per split and mask decoder).
+        flip_tta: export the segmenter with left-right flip test-time
+            augmentation in the graph (`deeplab_v3.flip_averaged`: two passes
+            per image), recorded as `flip_tta` in the metadata.
     """
 
     application = "segmentation"
     output_names = ("mask", "probabilities")
     image_fit = "stretch"
 
-    def __init__(self, model, cfg, class_names=None, source=None, images_dir=None, data_loader=None):
+    def __init__(self, model, cfg, class_names=None, source=None, images_dir=None, data_loader=None,
+                 flip_tta=False):
         height, width = model.image_size
         if height != width:
             raise UserError(f"segmenter input is {height}x{width}; export needs a square input size")
+        self.segmenter = model
+        self.flip_tta = bool(flip_tta)
+        if flip_tta:
+            from keras_cnn.segmentation.deeplab_v3 import flip_averaged
+
+            model = flip_averaged(model)
         super().__init__(model, height, source or {}, images_dir)
         self.cfg = cfg
         n = model.num_classes
@@ -419,7 +429,8 @@ class SegmenterServable(Servable):
             "preprocessing": {"mode": mode, "formula": FORMULAS[mode], "in_graph": True, **CONSTANTS[mode]},
             "class_names": self.class_names,
             "num_classes": self.model.num_classes,
-            "backbone": type(self.model.backbone).__name__,
-            "output_stride": self.model.backbone.output_stride,
+            "backbone": type(self.segmenter.backbone).__name__,
+            "output_stride": self.segmenter.backbone.output_stride,
+            "flip_tta": self.flip_tta,
         })
         return meta

@@ -309,7 +309,8 @@ class SegmentationTask(tasks.Task):
             return predict_labels(model, images)
         return np.stack([predict_labels(model, image) for image in images])
 
-    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
+    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None,
+                 flip_tta=False):
         from keras_cnn.export.servable import SegmenterServable
 
         model = run.load_model(checkpoint)
@@ -319,7 +320,7 @@ class SegmentationTask(tasks.Task):
         source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
         # Only the photos are needed for calibration and checks; skip checking every mask.
         return SegmenterServable(model, run.config, class_names, source, images_dir,
-                                 data_loader=lambda: self.load_data(run.config, splits=()))
+                                 data_loader=lambda: self.load_data(run.config, splits=()), flip_tta=flip_tta)
 
 
 TASK = SegmentationTask()
