@@ -1,4 +1,4 @@
-"""Train a DeepLabV3 segmenter (SPEC part B).
+"""Train a DeepLabV3 segmenter.
 
 The same program as `keras-cnn train-segmentation`: the code lives in keras_cnn/commands/train_segmentation.py,
 and `--help` explains every flag. This wrapper keeps `python scripts/train_segmentation.py` working.

@@ -5,7 +5,7 @@ after checking that torch is installed: keras_cnn never needs torch.
 
 `UNet` is layer for layer the same net as `keras_cnn.colorization.models.UNet`.
 
-The twin is the course's own PyTorch net (SPEC A, *UNet*): stride-2 convs
+The twin is the course's own PyTorch net (*UNet*): stride-2 convs
 with padding `kernel // 2` down, stride-2 transposed convs with `padding=
 kernel // 2, output_padding=1` up (which is what the Keras net's ZeroPadding
 + valid conv and valid transposed conv + Cropping compute), BatchNorm with

@@ -1,6 +1,6 @@
 """`ColorizationConfig`: every knob of a colourization run, and named presets.
 
-The course's recipe (SPEC part A) is `cifar10_unet` / `cifar10_pool_upsample`
+The course's recipe is `cifar10_unet` / `cifar10_pool_upsample`
 / `cifar10_conv_transpose`: Adam 1e-3, batch 100, 25 epochs, seed 0, grey =
 RGB mean / 256, a 24-colour RGB k-means palette.
 

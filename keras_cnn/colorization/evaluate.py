@@ -1,7 +1,7 @@
 """Colourization quality: palette metrics and palette-independent colour metrics.
 
 - `loss`, `accuracy`: cross-entropy and pixel accuracy against palette labels
-  (the SPEC's metrics).
+  (the course's metrics).
 - `delta_e`: mean CIE76 colour difference between the decoded colour image
   and the *unquantised* true image, in Lab; `psnr`: mean PSNR (dB) of the
   decoded image. These do not depend on the palette, so nets with different

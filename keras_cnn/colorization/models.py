@@ -1,4 +1,4 @@
-"""The course's three colourization nets (SPEC part A), bottom-up.
+"""The course's three colourization nets, bottom-up.
 
 All take channels-last images (N, H, W, num_in_channels) (grey /256, or the
 3-channel downsized colour image in super-resolution mode) and return logits

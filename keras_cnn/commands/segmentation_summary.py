@@ -5,8 +5,8 @@ r"""Parameter counts and shapes of DeepLabV3 on each backbone (random weights, n
 
 (`keras-cnn segmentation-summary ...` is the same command.) Prints one row per
 backbone: backbone / head / total parameters, the feature map and logit
-shapes, the convolutions' multiply-accumulates per image, and the SPEC's
-published figures where there are some (torchvision's, 21 classes).
+shapes, the convolutions' multiply-accumulates per image, and torchvision's
+published figures where there are some (21 classes).
 """
 
 import json
@@ -23,7 +23,7 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--image-size", type=cli.at_least(MIN_IMAGE_SIZE), default=224)
     parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), default=16)
     parser.add_argument("--num-classes", type=cli.at_least(1), default=21,
-                        help=f"21 = the COCO/VOC head of the SPEC (at most {MAX_CLASSES})")
+                        help=f"21 = the COCO/VOC head of torchvision's published models (at most {MAX_CLASSES})")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     return parser.parse_args(argv)
 
@@ -44,8 +44,8 @@ def run(args):
               f"{'x'.join(map(str, r['feature_shape'])):<15}{'x'.join(map(str, r['output_shape'])):<16}"
               f"{r['conv_gmacs']:>7.2f}")
     for r in rows:
-        if r["spec"]:
-            print(f"SPEC, for {r['backbone']}: {r['spec']}")
+        if r["published"]:
+            print(f"published, for {r['backbone']}: {r['published']}")
 
 
 def main(argv=None, prog=None):

@@ -1,4 +1,4 @@
-r"""Train a DeepLabV3 segmenter (SPEC part B).
+r"""Train a DeepLabV3 segmenter.
 
     python scripts/train_segmentation.py --preset weizmann_scratch \
         --data-dir ../shared/data/weizmann-horses --run-dir runs/weizmann

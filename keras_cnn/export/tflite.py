@@ -45,7 +45,7 @@ from keras_cnn.export.saved_model import IMAGES_KEY
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 
-# What a quantised file must reach on held-out photos (issue 12, docs/TFLITE.md).
+# What a quantised file must reach on held-out photos (docs/TFLITE.md, "Targets").
 TARGETS = {
     "argmax_agreement": {"colorization": 0.97, "segmentation": 0.99},
     "delta_e_increase": 0.02,      # relative to the Keras model's own mean delta E

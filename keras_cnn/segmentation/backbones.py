@@ -7,7 +7,7 @@ replacing their stride-2 with dilated ("atrous") convolutions, so the layers'
 weights keep their shapes and pretrained weights still fit.
 
 - `ResNetBackbone`: ResNet-50 / ResNet-101 of `keras.applications`, dilated
-  (the SPEC's backbone; ImageNet weights through `keras.applications`).
+  (the course's backbone; ImageNet weights through `keras.applications`).
 - `MobileNetV2Backbone`: `keras.applications.MobileNetV2`, dilated (phones).
 - `ResidualBackbone`: a small ResNet of basic blocks built here, for training
   from scratch on small data and (at its "tiny" size) for tests.

@@ -21,7 +21,7 @@ from keras_cnn.layers import BatchNormalization
 from keras_cnn.segmentation.backbones import BN_MOMENTUM
 from keras_cnn.segmentation.preprocessing import ImageNormalization, check_mode
 
-# The SPEC's ASPP rates: 6/12/18 at output stride 16, doubled at stride 8.
+# DeepLabV3's ASPP rates (Chen et al. 2017, as torchvision): 6/12/18 at output stride 16, doubled at stride 8.
 DEFAULT_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 
 
@@ -161,7 +161,7 @@ class DeepLabV3Segmenter(keras.Model):
     Args:
         backbone: a `Backbone` (fixes the input size and the output stride).
         num_classes: number of output classes (2 for object/background).
-        aspp_rates: dilation rates of ASPP; None for the SPEC's rates at the
+        aspp_rates: dilation rates of ASPP; None for DeepLabV3's rates at the
             backbone's stride (6/12/18 at 16, 12/24/36 at 8).
         aspp_channels: width of ASPP and of the 3x3 conv (256 in the paper).
         dropout: dropout after the ASPP projection (0.5 in torchvision).

@@ -1,4 +1,4 @@
-"""Oxford 17 Flowers with its segmentation trimaps (SPEC part B).
+"""Oxford 17 Flowers with its segmentation trimaps (the course's fine-tuning data).
 
 Three files from https://www.robots.ox.ac.uk/~vgg/data/flowers/17/:
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from keras_cnn.errors import UserError
 
-# ImageNet statistics in RGB order (SPEC B; torchvision's normalisation).
+# ImageNet statistics in RGB order (torchvision's normalisation).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # keras.applications ResNet ("caffe"): BGR order, mean subtracted, no scaling.
@@ -39,7 +39,7 @@ def preprocess(images, mode="imagenet"):
     Args:
         images: uint8 or float RGB, `(..., H, W, 3)`, values 0-255.
         mode: "imagenet": `(x / 255 - mean) / std` with the ImageNet mean
-            (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) (SPEC B,
+            (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) (as
             torchvision); "caffe": RGB -> BGR minus (103.939, 116.779,
             123.68), what the `keras.applications` ResNet weights expect;
             "tf": `x / 127.5 - 1`, what MobileNetV2 and EfficientNet-Lite expect.

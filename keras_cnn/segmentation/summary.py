@@ -1,4 +1,4 @@
-"""Parameter counts and shapes of DeepLabV3 on each backbone, beside the SPEC's figures.
+"""Parameter counts and shapes of DeepLabV3 on each backbone, beside torchvision's published figures.
 
 `summarize(...)` builds each segmenter (random weights, nothing downloaded)
 and reports backbone / head / total parameters, the feature and logit shapes,
@@ -11,9 +11,9 @@ import numpy as np
 from keras_cnn.segmentation.deeplab_v3 import DEFAULT_RATES, DeepLabV3Segmenter, SpatialPyramidPooling
 from keras_cnn.segmentation.registry import make_backbone
 
-# SPEC B, "Published numbers": torchvision's figures (with its auxiliary FCN
-# head, trained on COCO with 21 classes), for comparison only.
-SPEC_FIGURES = {
+# torchvision's published figures (with its auxiliary FCN head, trained on
+# COCO with 21 classes), for comparison only.
+PUBLISHED_FIGURES = {
     "resnet101": "torchvision deeplabv3_resnet101: 61.0 M parameters, 258.7 GFLOPs at 520 px "
                  "(stride 8, with its auxiliary FCN head: ~2.4 M parameters, ~10 G at 520 px)",
     "mobilenetv2": "torchvision deeplabv3_mobilenet_v3_large (a MobileNetV3): 11.0 M parameters",
@@ -63,7 +63,7 @@ def summarize(backbones=DEFAULT_BACKBONES,
             "head_params": model.count_params() - backbone_params,
             "total_params": model.count_params(),
             "conv_gmacs": round(_conv_macs(model) / 1e9, 2),
-            "spec": SPEC_FIGURES.get(name, ""),
+            "published": PUBLISHED_FIGURES.get(name, ""),
         })
         keras.backend.clear_session()
     return rows
