@@ -41,7 +41,7 @@ def test_cosine_schedule_spans_every_step_of_the_run():
 
 
 def test_course_presets_unchanged():
-    # The course recipe (SPEC part A) must not drift when presets are added.
+    # The course recipe must not drift when presets are added.
     base = ColorizationConfig()
     assert (base.epochs, base.batch_size, base.learning_rate, base.num_colours, base.palette_space,
             base.decode, base.augment, base.lr_schedule, base.class_rebalance) == \
