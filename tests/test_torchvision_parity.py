@@ -1,7 +1,7 @@
 """Parity with torchvision itself: the same DeepLabV3 weights, the same photos, the same logits.
 
-A developer extra: needs torch and torchvision (skipped without them; keras_cnn
-never imports torch). A `torchvision.models.segmentation.deeplabv3_resnet*`
+A developer extra: needs torch and torchvision (`pip install -e .[bench]`;
+skipped without them; keras_cnn never imports torch). A `torchvision.models.segmentation.deeplabv3_resnet*`
 with `aux_loss=True`, random weights and random BatchNorm statistics (see
 `torchvision_reference.synthetic_state_dict`: they keep the logits at a trained
 network's scale, where a 1e-4 bound means something) is saved with
@@ -13,8 +13,8 @@ closer than float32 can decide (within twice the logit difference; torch's
 own float32 result swaps such pixels against float64 too, which the slow
 cases measure):
 
-    /work/venv-torch/bin/python -m pytest -q -s tests/test_torchvision_parity.py          # ResNet-50, 96 px
-    /work/venv-torch/bin/python -m pytest -q -s -m slow tests/test_torchvision_parity.py  # ResNet-101, 224 / 520 px
+    python -m pytest -q -s tests/test_torchvision_parity.py          # ResNet-50, 96 px
+    python -m pytest -q -s -m slow tests/test_torchvision_parity.py  # ResNet-101, 224 / 520 px
 
 `-s` prints one `parity` line per case with the measured differences and times.
 """

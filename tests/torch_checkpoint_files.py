@@ -7,7 +7,7 @@ torch.FloatStorage, key, "cpu", numel)` (plus a `None` view slot in the legacy
 layout). Here `TorchGlobal` writes the GLOBAL opcode for a torch name without
 importing torch, `Tensor.__reduce__` names `_rebuild_tensor_v2`, and
 `CheckpointPickler.persistent_id` emits the storage tuples, so the bytes are
-what torch writes. (`/work/venv-torch` was used in development to check that
+what torch writes. (`tests/dev_torch_crosscheck.py` checks with real torch that
 torch.load reads files written this way; the tests never need torch.)
 """
 
