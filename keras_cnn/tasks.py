@@ -182,12 +182,18 @@ class Run:
         return self.task.servable(self, checkpoint, **options)
 
 
-def open_run(run_dir, overrides=None):
-    """The `Run` of a run folder of any task; `overrides` (e.g. a moved `data_dir`) change its config."""
+def open_run(run_dir, overrides=None, task=None):
+    """The `Run` of a run folder of any task; `overrides` (e.g. a moved `data_dir`) change its config.
+
+    With `task` ("colorization" or "segmentation"), a run of the other application is refused in one line.
+    """
     run_dir = os.fspath(run_dir)
     if not os.path.isdir(run_dir):
         raise UserError(f"{run_dir}: run folder does not exist")
-    task = get_task(config_lib.read_task_name(run_dir))
+    name = config_lib.read_task_name(run_dir)
+    if task and name != task:
+        raise UserError(f"{run_dir}: a {name} run, not a {task} run")
+    task = get_task(name)
     cfg = config_lib.load_config(task.config_class, config_lib.config_path(run_dir))
     if overrides:
         cfg = config_lib.resolve(task.config_class, {"run": cfg}, "run", overrides)

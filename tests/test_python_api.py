@@ -75,7 +75,7 @@ def test_segmenter_from_preset_and_from_run(tmp_path):
     colour_dir, _ = colour_run(str(tmp_path / "colour"))
     with pytest.raises(UserError, match="a colorization run, not a segmentation run"):
         segmentation.DeepLabV3Segmenter.from_run(colour_dir)
-    with pytest.raises(UserError, match="a segmentation run, not a colourization run"):
+    with pytest.raises(UserError, match="a segmentation run, not a colorization run"):
         colorization.Colorizer.from_run(run_dir)
 
 

@@ -120,9 +120,7 @@ class Colorizer(keras.Model):
         """The trained colourizer of a run folder ("best" or "last" checkpoint), with the run's palette and decoding."""
         from keras_cnn.tasks import open_run
 
-        run = open_run(run_dir)
-        if run.task.name != "colorization":
-            raise UserError(f"{run_dir}: a {run.task.name} run, not a colourization run")
+        run = open_run(run_dir, task="colorization")
         model = run.load_model(checkpoint)
         model.palette = run.assets["palette"]
         model.decode, model.temperature = run.config.decode, run.config.temperature

@@ -39,6 +39,7 @@ _EXPORTS = {
     "DeepLabV3Segmenter": "deeplab_v3",
     "SpatialPyramidPooling": "deeplab_v3",
     "set_finetune_mode": "deeplab_v3",
+    "flip_averaged": "deeplab_v3",
     "IGNORE_LABEL": "metrics",
     "ForegroundIoU": "metrics",
     "MeanIoU": "metrics",

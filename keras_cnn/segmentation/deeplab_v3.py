@@ -260,10 +260,7 @@ class DeepLabV3Segmenter(keras.Model):
         """The trained segmenter of a run folder ("best" or "last" checkpoint)."""
         from keras_cnn.tasks import open_run
 
-        run = open_run(run_dir)
-        if run.task.name != "segmentation":
-            raise UserError(f"{run_dir}: a {run.task.name} run, not a segmentation run")
-        return run.load_model(checkpoint)
+        return open_run(run_dir, task="segmentation").load_model(checkpoint)
 
     @classmethod
     def from_preset(cls, preset, **overrides):
