@@ -200,7 +200,10 @@ def verdict(task, cfg, model_metrics, baseline_metrics, presets):
         missing = (f"no full run of {preset} is recorded" if preset and not differ
                    else f"no full run of these settings is recorded (closest preset: {preset}, with other "
                         f"{', '.join(differ)})" if preset else "no full run of these settings is recorded")
-        reference = _reference(task, FALLBACK[task], FULL_RUNS[task][FALLBACK[task]])
+        # The closest preset's full run when it has one (a shortened recipe at a lower resolution is
+        # still best compared with its own full recipe), else the application's reference run.
+        shown = preset if preset in FULL_RUNS[task] else FALLBACK[task]
+        reference = _reference(task, shown, FULL_RUNS[task][shown])
     else:
         reference = _reference(task, preset, full)
     compared = [(key, label, low) for key, label, low in VERDICT_METRICS[task]

@@ -74,6 +74,12 @@ def test_runs_are_matched_to_their_preset_by_their_settings():
                         "(80.0% against 72.0%); no full run of these settings is recorded (closest preset: smoke, "
                         "with other image_size, aspp_channels)")
     assert lines[3].startswith("a full weizmann_scratch run reaches foreground IoU 0.839")
+    # The quick start's segmenter: the pretrained recipe at 160 px; its own full run is the one quoted.
+    quick = dataclasses.replace(SEGMENT_PRESETS["effnet_finetune"], image_size=160, epochs=3)
+    lines = summaries.summary_lines("segmentation", quick, {"fg_iou": 0.77, "mean_iou": 0.84}, ALL_BACKGROUND,
+                                    SEGMENT_PRESETS, "validation")
+    assert "closest preset: effnet_finetune, with other image_size" in lines[2]
+    assert lines[3].startswith("a full effnet_finetune run reaches foreground IoU 0.905"), lines[3]
     # A time-limited preset cut short.
     scratch = dataclasses.replace(SEGMENT_PRESETS["weizmann_scratch"], time_limit_minutes=2.0)
     lines = summaries.summary_lines("segmentation", scratch, {"mean_iou": 0.3}, ALL_BACKGROUND, SEGMENT_PRESETS,
