@@ -183,7 +183,7 @@ class DeepLabV3Segmenter(keras.Model):
         model = DeepLabV3Segmenter(backbone, num_classes=2)
         logits = model(images_uint8)  # (N, 224, 224, 2)
 
-        model = DeepLabV3Segmenter.from_run("runs/horses64")     # trained
+        model = DeepLabV3Segmenter.from_run("runs/horses_quick")  # trained
         labels = model.segment(keras_cnn.read_image("photo.jpg"))  # (h, w) at the photo's size
         model = DeepLabV3Segmenter.from_preset("weizmann_scratch")  # the preset's net, untrained
 
