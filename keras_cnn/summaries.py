@@ -64,6 +64,13 @@ FULL_RUNS = {
                                    f"12 epochs, 9.9 min on {_EPYC}", _HORSES, "docs/BENCHMARKS.md"),
         "cifar10_effnet": FullRun({"delta_e": 11.77, "psnr": 26.27}, _GREY_AB,
                                   "16 epochs, 21.6 min on 2 CPU cores", _HORSES, "docs/BENCHMARKS.md"),
+        "cifar10_all_resunet": FullRun({"accuracy": 0.181, "delta_e": 11.90, "psnr": 26.25}, _GREY_AB,
+                                       "5 epochs on every class, 34.5 min on 2 Intel Xeon cores",
+                                       f"{_HORSES} (evaluate-colorization --classes horse)",
+                                       "docs/COLORIZATION_RESULTS.md"),
+        "cifar10_resunet_from_all": FullRun({"accuracy": 0.197, "delta_e": 11.62, "psnr": 26.29}, _GREY_AB,
+                                            "8 epochs on the horses after cifar10_all_resunet, 34.5 + 6.4 min "
+                                            "on 2 Intel Xeon cores", _HORSES, "docs/COLORIZATION_RESULTS.md"),
     },
     "segmentation": {
         "weizmann_scratch": FullRun({"fg_iou": 0.839, "mean_iou": 0.890, "pixel_accuracy": 0.955},
