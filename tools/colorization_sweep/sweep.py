@@ -9,9 +9,9 @@ TensorFlow. It trains keras_cnn's own nets (`UNet`, `ResUNet`, wider
 TensorFlow-fused one (the same maths; the package tests the two against
 each other). Everything else follows the package:
 
-- data: the JPEGs `pack.py` packed, split per class as `load_folder` splits
-  (a RandomState(0) permutation of each class's sorted files; the first 10%
-  held out), so the 500 validation horses are those of every run;
+- data: the JPEGs `pack.py` packed, split per class by the package's
+  `split_indices` (seed 0, 10% held out), as `load_folder` splits, so the
+  500 validation horses are those of every run;
 - palettes: the package's own k-means palettes (`pack.py`), pixel labels and
   decoding by `colour_np` (checked against the package by `pack.py`);
 - recipe: `cifar10_resunet`'s (Adam, cosine decay to 0 over the stage's
@@ -54,6 +54,7 @@ _eff.EffNetUNet = None
 sys.modules["keras_cnn.colorization.effnet_unet"] = _eff
 from keras_cnn.colorization.models import UNet  # noqa: E402
 from keras_cnn.colorization.resunet import ResUNet  # noqa: E402
+from keras_cnn.data.cifar10 import split_indices  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NETS = {
@@ -79,11 +80,10 @@ def load(work, per_class=5000):
     with Pool(min(16, os.cpu_count())) as pool:
         parts = pool.map(_decode, chunks)
     images = np.concatenate(parts).reshape(10, per_class, 32, 32, 3)
-    train, val = {}, {}
-    for c, name in enumerate(CLASSES):
-        order = np.random.RandomState(0).permutation(per_class)
-        n_val = int(round(per_class * 0.1))
-        train[name], val[name] = images[c][np.sort(order[n_val:])], images[c][np.sort(order[:n_val])]
+    # The package's own split (its module needs no TensorFlow): each class on its own, seed 0.
+    train_idx, val_idx = split_indices(per_class, 0.1, 0)
+    train = {name: images[c][train_idx] for c, name in enumerate(CLASSES)}
+    val = {name: images[c][val_idx] for c, name in enumerate(CLASSES)}
     return train, val
 
 
@@ -95,9 +95,9 @@ def _labels(args):
 class Data:
     def __init__(self, train, val, palettes):
         self.h_val = val["horse"]
-        self.x = {"horse": cn.grey(train["horse"]), "all": cn.grey(np.concatenate(list(train.values())))}
-        self.x_val = cn.grey(self.h_val)
         every = np.concatenate(list(train.values()))
+        self.x = {"horse": cn.grey(train["horse"]), "all": cn.grey(every)}
+        self.x_val = cn.grey(self.h_val)
         n_h = len(train["horse"])
         start_h = CLASSES.index("horse") * n_h
         self.y, self.y_val = {}, {}
