@@ -3,6 +3,7 @@
 The photo is resized to the model's input size (the model normalises it
 itself), and the logits are resized back to the photo's own size
 (bilinearly, before the argmax) so the mask lines up with the original.
+The resizes run in TensorFlow and NumPy, whatever backend the model runs on.
 
 Memory stays bounded for big photos: the resize to the model's size runs in
 row bands (width first, then height: the antialiased bilinear resize is
@@ -17,6 +18,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images, read_image
@@ -79,9 +81,9 @@ def resize_to_model(image, size):
 
 def predict_labels(model, image):
     """Class labels `(h, w)` for one uint8 RGB photo at its own size, in memory bounded by the model's size."""
-    x = resize_to_model(image, model.image_size)
-    logits = model(tf.clip_by_value(tf.round(x), 0, 255)[None], training=False)
-    return labels_at_size(logits[0], image.shape[0], image.shape[1])
+    x = np.clip(np.round(np.asarray(resize_to_model(image, model.image_size))), 0, 255)
+    logits = model(x[None], training=False)
+    return labels_at_size(ops.convert_to_numpy(logits[0]), image.shape[0], image.shape[1])
 
 
 def _inputs(paths):
