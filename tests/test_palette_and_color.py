@@ -8,7 +8,7 @@ import tensorflow as tf
 from skimage import color as skcolor
 
 from keras_cnn.colorization import color
-from keras_cnn.colorization.colorizer import ColorizerInput, downsize
+from keras_cnn.colorization.preprocessing import ColorizerInput, downsize
 from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette, save_palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.errors import UserError
@@ -206,13 +206,15 @@ def test_weighted_cross_entropy():
 def test_cross_entropy_equals_keras_in_value_and_gradient():
     # PixelCrossEntropy computes log-sum-exp minus the true logit (faster on CPU than the fused kernel).
     rng = np.random.RandomState(0)
-    logits = tf.Variable(rng.normal(0, 5, (3, 4, 5, 7)).astype("float32"))
-    logits[0, 0, 0].assign([90.0, -90.0, 0, 0, 0, 0, 80.0])  # large logits stay finite
+    logits = rng.normal(0, 5, (3, 4, 5, 7)).astype("float32")
+    logits[0, 0, 0] = [90.0, -90.0, 0, 0, 0, 0, 80.0]  # large logits stay finite
+    logits = tf.constant(logits)
     y = tf.constant(rng.randint(0, 7, (3, 4, 5)))
     results = []
     for loss_fn in (PixelCrossEntropy(), lambda t, p: tf.reduce_mean(
             keras.losses.sparse_categorical_crossentropy(t, p, from_logits=True))):
         with tf.GradientTape() as tape:
+            tape.watch(logits)
             loss = loss_fn(y, logits)
         results.append((loss.numpy(), tape.gradient(loss, logits).numpy()))
     (ours, grad), (ref, ref_grad) = results
