@@ -7,7 +7,7 @@ DIR; the JAX and PyTorch runs load those `.keras` files and must give the
 same logits, and save their own fitted models, which a last TensorFlow run
 loads back (trained anywhere, exported from TensorFlow).
 
-The nets are tiny (4-8 filters, 32x32 images, two steps of batch 2); the
+The nets are tiny (4-8 filters, 32x32 images, one step of batch 2); the
 EfficientNet-Lite0 models are the real architecture at a small input.
 """
 
@@ -55,9 +55,9 @@ def _models():
 def _data(model, seed=0):
     rng = np.random.RandomState(seed)
     size = model.input_shape[1] or SIZE
-    images = rng.randint(0, 256, (4, size, size, 3)).astype(np.uint8)
+    images = rng.randint(0, 256, (2, size, size, 3)).astype(np.uint8)
     if hasattr(model, "num_colours"):
-        labels = rng.randint(0, model.num_colours, (4, size, size)).astype(np.uint8)
+        labels = rng.randint(0, model.num_colours, (2, size, size)).astype(np.uint8)
     else:
         labels = (images[..., 0] > 127).astype(np.int32)
         labels[:, 0, :] = 255  # an ignored row
@@ -156,9 +156,8 @@ def run_checks(out_dir, reference_dir=None, models="", fit=True):
         if hasattr(model, "num_colours"):
             palette = Palette(np.random.RandomState(1).uniform(0, 1, (model.num_colours, 3)))
             entry["evaluate"] = evaluate(model, images, palette, batch_size=2)
-        else:
-            entry["evaluate"] = {k: float(v) for k, v in
-                                 model.evaluate(images, labels, batch_size=2, verbose=0, return_dict=True).items()}
+        else:  # the metrics of the training step
+            entry["evaluate"] = {k: float(v[-1]) for k, v in history.history.items()}
         entry["seconds"] = round(time.perf_counter() - start, 1)
         report["models"][name] = entry
     for path in sorted(os.listdir(reference_dir)) if reference_dir else ():
@@ -181,8 +180,10 @@ def run_backend(backend, out_dir, reference_dir=None, models=DEFAULT_MODELS, fit
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path}
     args = [sys.executable, "-m", "tests.test_backends", str(out_dir), str(reference_dir or ""),
             ",".join(models), str(int(fit))]
+    start = time.perf_counter()
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{backend} failed:\n{done.stderr[-4000:]}"
+    print(f"{backend}: {time.perf_counter() - start:.0f} s", "fit" if fit else "load only")
     with open(os.path.join(out_dir, f"report_{backend}.json")) as f:
         return json.load(f)
 
