@@ -107,10 +107,6 @@ class Task:
         """uint8 RGB (H, W, 3) or (N, H, W, 3) -> the task's result for each image."""
         raise NotImplementedError
 
-    def servable(self, run, checkpoint="best", **options):
-        """The `keras_cnn.export.servable.Servable` of a run."""
-        raise NotImplementedError
-
 
 def get_task(name):
     """The `Task` registered as `name`."""
@@ -177,9 +173,6 @@ class Run:
 
     def evaluate(self, checkpoint="best", split="validation", **options):
         return self.task.evaluate(self, checkpoint, split, **options)
-
-    def servable(self, checkpoint="best", **options):
-        return self.task.servable(self, checkpoint, **options)
 
 
 def open_run(run_dir, overrides=None, task=None):

@@ -18,7 +18,7 @@ from PIL import Image
 
 from keras_cnn import training
 from keras_cnn.errors import UserError
-from keras_cnn.export import clients, layout
+from keras_cnn.export import clients, layout, servable_for
 from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, colour_run, segmenter_run
 from tests.serving_standin import StandInServer
@@ -37,8 +37,8 @@ def served(tmp_path_factory):
     colour_dir, _ = colour_run(str(root / "colour"))
     seg_dir = segmenter_run(str(root / "seg"))
     out = str(root / "exported_models")
-    unet = layout.export_model(open_run(colour_dir).servable(), out, "unet", ("saved_model",), log=quiet)
-    layout.export_model(open_run(seg_dir).servable(), out, "seg", ("saved_model",), log=quiet)
+    unet = layout.export_model(servable_for(open_run(colour_dir)), out, "unet", ("saved_model",), log=quiet)
+    layout.export_model(servable_for(open_run(seg_dir)), out, "seg", ("saved_model",), log=quiet)
     with StandInServer(os.path.join(out, "models.config"), out) as server:
         yield {"server": server, "colour_run": colour_dir, "seg_run": seg_dir,
                "unet": tf.saved_model.load(unet["saved_model"]["path"]), "out": out}

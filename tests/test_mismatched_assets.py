@@ -16,7 +16,7 @@ from PIL import Image
 
 from keras_cnn.colorization.palette import Palette, save_palette
 from keras_cnn.errors import UserError
-from keras_cnn.export import litert_runtime
+from keras_cnn.export import litert_runtime, servable_for
 from keras_cnn.tasks import open_run
 from tests.export_helpers import colour_run
 from tests.helpers import REPO
@@ -35,7 +35,7 @@ def test_a_palette_that_does_not_match_the_model_is_refused(wrong_palette_run):
     message = (f"{run_dir}/palette.npy: palette has 5 colours but the model predicts 12; use the palette.npy of "
                "the run that trained the model")
     for use in (lambda run: run.model, lambda run: run.predict(images[0]), lambda run: run.evaluate(),
-                lambda run: run.servable()):
+                lambda run: servable_for(run)):
         with pytest.raises(UserError) as caught:
             use(open_run(run_dir))
         assert str(caught.value) == message

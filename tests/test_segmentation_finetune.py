@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation.config import PRESETS
-from keras_cnn.segmentation.deeplab_v3 import flip_averaged
-from keras_cnn.segmentation.task import build_segmenter, compile_segmenter, make_optimizer
+from keras_cnn.segmentation.deeplab_v3 import build_segmenter, flip_averaged
+from keras_cnn.segmentation.task import compile_segmenter, make_optimizer
 from keras_cnn.tasks import open_run, train
 from keras_cnn.training.optimizers import scale_learning_rate
 from tests.helpers import REPO

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_cnn import plots, tasks, training
 from keras_cnn.colorization import config as config_lib
-from keras_cnn.colorization.colorizer import Colorizer
+from keras_cnn.colorization.colorizer import Colorizer, input_mode, new_colorizer
 from keras_cnn.colorization.evaluate import baselines, evaluate, evaluation_step
 from keras_cnn.colorization.models import ColourNet, build_model
 from keras_cnn.colorization.palette import fit_palette, grey, load_palette, save_palette
@@ -32,10 +32,6 @@ PALETTE_FILE = "palette.npy"
 # Decoding and the Lab conversions cost 3x a validation pass per image, so the whole split would
 # add a third to a course UNet's epoch; the final metrics use every validation image.
 EPOCH_METRIC_IMAGES = 100
-
-
-def input_mode(cfg):
-    return "downsize" if cfg.downsize_input else "grey"
 
 
 def get_palette(cfg, train_images, run_dir, write=True):
@@ -101,15 +97,6 @@ def base_palette(cfg):
         raise UserError(f"{source}: the base model's palette has {len(palette)} colours but --num-colours is "
                         f"{cfg.num_colours}; pass --num-colours {len(palette)}")
     return palette
-
-
-def new_colorizer(cfg, num_colours):
-    """An untrained `Colorizer` as `cfg` describes it (net, its size, input mode), with `num_colours` classes."""
-    extra = ({"upsample": cfg.upsample, "weights": cfg.backbone_weights or None}
-             if cfg.model == "effnet_unet" else {})
-    net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters, num_colours=num_colours,
-                      num_in_channels=3 if cfg.downsize_input else 1, **extra)
-    return Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")
 
 
 def base_colorizer(cfg, palette):
@@ -291,23 +278,6 @@ class ColorizationTask(tasks.Task):
         out = colorize(run.model, run.assets["palette"], images[None] if single else images,
                        decode or cfg.decode, cfg.temperature if temperature is None else temperature)
         return out[0] if single else out
-
-    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
-        from keras_cnn import state_files
-        from keras_cnn.export import qat
-        from keras_cnn.export.servable import ColorizerServable
-
-        if class_names:
-            raise UserError("class names are for segmenters; a colourizer's classes are its palette colours")
-        source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
-        record = run.path(qat.RECORD_FILE)
-        if os.path.isfile(record):  # a scripts/finetune_int8.py run: the metadata says what it came from
-            data = state_files.read_object(record, "int8 fine-tuning record",
-                                           remedy="delete it to export without that record")
-            source["int8_finetune"] = {k: data.get(k) for k in qat.RECORD_SUMMARY}
-        return ColorizerServable(run.load_model(checkpoint), run.assets["palette"], run.config,
-                                 image_size or 32, source, images_dir,
-                                 data_loader=lambda: self.load_data(run.config))
 
 
 TASK = ColorizationTask()

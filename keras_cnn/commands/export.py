@@ -86,10 +86,11 @@ def run(args):
     # A taken version or a bad name fails in a second, not after loading the model.
     check_version_free(args.out, name, formats, args.version)
 
+    from keras_cnn.export import servable_for
     from keras_cnn.tasks import open_run
 
     class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
-    servable = open_run(args.run_dir).servable(args.checkpoint, image_size=args.image_size,
+    servable = servable_for(open_run(args.run_dir), args.checkpoint, image_size=args.image_size,
                                                images_dir=args.images, class_names=class_names, **options)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
                            args.check_count, args.serving_base)

@@ -24,7 +24,7 @@ from keras_cnn import cli
 
 
 def parse_args(argv=None, prog=None):
-    from keras_cnn.export import qat
+    from keras_cnn.export.colorization import qat
 
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished colourizer training run")
@@ -72,10 +72,11 @@ def run(args):
         raise UserError(f"--out-dir {args.out_dir}: already exists; the fine-tuned run goes into a new folder")
 
     from keras_cnn.benchmarks.report import table
-    from keras_cnn.export import qat
+    from keras_cnn.export import servable_for
+    from keras_cnn.export.colorization import qat
     from keras_cnn.tasks import open_run
 
-    servable = open_run(args.run_dir, overrides).servable(args.checkpoint)
+    servable = servable_for(open_run(args.run_dir, overrides), args.checkpoint)
     result = qat.finetune_run(servable, args.run_dir, args.out_dir, args.epochs, args.learning_rate,
                               args.consistency, args.representative_count, args.check_count)
     print(table(result["figures"], qat.FIGURE_COLUMNS))

@@ -16,7 +16,7 @@ from keras_cnn import cli
 
 
 def parse_args(argv=None, prog=None):
-    from keras_cnn.export import qat
+    from keras_cnn.export.colorization import qat
 
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished training run folder")
@@ -57,10 +57,11 @@ def run(args):
     from keras_cnn.benchmarks import int8
     from keras_cnn.benchmarks.report import machine, table
     from keras_cnn.errors import UserError
+    from keras_cnn.export import servable_for
     from keras_cnn.fileio import atomic_write_text
     from keras_cnn.tasks import open_run
 
-    servable = open_run(args.run_dir).servable()
+    servable = servable_for(open_run(args.run_dir))
     if args.qat_epochs:
         result = int8.qat_study(servable, args.qat_epochs, args.qat_learning_rate, args.qat_consistency,
                                 args.check_count, args.representative_count)

@@ -281,7 +281,6 @@ class DeepLabV3Segmenter(keras.Model):
 
         from keras_cnn import config
         from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
-        from keras_cnn.segmentation.task import build_segmenter
 
         if os.path.isfile(config.config_path(preset)):
             return cls.from_run(preset, **overrides)
@@ -395,3 +394,44 @@ def flip_averaged(model):
     tta.preprocessing = model.preprocessing
     tta.flip_tta = True
     return tta
+
+
+def _rates(cfg):
+    if not cfg.aspp_rates:
+        return None
+    try:
+        return tuple(int(r) for r in cfg.aspp_rates.split(","))
+    except ValueError:
+        raise UserError(f"aspp_rates must be integers like '6,12,18', got {cfg.aspp_rates!r}") from None
+
+
+def build_segmenter(cfg):
+    """A new DeepLabV3 from `cfg` (a `SegmentationConfig`), or `cfg.base_model` adapted to it."""
+    from keras_cnn.segmentation.registry import make_backbone
+    from keras_cnn.training.saving import load_model
+
+    preprocessing = None if cfg.preprocessing == "auto" else cfg.preprocessing
+    size = (cfg.image_size, cfg.image_size)
+    if cfg.base_model:
+        base = load_model(cfg.base_model)
+        if not isinstance(base, DeepLabV3Segmenter):
+            raise UserError(f"{cfg.base_model}: not a DeepLabV3 segmenter of this project "
+                            f"(it is a {type(base).__name__})")
+        if not cfg.new_head and cfg.num_classes > base.num_classes:
+            raise UserError(f"{cfg.base_model}: the model predicts {base.num_classes} classes but "
+                            f"num_classes={cfg.num_classes}; pass --new-head to replace its classifier")
+        num_classes = cfg.num_classes if cfg.new_head else base.num_classes
+        model = rebuild(base, num_classes=num_classes, image_size=size, source=cfg.base_model)
+        if preprocessing and preprocessing != model.preprocessing:
+            raise UserError(f"{cfg.base_model}: was trained with {model.preprocessing!r} "
+                            f"preprocessing, not {preprocessing!r}")
+        return model
+    if cfg.finetune == "head":
+        raise UserError("finetune=head trains only the new classifier, so it needs a trained "
+                        "segmenter to start from: pass --base-model PATH.keras "
+                        "(or --finetune decoder/all)")
+    backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.output_stride, cfg.backbone_weights)
+    return DeepLabV3Segmenter(backbone, cfg.num_classes, aspp_rates=_rates(cfg),
+                              aspp_channels=cfg.aspp_channels, dropout=cfg.dropout,
+                              preprocessing=preprocessing, low_level_channels=cfg.low_level_channels,
+                              name="deeplab_v3")

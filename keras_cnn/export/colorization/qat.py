@@ -49,7 +49,7 @@ def default_consistency(servable):
 
 def check_servable(servable):
     """A `UserError` unless `servable` is a colourizer whose int8 graph can be simulated."""
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     if servable.application != "colorization":
         raise UserError("quantisation-aware fine-tuning is for colourizers; a segmenter's int8 file already "
@@ -68,7 +68,7 @@ def logits_range(servable, representative):
 
 def calibrated_simulation(servable, representative):
     """An `Int8Simulation` of the servable's current weights, calibrated as export calibrates."""
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     sim = int8_graph.Int8Simulation()
     sim.calibrate(servable.model, representative, logits_range(servable, representative))
@@ -79,7 +79,7 @@ def simulated_agreement(servable, sim, images, batch=100):
     """Fraction of pixels where the simulated int8 argmax equals the Keras model's, on uint8 `images`."""
     import tensorflow as tf
 
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     same = 0
     for i in range(0, len(images), batch):
@@ -110,7 +110,7 @@ def finetune(servable, representative, epochs=DEFAULT_EPOCHS, learning_rate=DEFA
     import keras
     import tensorflow as tf
 
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     check_servable(servable)
     if consistency is None:
