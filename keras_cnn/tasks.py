@@ -227,7 +227,7 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     with training.new_run(run_dir, cfg, resume, task=task.name) as (cfg, setup_dir):
         data = task.load_data(cfg)
         assets = task.prepare(cfg, data, setup_dir, runtime)
-        with runtime.strategy.scope():
+        with runtime.scope():
             model = task.build_model(cfg, data, assets, runtime)
         train_ds, val_ds = task.datasets(cfg, data, assets, model, runtime)
         extra = task.callbacks(cfg, data, assets, model, run_dir, runtime) if runtime.chief else []

@@ -110,7 +110,8 @@ def test_each_application_has_an_export_adapter_in_the_registry():
 
 
 @pytest.mark.parametrize("source, expected", [
-    ({"a": "from keras_cnn import b\n", "b": "def f():\n    from keras_cnn import a\n"}, [["keras_cnn.a", "keras_cnn.b"]]),
+    ({"a": "from keras_cnn import b\n", "b": "def f():\n    from keras_cnn import a\n"},
+     [["keras_cnn.a", "keras_cnn.b"]]),
     ({"a": "from keras_cnn.b import x\n", "b": "x = 1\n"}, []),
     ({"a": "import keras_cnn.b\n", "b": "from . import c\n", "c": "from .a import y\n"},
      [["keras_cnn.a", "keras_cnn.b", "keras_cnn.c"]]),

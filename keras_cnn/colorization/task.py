@@ -202,7 +202,7 @@ class ColorizationTask(tasks.Task):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg, len(train_images), runtime)),
                       loss=PixelCrossEntropy(weights),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                      jit_compile=cfg.jit_compile)
+                      jit_compile=runtime.jit_compile)
         return model
 
     def datasets(self, cfg, data, assets, model, runtime):

@@ -168,7 +168,7 @@ class SegmentationTask(tasks.Task):
         set_finetune_mode(model, cfg.finetune)
         steps = self.steps_per_epoch(data, runtime)
         compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps * cfg.epochs, model),
-                          jit_compile=cfg.jit_compile)
+                          jit_compile=runtime.jit_compile)
         return model
 
     @staticmethod

@@ -159,7 +159,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                                 f"delete {self.backup_dir} to restart the run from its beginning") from None
         epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
         variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
-        epoch, step = distribute.broadcast_from_chief(model.distribute_strategy, variables, (epoch, step))
+        epoch, step = distribute.broadcast_from_chief(distribute.model_strategy(model), variables, (epoch, step))
         self.restored = (epoch, step) if (epoch or step) else None
         if self.restored:
             # Epochs and steps counted from 1, as Keras' progress lines do.
@@ -309,8 +309,8 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from keras_cnn import multiworker_fix
 
-        strategy = self.model.distribute_strategy
-        self._sync = strategy if multiworker_fix.is_multi_worker(strategy) else None
+        strategy = distribute.model_strategy(self.model)
+        self._sync = strategy if strategy is not None and multiworker_fix.is_multi_worker(strategy) else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
