@@ -63,6 +63,7 @@ def parse_args(argv=None, prog=None):
 
 
 def run(args):
+    from keras_cnn.backends import use_tensorflow
     from keras_cnn.config import config_path, read_task_name
     from keras_cnn.errors import UserError
     from keras_cnn.export.layout import check_version_free, export_model, parse_formats
@@ -86,12 +87,13 @@ def run(args):
     # A taken version or a bad name fails in a second, not after loading the model.
     check_version_free(args.out, name, formats, args.version)
 
+    use_tensorflow("export")
     from keras_cnn.export import servable_for
     from keras_cnn.tasks import open_run
 
     class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
     servable = servable_for(open_run(args.run_dir), args.checkpoint, image_size=args.image_size,
-                                               images_dir=args.images, class_names=class_names, **options)
+                            images_dir=args.images, class_names=class_names, **options)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
                            args.check_count, args.serving_base)
     for key in ("saved_model", "tflite"):

@@ -71,6 +71,9 @@ def run(args):
     if os.path.lexists(args.out_dir):
         raise UserError(f"--out-dir {args.out_dir}: already exists; the fine-tuned run goes into a new folder")
 
+    from keras_cnn.backends import use_tensorflow
+
+    use_tensorflow("finetune-int8")
     from keras_cnn.benchmarks.report import table
     from keras_cnn.export import servable_for
     from keras_cnn.export.colorization import qat

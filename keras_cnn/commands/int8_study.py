@@ -54,6 +54,9 @@ def run(args):
     check_input(config_path(args.run_dir), "--run-dir", "file")
     check_output(args.out, "--out", "file")
 
+    from keras_cnn.backends import use_tensorflow
+
+    use_tensorflow("int8-study")
     from keras_cnn.benchmarks import int8
     from keras_cnn.benchmarks.report import machine, table
     from keras_cnn.errors import UserError

@@ -27,6 +27,7 @@ import os
 import keras
 
 from keras_cnn import distribute
+from keras_cnn.backends import backend_name, has_gpu
 from keras_cnn.errors import UserError
 
 # The --strategy values each backend runs; the others are refused before anything is written.
@@ -57,27 +58,6 @@ class Runtime:
 
     def scope(self):
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
-
-
-def backend_name():
-    """The Keras backend of this process: "tensorflow", "jax" or "torch"."""
-    return keras.backend.backend()
-
-
-def has_gpu():
-    """Whether the backend of this process sees a GPU."""
-    name = backend_name()
-    if name == "jax":
-        import jax
-
-        return any(d.platform == "gpu" for d in jax.devices())
-    if name == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def resolve_jit_compile(flag):
