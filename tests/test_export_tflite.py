@@ -243,9 +243,9 @@ def test_int8_colourizer_runs_its_transposed_convs_as_convs(tmp_path, monkeypatc
     summary = layout.export_model(servable_for(open_run(run_dir), image_size=16), str(tmp_path / "out"), "unet",
                                   ("tflite_int8",), check_count=4, log=lines.append)
     report = summary["tflite"]["reports"]["int8"]
-    hint = [ln for ln in lines if "scripts/finetune_int8.py" in ln]
+    hint = [ln for ln in lines if "keras-cnn finetune-int8" in ln]
     assert hint == [f"  int8 keeps {100 * report['agreement_with_keras']['argmax_agreement']:.1f}% of the "
-                    f"decisions after training alone; scripts/finetune_int8.py --run-dir {os.path.abspath(run_dir)} "
+                    f"decisions after training alone; keras-cnn finetune-int8 --run-dir {os.path.abspath(run_dir)} "
                     f"--out-dir {os.path.abspath(run_dir)}_int8 fine-tunes the model for its int8 file (about 97-98% "
                     "on the shared horses), then export that run"], lines
 

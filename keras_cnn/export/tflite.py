@@ -449,7 +449,7 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
                 and "int8_finetune" not in (servable.source or {}):
             run_dir = (servable.source or {}).get("run_dir", "RUN")
             log(f"  int8 keeps {100 * kept['value']:.1f}% of the decisions after training alone; "
-                f"scripts/finetune_int8.py --run-dir {run_dir} --out-dir {run_dir}_int8 fine-tunes the model "
+                f"keras-cnn finetune-int8 --run-dir {run_dir} --out-dir {run_dir}_int8 fine-tunes the model "
                 "for its int8 file (about 97-98% on the shared horses), then export that run")
         reports[variant] = rep
     line = latency_line(reports, latency_judged, latency_why)

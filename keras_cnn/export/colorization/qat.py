@@ -17,7 +17,7 @@ randomly flipped as in training:
 The activation ranges follow the weights: they are re-calibrated at the
 start of each epoch on the images export calibrates on, as export will.
 Afterwards the Keras model, its SavedModel and every TFLite file carry the
-same new weights (`scripts/finetune_int8.py` writes them as a new run).
+same new weights (`keras-cnn finetune-int8` writes them as a new run).
 """
 
 import json
