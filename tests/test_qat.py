@@ -120,8 +120,10 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
     moved = [np.abs(a - b).max() for a, b in zip(old.net.get_weights(), new.net.get_weights())]
     assert max(moved) > 0
     # Export's metadata says where the weights came from.
-    assert servable_for(open_run(out)).metadata()["source"]["int8_finetune"] == {
-        k: record[k] for k in qat.RECORD_SUMMARY}
+    # No local path goes into metadata that ships to servers and phones: the run folder's name only.
+    assert servable_for(open_run(out)).metadata()["source"] == {
+        "run": os.path.basename(out), "checkpoint": "best.keras",
+        "int8_finetune": {**{k: record[k] for k in qat.RECORD_SUMMARY}, "source_run": os.path.basename(run_dir)}}
     # The new run is a run: it predicts (and so exports) like any other.
     assert open_run(out).predict(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
     with pytest.raises(UserError, match="already exists"):

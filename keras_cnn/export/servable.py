@@ -17,11 +17,23 @@ graph). `score` measures any of them against the truth (delta E, IoU).
 """
 
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import list_images, read_image, readable_images
+
+
+def folder_name(path):
+    """The last part of a folder path: what metadata that ships to servers and phones says of a local folder."""
+    return os.path.basename(os.path.normpath(path))
+
+
+def run_source(run, checkpoint):
+    """Where a servable's weights come from, for its metadata: the run folder's name, not its local path."""
+    return {"run": folder_name(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
 
 
 def resize_uint8(images, size):
@@ -62,6 +74,9 @@ class Servable:
     # How one photo of any shape becomes the square export size: "centre_crop"
     # (crop the central square, then resize) or "stretch" (resize as is).
     image_fit = "centre_crop"
+
+    # The local run folder a servable was opened from (not in its metadata); set by the adapters.
+    run_dir = None
 
     def __init__(self, model, image_size, source, images_dir=None):
         self.model = model

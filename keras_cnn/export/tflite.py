@@ -447,7 +447,7 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
         kept = rep["targets"].get("argmax_agreement")
         if variant == "int8" and kept and not kept["met"] and servable.application == "colorization" \
                 and "int8_finetune" not in (servable.source or {}):
-            run_dir = (servable.source or {}).get("run_dir", "RUN")
+            run_dir = getattr(servable, "run_dir", None) or "RUN"
             log(f"  int8 keeps {100 * kept['value']:.1f}% of the decisions after training alone; "
                 f"keras-cnn finetune-int8 --run-dir {run_dir} --out-dir {run_dir}_int8 fine-tunes the model "
                 "for its int8 file (about 97-98% on the shared horses), then export that run")
