@@ -194,6 +194,11 @@ class DeepLabV3Segmenter(keras.Model):
         (DeepLabV3+), arXiv:1802.02611.
     """
 
+    # The fine-tuning mode `set_finetune_mode` last set (None: every layer trains). It is part of the
+    # saved config, so a loaded checkpoint trains the same weights as the run that wrote it and its
+    # optimizer state fits them (Keras otherwise skips it with a warning on `load_model`).
+    finetune = None
+
     def __init__(self, backbone, num_classes, aspp_rates=None, aspp_channels=256, dropout=0.5,
                  preprocessing=None, low_level_channels=0, **kwargs):
         if num_classes < 1:
@@ -305,13 +310,18 @@ class DeepLabV3Segmenter(keras.Model):
             "dropout": self.dropout,
             "preprocessing": self.preprocessing,
             "low_level_channels": self.low_level_channels,
+            "finetune": self.finetune,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        finetune = config.pop("finetune", None)
+        model = cls(**config)
+        if finetune:
+            set_finetune_mode(model, finetune)
+        return model
 
 
 # Layers each fine-tuning mode trains; everything else is frozen. A frozen
@@ -337,11 +347,15 @@ def set_finetune_mode(model, mode):
     # weights at all, whatever its layers say.
     model.trainable = True
     for layer in model.layers:
-        layer.trainable = trained is None or layer.name in trained
+        # Every nested layer by name: a backbone rebuilt from its config (a loaded checkpoint) does not
+        # pass its own flag down to its layers.
+        for sub in layer._flatten_layers(include_self=True):
+            sub.trainable = trained is None or layer.name in trained
     if mode == "all_frozen_bn":
         for layer in model.backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+    model.finetune = mode
 
 
 def rebuild(model, num_classes=None, image_size=None, source=""):
