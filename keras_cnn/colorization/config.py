@@ -100,11 +100,11 @@ class ColorizationConfig(TrainingConfig):
             bound(self, "num_filters", ge=1),
             bound(self, "temperature", gt=0),
             None if self.model == "effnet_unet" or (self.upsample == 2 and not self.backbone_weights)
-            else "--upsample and --backbone-weights are options of --model effnet_unet",
-            None if self.source != "folder" or self.data_dir else "--source folder needs --data-dir",
+            else "--upsample and --backbone-weights are options of --backbone effnet_unet",
+            None if self.source != "folder" or self.data_dir else "--dataset folder needs --data-dir",
             _cifar_class_problem(self.cifar_class),
             None if not self.classes or self.source == "folder"
-            else f"--classes picks class folders of --source folder; --source {self.source} reads "
+            else f"--classes picks class folders of --dataset folder; --dataset {self.source} reads "
                  "one class (--cifar-class)",
             _class_list_problem("classes", self.classes),
             _class_list_problem("palette_classes", self.palette_classes),
