@@ -36,9 +36,8 @@ def parse_args(argv=None, prog=None):
 def run(args):
     from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.config import load_run_config
-    from keras_cnn.fileio import check_input, check_output
-
     from keras_cnn.errors import UserError
+    from keras_cnn.fileio import check_input, check_output
 
     # === Checks: before TensorFlow is imported or anything is written ===
     if args.model:

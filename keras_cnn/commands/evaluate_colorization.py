@@ -53,7 +53,6 @@ def run(args):
 
     # === Checks: before TensorFlow is imported or anything is written ===
     cfg = load_run_config(ColorizationConfig, args.run_dir)
-    check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
     if args.data_dir:
         check_input(args.data_dir, "--data-dir", "folder")
     else:
@@ -62,6 +61,7 @@ def run(args):
         check_output(args.out, "--out", "file")
     if args.activations_dir:
         check_output(args.activations_dir, "--activations-dir", "folder")
+    check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
 
     from keras_cnn.colorization.evaluate import baselines, evaluate
     from keras_cnn.colorization.predict import save_activations, superres_figure
