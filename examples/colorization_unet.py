@@ -55,7 +55,7 @@ keras.utils.set_random_seed(0)
 ## Data
 
 Every photo is centre-cropped and resized to 32x32; a fixed 10% (seed 0) is
-held out for validation, the split `keras-cnn train-colorization --source
+held out for validation, the split `keras-cnn train-colorization --dataset
 folder` makes, so the figures compare with the command line's.
 """
 

@@ -189,7 +189,7 @@ def _as(dtype, values):
 
 
 # (id: protocol:case, model, what the server does, what the one line says after "sent a bad reply: " or in full).
-# Each row runs `serving-client --size 32` on two photos; nothing may be written.
+# Each row runs `serving-client --image-size 32` on two photos; nothing may be written.
 HOSTILE_REPLIES = [
     ("rest:one-result-for-two", "unet", _outputs(lambda o: {k: v[:1] for k, v in o.items()}),
      "1 result for 2 images"),

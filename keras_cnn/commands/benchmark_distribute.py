@@ -10,7 +10,8 @@ on, each in a fresh process, reported as a ratio to the default strategy in
 float32 without XLA. The colorization task is the course's UNet (NF 32, 24
 colours, 32x32, batch 100 per replica); segmentation is DeepLabV3 on the
 small_resnet backbone (128x128, batch 16 per replica). Inputs are synthetic
-in-memory batches. The table is also written beside the JSON as a .md file."""
+in-memory batches. The table is also written beside the JSON as a .md file.
+"""
 
 import json
 import os

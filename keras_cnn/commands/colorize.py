@@ -7,7 +7,8 @@ r"""Colourize photos or folders of photos with a trained net, writing PNGs.
 
 Any size, grey or colour (colour photos are turned grey first). Writes
 NAME_color.png and NAME_compare.png (grey | colourized | original). A --model
-file is read with the run folder it lies in (its config.json and palette.npy)."""
+file is read with the run folder it lies in (its config.json and palette.npy).
+"""
 
 import os
 

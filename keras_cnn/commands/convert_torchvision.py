@@ -14,7 +14,8 @@ torchvision's network exactly (output stride 8, ASPP 12/24/36); it takes RGB
 pixels 0-255 and applies torchvision's ImageNet normalisation, `(x / 255 -
 mean) / std`, in its first layer. Without --num-classes it keeps the file's
 21-class COCO/VOC classifier; the training script replaces it by the preset's
-2-class one (--new-head)."""
+2-class one (--new-head).
+"""
 
 from keras_cnn import cli
 

@@ -12,7 +12,8 @@ ceiling), and what a full run of the preset reaches. The data comes from the
 run's config unless --data-dir points at another image folder. --classes picks
 class folders instead of the run's own (the horse validation images of a run
 trained on every class: --classes horse). --json prints the figures as JSON
-instead of the summary lines; --out also writes them to a file."""
+instead of the summary lines; --out also writes them to a file.
+"""
 
 import dataclasses
 import json
@@ -79,7 +80,7 @@ def run(args):
     else:
         if args.classes is not None:
             if cfg.source != "folder":
-                raise UserError(f"--classes picks class folders, but {args.run_dir} read --source {cfg.source}")
+                raise UserError(f"--classes picks class folders, but {args.run_dir} read --dataset {cfg.source}")
             cfg = dataclasses.replace(cfg, classes=args.classes)
         _, images = run.task.load_data(cfg)
     if len(images) == 0:

@@ -10,7 +10,8 @@ With --run-dir the data and the split are the run's own (its config.json); the
 data flags below override it (e.g. a moved --data-dir). Without it, --model is
 evaluated on the data of --preset plus those flags. Prints the figures beside
 the all-background baseline and what a full run of the preset reaches (--json:
-the metrics as JSON instead); --out also writes the JSON to a file."""
+the metrics as JSON instead); --out also writes the JSON to a file.
+"""
 
 import json
 import os

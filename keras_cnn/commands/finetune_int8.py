@@ -14,7 +14,8 @@ the fine-tuned model as best.keras and last.keras, and int8_finetune.json (the
 source, the settings, and before / after figures on the held-out images: the
 Keras model's mean delta E and the simulated int8 agreement; export measures
 the real files). Export the new run with the same --representative-count (the
-images both calibrate on)."""
+images both calibrate on).
+"""
 
 import os
 

@@ -5,7 +5,8 @@ r"""What each int8 export step buys on a trained run: agreement, delta E / IoU, 
 
 Builds every file of the study (keras_cnn/benchmarks/int8.py says which),
 checks them on the run's held-out images, prints a Markdown table and writes
-the rows as JSON (and the table beside it as .md). docs/TFLITE.md quotes it."""
+the rows as JSON (and the table beside it as .md). docs/TFLITE.md quotes it.
+"""
 
 import json
 import os

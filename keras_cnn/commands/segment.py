@@ -6,7 +6,8 @@ r"""Segment photos or folders of photos with a trained segmenter.
 
 Any size: the photo is resized to the model's input and the prediction back to
 the photo's size. Writes NAME_mask.png (0/255 for a two-class model, the class
-index otherwise) and NAME_overlay.png (the photo with the object tinted)."""
+index otherwise) and NAME_overlay.png (the photo with the object tinted).
+"""
 
 import os
 

@@ -5,7 +5,8 @@ r"""Parameter counts and shapes of DeepLabV3 on each backbone (random weights, n
 
 Prints one row per backbone: backbone / head / total parameters, the feature
 map and logit shapes, the convolutions' multiply-accumulates per image, and
-torchvision's published figures where there are some (21 classes)."""
+torchvision's published figures where there are some (21 classes).
+"""
 
 import json
 

@@ -9,8 +9,8 @@ By default the photos are decoded here and sent as uint8 pixels to the
 `serving_default` signature (with --image-size N: fitted to N x N first and sent in
 batches; without it: one request per photo at its own size). With --bytes the
 encoded files are sent as they are to `serving_bytes`, which decodes and fits
-them in the server. For each photo <out>/<stem>_colours.png (colourizer) or
-<out>/<stem>_mask.png (segmenter, class index scaled to 0..255) is written, as
+them in the server. For each photo <out-dir>/<stem>_colours.png (colourizer) or
+<out-dir>/<stem>_mask.png (segmenter, class index scaled to 0..255) is written, as
 each reply comes. A folder given to --input stands for the images in it.
 
 The model's signature is read from the server first, and every reply is

@@ -13,7 +13,8 @@ the model says how far), and the borders are dropped: the colours PNG equals
 input size, and its logits are resized back to the photo before the argmax;
 the mask is written as class index scaled to 0..255. An annealed-mean
 colourizer's colours are decoded from its "logits" with the palette in the
-metadata."""
+metadata.
+"""
 
 import argparse
 import os

@@ -15,7 +15,8 @@ r"""Train a colourization net (grey CIFAR-10 class in, palette colours out).
 Every field of ColorizationConfig is a flag and overrides the preset (flag
 names: docs/CLI.md); --help shows the values of the preset given with
 --preset. The run folder gets config.json, palette.npy, best.keras,
-last.keras, history.csv, logs/ (TensorBoard), plots/ and metrics.json."""
+last.keras, history.csv, logs/ (TensorBoard), plots/ and metrics.json.
+"""
 
 from keras_cnn import cli
 

@@ -19,7 +19,8 @@ given with --preset. The run folder gets config.json, best.keras (by
 validation foreground IoU), last.keras, history.csv, logs/, plots/ (per-epoch
 image / true mask / predicted strips, curves.png: loss and IoU per epoch) and
 metrics.json. It ends with the validation figures beside the all-background
-baseline and what a full run of the preset reaches."""
+baseline and what a full run of the preset reaches.
+"""
 
 import sys
 
