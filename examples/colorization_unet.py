@@ -4,7 +4,7 @@ Author: keras_cnn
 Description: A palette, the course's UNet on your own tf.data pipeline, scored against the grey input, exported.
 Accelerator: None (two CPU cores are enough)
 
-Run (9 minutes on two CPU cores shared with other jobs; the README has the figures):
+Run (9 minutes on 2 Intel Xeon cores shared with other jobs; docs/PYTHON_API.md has the figures):
 
     python examples/colorization_unet.py --data-dir ../shared/data/cifar10-horse-train
 

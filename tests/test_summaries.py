@@ -63,7 +63,7 @@ def test_runs_are_matched_to_their_preset_by_their_settings():
     assert summaries.match_preset(resunet, COLOUR_PRESETS) == ("cifar10_resunet", [])
     assert summaries.shortened(resunet, COLOUR_PRESETS["cifar10_resunet"]) == [
         "2 of the preset's 12 epochs", "--max-examples 400"]
-    # The README's small segmenter: the smoke preset, larger; no full run of it is recorded.
+    # docs/EXPORT.md's small segmenter: the smoke preset, larger; no full run of it is recorded.
     small = dataclasses.replace(SEGMENT_PRESETS["smoke"], image_size=64, epochs=4, max_examples=120,
                                 aspp_channels=32)
     assert summaries.match_preset(small, SEGMENT_PRESETS) == ("smoke", ["image_size", "aspp_channels"])

@@ -1,6 +1,6 @@
 r"""Measure quality and speed: colourizers, their exports, and the segmenter; print tables, write JSON.
 
-    keras-cnn benchmark --quick --out benchmarks_out/quick.json     # 3-8 minutes on 2 cores
+    keras-cnn benchmark --quick --out benchmarks_out/quick.json     # 3.1 min on 2 quiet AMD EPYC cores
     keras-cnn benchmark --out benchmarks_out/full.json \
         --strip docs/colorization_strip.png                               # what docs/BENCHMARKS.md quotes
     keras-cnn benchmark --parts quality --presets cifar10_unet,cifar10_resunet \
