@@ -46,7 +46,7 @@ def test_training_ends_with_the_summary_and_logs_one_line_per_epoch(trained_run)
     assert lines[2].startswith(("beats the grey-input baseline on delta E", "below the grey-input baseline on delta E"))
     assert lines[2].startswith("beats") or "a short run (2 of the preset's 25 epochs, --max-examples 40)" in lines[2]
     assert lines[3].startswith("a full cifar10_unet run reaches accuracy 58.3%  delta E 14.21  PSNR 24.04 dB")
-    assert "docs/COLORIZATION_RESULTS.md" in lines[3]
+    assert "docs/BENCHMARKS.md" in lines[3]
     assert lines[4].startswith(f"wrote {run_dir} after ") and "s of training on " in lines[4]
 
 
