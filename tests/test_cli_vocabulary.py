@@ -8,9 +8,11 @@ line, and docs/CLI.md lists the same table. The parsers are built as
 """
 
 import argparse
+import glob
 import importlib
 import os
 import re
+import shlex
 
 import pytest
 
@@ -174,3 +176,38 @@ def test_docs_cli_md_prints_the_same_vocabulary():
     for term in vocabulary.TERMS:
         for old, where in term.old:
             assert f"| `{old}` | {', '.join(where)} | `{term.flag}` |" in old_names, old
+
+
+def documented_commands():
+    """(file, command, argv) of every `keras-cnn COMMAND ...` line in a code block of the README and docs/."""
+    found = []
+    for path in ["README.md", *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))]:
+        with open(os.path.join(REPO, path), encoding="utf-8") as f:
+            text = re.sub(r"\\\n\s*", " ", f.read())  # continuation lines
+        inside = False
+        for line in text.splitlines():
+            if line.startswith("```"):
+                inside = not inside
+                continue
+            if not (inside or line.startswith("    ")):
+                continue
+            m = re.search(r"(?:^|[\s(])keras-cnn ([a-z0-9-]+)((?: [^#|]*)?)", line)
+            if not m or m.group(1) not in COMMANDS or "$" in line:
+                continue
+            rest = m.group(2).split(" &")[0].strip()
+            if "..." in rest or "[" in rest or "<" in rest or rest.isupper():
+                continue  # a pattern, not a command
+            found.append((os.path.basename(path), m.group(1), shlex.split(rest)))
+    return found
+
+
+def test_every_documented_command_parses_with_todays_names(capsys):
+    commands = documented_commands()
+    assert len(commands) > 50
+    for path, command, argv in commands:
+        try:
+            parse(command, argv)
+        except Exception as e:  # a UserError from argparse: an unknown or missing flag
+            pytest.fail(f"{path}: keras-cnn {command} {' '.join(argv)}: {e}")
+        err = capsys.readouterr().err
+        assert err == "", f"{path}: keras-cnn {command} {' '.join(argv)}: {err}"
