@@ -192,7 +192,7 @@ def test_base_model_mismatches_are_refused(tree, pretrained, tmp_path):
     cases = [
         (dict(palette=str(other)), r"other.npy: not the palette .*best.keras was trained with"),
         (dict(num_colours=6), r"palette has 5 colours but --num-classes is 6; pass --num-classes 5"),
-        (dict(num_filters=8), r"the model is a UNet with .* parameters, but --model unet --kernel 3 "
+        (dict(num_filters=8), r"the model is a UNet with .* parameters, but --backbone unet --kernel 3 "
                               r"--num-filters 8 builds a UNet with"),
         (dict(seed=1), r"held out validation images with --val-fraction 0.25 --seed 0"),
     ]
