@@ -162,12 +162,12 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
     Image.fromarray(photo).save(tmp_path / "photo.png")
     model = os.path.join(folder, "unet_int8.tflite")
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                           "--image", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.png")],
+                           "--input", str(tmp_path / "photo.png"), "--out-dir", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote" in done.stdout
     meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
-    written = np.asarray(Image.open(tmp_path / "out.png"))
+    written = np.asarray(Image.open(tmp_path / "out" / "photo_color.png"))
     assert written.shape == photo.shape
     np.testing.assert_array_equal(written, litert_runtime.colorize(litert_runtime.load_interpreter(model), photo,
                                                                    meta))
@@ -177,11 +177,11 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
     np.testing.assert_array_equal(out["colours"][0], litert_runtime.decode_colours(
         np.eye(12, dtype=np.float32)[out["classes"]], fitted[None], meta)[0])
     missing = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                              "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x.png")],
+                              "--input", str(tmp_path / "nope.jpg"), "--out-dir", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: image file does not exist"
-    assert not (tmp_path / "x.png").exists()
+    assert missing.stderr.strip() == f"error: --input {tmp_path / 'nope.jpg'}: no such file or folder"
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("decode", ["argmax", "annealed"])

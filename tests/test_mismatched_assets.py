@@ -107,9 +107,9 @@ def test_tflite_predict_script_refuses_another_models_metadata(tmp_path):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "photo.png")
     (tmp_path / "other.json").write_text(json.dumps(colour_metadata(32, 24)))
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                           "--metadata", str(tmp_path / "other.json"), "--image", str(tmp_path / "photo.png"),
-                           "--out", str(tmp_path / "out.png")], capture_output=True, text=True, timeout=120)
+                           "--metadata", str(tmp_path / "other.json"), "--input", str(tmp_path / "photo.png"),
+                           "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'other.json'}: does not describe {model}")
-    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out").exists()

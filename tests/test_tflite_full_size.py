@@ -111,10 +111,14 @@ def grey_coded_photo(palette, height, width, seed=5):
 
 
 def tflite_predict(model, image, out):
+    """`tflite-predict` on one photo; its one result PNG is moved to `out`."""
+    out_dir = f"{out}.d"
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                           "--image", image, "--out", out], capture_output=True, text=True, timeout=300,
+                           "--input", image, "--out-dir", out_dir], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
+    (written,) = os.listdir(out_dir)
+    os.replace(os.path.join(out_dir, written), out)
     return done.stdout
 
 

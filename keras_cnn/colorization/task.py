@@ -94,8 +94,8 @@ def base_palette(cfg):
                         "the model was trained with")
     _check_palette_space(palette, cfg, source)
     if len(palette) != cfg.num_colours:
-        raise UserError(f"{source}: the base model's palette has {len(palette)} colours but --num-colours is "
-                        f"{cfg.num_colours}; pass --num-colours {len(palette)}")
+        raise UserError(f"{source}: the base model's palette has {len(palette)} colours but --num-classes is "
+                        f"{cfg.num_colours}; pass --num-classes {len(palette)}")
     return palette
 
 
@@ -118,7 +118,7 @@ def base_colorizer(cfg, palette):
     if type(wanted) is not type(model.net) or got != {k: v for k, v in wanted.get_config().items() if k != "name"} \
             or wanted.count_params() != model.net.count_params():
         raise UserError(f"{cfg.base_model}: the model is a {type(model.net).__name__} with "
-                        f"{model.net.count_params():,} parameters, but --model {cfg.model} --kernel {cfg.kernel} "
+                        f"{model.net.count_params():,} parameters, but --backbone {cfg.model} --kernel {cfg.kernel} "
                         f"--num-filters {cfg.num_filters} builds a {type(wanted).__name__} with "
                         f"{wanted.count_params():,}; pass the flags the base run was trained with")
     return model

@@ -1,11 +1,10 @@
 r"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
 
-    python scripts/export.py --run-dir runs/unet --name unet \
+    keras-cnn export --run-dir runs/unet --name unet \
         --formats saved_model,tflite_float32,tflite_float16,tflite_dynamic,tflite_int8
 
-(`keras-cnn export ...` is the same command.) Writes
-exported_models/<name>/<version>/ (a SavedModel: signatures serving_default on
-uint8 "images" and serving_bytes on encoded "image_bytes"),
+Writes exported_models/<name>/<version>/ (a SavedModel: signatures
+serving_default on uint8 "images" and serving_bytes on encoded "image_bytes"),
 exported_models/<name>/tflite/<version>/ (the .tflite files, their reports and
 metadata.json) and exported_models/models.config (every served model). The
 version is the next free integer unless --version is given; an existing
@@ -44,9 +43,9 @@ def parse_args(argv=None, prog=None):
                         help="best.keras or last.keras of the run (default: best)")
     parser.add_argument("--image-size", type=cli.at_least(1), default=None,
                         help="fixed TFLite input size of a colourizer (default 32; segmenters use their own)")
-    parser.add_argument("--images", default=None,
-                        help="folder of real images for int8 calibration and the checks "
-                             "(default: the run's own data)")
+    parser.add_argument("--images", default=None, metavar="DIR",
+                        help="a folder of image files for int8 calibration and the checks, instead of the "
+                             "run's own data")
     parser.add_argument("--class-names", default=None,
                         help="segmenter: comma-separated class names (default: background,foreground)")
     parser.add_argument("--flip-tta", action="store_true",
