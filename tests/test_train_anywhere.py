@@ -87,8 +87,8 @@ def test_a_colourizer_trained_under_jax_exports_under_tensorflow(tmp_path):
     images = blocky_images(48, 32, seed=3)
     data = write_images(str(tmp_path / "data"), images)
     run_dir = tmp_path / "run"
-    train = cli("train-colorization", "--source", "folder", "--data-dir", data, "--run-dir", run_dir, "--epochs", 1,
-                "--batch-size", 8, "--num-colours", 6, "--num-filters", 4)
+    train = cli("train-colorization", "--dataset", "folder", "--data-dir", data, "--run-dir", run_dir, "--epochs", 1,
+                "--batch-size", 8, "--num-classes", 6, "--num-filters", 4)
     assert train.stdout.splitlines()[0].startswith("backend jax; ")
     check_export(tmp_path, run_dir, "unet", images[:4])
 
