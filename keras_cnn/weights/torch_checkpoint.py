@@ -466,6 +466,8 @@ def load_torch_state_dict(path):
         if head == b"PK\x03\x04":
             return _read_zip(path)
         return _read_legacy(path)
+    except UserError:  # the archive's bounds (keras_cnn.zip_bounds) name the file already
+        raise
     except _Refused as e:
         raise UserError(f"{path}: refusing a pickle that asks for {e} (only tensors, storages "
                         "and plain containers are allowed; nothing was run)") from None
