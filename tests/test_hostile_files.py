@@ -154,7 +154,7 @@ SIZE_CASES = [
      "refusing pickle: over 256 MB of data once shared references are counted as copies"),
     ("cifar-declared-length", "cifar",
      lambda d: write(os.path.join(d, "data_batch_3"), b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc."),
-     "corrupt pickle (ValueError: expected 1099511627776 bytes in a bytes8, but only 4 remain)"),
+     "corrupt pickle (UnpicklingError: pickle data was truncated)"),
     ("cifar-empty-array-of-a-huge-shape", "cifar",
      lambda d: write(os.path.join(d, "data_batch_4"),
                      b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x00\x00\x40\x85C\x01b"

@@ -99,11 +99,17 @@ def _prescan(data):
     """Reads the opcodes without building anything; a `_TooBig` past `MAX_OPCODES`.
 
     A length that reaches past the end of the data (a 4 GB string in a 1 KB
-    file, which the C unpickler would allocate first) is a `ValueError` here.
+    file, which the C unpickler would allocate first) is truncated data here.
     """
-    for count, _ in enumerate(pickletools.genops(io.BytesIO(data)), 1):
-        if count > MAX_OPCODES:
-            raise _TooBig(f"over {MAX_OPCODES:,} pickle opcodes")
+    try:
+        for count, _ in enumerate(pickletools.genops(io.BytesIO(data)), 1):
+            if count > MAX_OPCODES:
+                raise _TooBig(f"over {MAX_OPCODES:,} pickle opcodes")
+    except ValueError as e:
+        # "expected N bytes in a bytes8, but only M remain", "pickle exhausted before seeing STOP".
+        if "remain" in str(e) or "exhausted" in str(e):
+            raise pickle.UnpicklingError("pickle data was truncated") from None
+        raise
 
 
 def _leaf_size(obj):
