@@ -186,7 +186,8 @@ def size_results(tmp_path_factory):
     """{id: (path, the child's result)} of every SIZE_CASES row, read in one capped child process."""
     folder = str(tmp_path_factory.mktemp("hostile_sizes"))
     rows = [(name, kind, make(folder)) for name, kind, make, _ in SIZE_CASES]
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # No GPU in the child: a CUDA context reserves more address space than the cap.
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), CUDA_VISIBLE_DEVICES="")
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(rows)], capture_output=True, text=True,
                           timeout=600, env=env, cwd=folder)
     line = [x for x in done.stdout.splitlines() if x.startswith("RESULTS ")]
