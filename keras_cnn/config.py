@@ -226,7 +226,7 @@ def save_config(cfg, path, task=None):
     data = dataclasses.asdict(cfg)
     if task:
         data["task"] = task
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, state_files.json_text(data, path, "config", sort_keys=True))
 
 
 def load_config(cls, path):

@@ -22,13 +22,12 @@ Example:
 import dataclasses
 import functools
 import importlib
-import json
 import os
 import shutil
 import time
 
 from keras_cnn import config as config_lib
-from keras_cnn import training
+from keras_cnn import state_files, training
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text, named_os_error
 
@@ -261,7 +260,8 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
         metrics["best_chosen_by"] = f"training {monitor} (no validation split)"
         metrics["last_epoch_training"] = training.last_training_metrics(run_dir)
     metrics["train_seconds_this_session"] = round(seconds, 1)
-    atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    path = os.path.join(run_dir, "metrics.json")
+    atomic_write_text(path, state_files.json_text(metrics, path, "final metrics", nulls=True))
     return metrics
 
 

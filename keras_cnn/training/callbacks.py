@@ -41,6 +41,12 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
             self._opened = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None:
+            # The columns Keras is about to write (its CSVLogger's rule) must be those the file has.
+            keys = sorted(logs or {})
+            if not any(k.startswith("val_") for k in keys):
+                keys += [f"val_{k}" for k in keys]
+            state_files.check_history_columns(self.run_dir, ["epoch"] + keys)
         try:
             super().on_epoch_end(epoch, logs)
         except OSError as e:  # a full disk: write() names no file
