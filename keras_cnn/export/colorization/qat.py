@@ -20,7 +20,6 @@ Afterwards the Keras model, its SavedModel and every TFLite file carry the
 same new weights (`keras-cnn finetune-int8` writes them as a new run).
 """
 
-import json
 import os
 import shutil
 import time
@@ -181,6 +180,7 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
 
     The folder appears whole or not at all. Returns what `int8_finetune.json` records.
     """
+    from keras_cnn import state_files
     from keras_cnn.colorization.task import PALETTE_FILE
     from keras_cnn.config import config_path, save_config
     from keras_cnn.fileio import atomic_path
@@ -213,5 +213,5 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
         # Both checkpoints, so every command's --checkpoint finds the fine-tuned model.
         shutil.copy2(os.path.join(tmp, "best.keras"), os.path.join(tmp, "last.keras"))
         with open(os.path.join(tmp, RECORD_FILE), "w") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
+            f.write(state_files.json_text(result, os.path.join(out_dir, RECORD_FILE), "int8 fine-tuning record"))
     return result
