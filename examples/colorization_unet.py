@@ -4,7 +4,7 @@ Author: keras_cnn
 Description: A palette, the course's UNet on your own tf.data pipeline, scored against the grey input, exported.
 Accelerator: None (two CPU cores are enough)
 
-Run (9 minutes on two CPU cores shared with other jobs; the README has the figures):
+Run (9 minutes on 2 Intel Xeon cores shared with other jobs; docs/PYTHON_API.md has the figures):
 
     python examples/colorization_unet.py --data-dir ../shared/data/cifar10-horse-train
 
@@ -55,7 +55,7 @@ keras.utils.set_random_seed(0)
 ## Data
 
 Every photo is centre-cropped and resized to 32x32; a fixed 10% (seed 0) is
-held out for validation, the split `keras-cnn train-colorization --source
+held out for validation, the split `keras-cnn train-colorization --dataset
 folder` makes, so the figures compare with the command line's.
 """
 

@@ -4,7 +4,7 @@ Author: keras_cnn
 Description: Object vs background from images and masks: a DeepLabV3+ head on frozen ImageNet features.
 Accelerator: None (two CPU cores are enough)
 
-Run (5.5 minutes on two CPU cores shared with other jobs; the README has the figures):
+Run (5.5 minutes on 2 Intel Xeon cores shared with other jobs; docs/PYTHON_API.md has the figures):
 
     python examples/segmentation_deeplabv3.py --data-dir ../shared/data/weizmann-horses
 

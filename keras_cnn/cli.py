@@ -187,6 +187,15 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         raise UserError(f"{message} (see {self.prog} --help)")
 
+    def parse_known_args(self, args=None, namespace=None):
+        # A required flag with a deprecated alias (`vocabulary.add_alias`) is checked here, not by argparse.
+        namespace, extras = super().parse_known_args(args, namespace)
+        missing = [a.option_strings[0] for a in self._actions
+                   if getattr(a, "required_unless_alias", False) and getattr(namespace, a.dest, None) is None]
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return namespace, extras
+
 
 def add_verbose(parser):
     """`--verbose 0|1|2`, Keras' progress output while training (default: a bar on a terminal, else 2)."""

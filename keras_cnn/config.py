@@ -22,7 +22,7 @@ import os
 import typing
 from dataclasses import field
 
-from keras_cnn import state_files
+from keras_cnn import state_files, vocabulary
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 
@@ -102,8 +102,16 @@ def _field_type(cls, field):
     return t
 
 
-def flag(name):
-    """The command-line spelling of a config field: `batch_size` -> `--batch-size`."""
+def flag(name, cls=None):
+    """The command-line spelling of a config field: `batch_size` -> `--batch-size`.
+
+    With the field's config class (or a config), a field whose flag was renamed
+    gets its flag's name (`ColorizationConfig`'s `source` -> `--dataset`; see
+    `keras_cnn.vocabulary`).
+    """
+    if cls is not None:
+        cls = cls if isinstance(cls, type) else type(cls)
+        name = vocabulary.field_flag(cls.__name__, name)
     return "--" + name.replace("_", "-")
 
 
@@ -116,11 +124,11 @@ def bound(cfg, name, ge=None, gt=None, le=None, lt=None, why=""):
     value = getattr(cfg, name)
     why = f" ({why})" if why else ""
     if isinstance(value, float) and not math.isfinite(value):
-        return f"{flag(name)} must be a finite number, got {value}{why}"
+        return f"{flag(name, cfg)} must be a finite number, got {value}{why}"
     for limit, ok, word in ((ge, lambda v, x: v >= x, ">="), (gt, lambda v, x: v > x, ">"),
                             (le, lambda v, x: v <= x, "<="), (lt, lambda v, x: v < x, "<")):
         if limit is not None and not ok(value, limit):
-            return f"{flag(name)} must be {word} {limit}, got {value}{why}"
+            return f"{flag(name, cfg)} must be {word} {limit}, got {value}{why}"
     return None
 
 
@@ -139,14 +147,14 @@ def type_problems(cfg):
             continue  # Optional[...] and not set
         # bool is an int to Python, but `"epochs": true` is a mistake.
         if not isinstance(value, t) or (t is not bool and isinstance(value, bool)):
-            found.append(f"{flag(f.name)} wants {t.__name__}, got {value!r}")
+            found.append(f"{flag(f.name, cfg)} wants {t.__name__}, got {value!r}")
             continue
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            found.append(f"{flag(f.name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            found.append(f"{flag(f.name, cfg)} must be one of {', '.join(map(str, choices))}, got {value!r}")
         limit = f.metadata.get("max", INT_LIMIT)
         if t is int and not -limit <= value <= limit:
-            found.append(f"{flag(f.name)} must be {'<=' if value > 0 else '>='} {limit if value > 0 else -limit}, "
+            found.append(f"{flag(f.name, cfg)} must be {'<=' if value > 0 else '>='} {limit if value > 0 else -limit}, "
                          f"got {value}")
     return found
 
@@ -161,30 +169,38 @@ def _coerced(cls, values):
     return values
 
 
-def add_config_args(parser, cls, skip=(), shown=None, shown_as="default"):
+def add_config_args(parser, cls, skip=(), shown=None, shown_as="default", only=None, title=None):
     """Adds one `--field-name` flag per dataclass field (default: not given).
 
     `shown` (a config: the chosen preset) supplies the values `--help` shows,
     labelled `shown_as` (the preset's name); without it the dataclass
-    defaults are shown. The flags themselves default to "not given", so only
-    what the user types overrides the preset.
+    defaults are shown, and with `shown_as=None` none are. The flags themselves
+    default to "not given", so only what the user types overrides the preset.
+    `only` limits the flags to those fields; `title` names their group. A
+    renamed field's old flag stays as a hidden alias that prints one
+    deprecation line (`keras_cnn.vocabulary`).
     """
     shown = cls() if shown is None else shown
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    group = parser.add_argument_group(title or f"{cls.__name__} fields (override the preset)")
+    renamed = vocabulary.old_field_flags(cls.__name__)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         t = _field_type(cls, f)
         help_text = f.metadata.get("help", "")
+        if shown_as is not None:
+            help_text = f"{help_text} ({shown_as}: {getattr(shown, f.name)!r})"
         # argparse expands % in help strings.
-        help_text = f"{help_text} ({shown_as}: {getattr(shown, f.name)!r})".strip().replace("%", "%%")
+        help_text = help_text.strip().replace("%", "%%")
         if t is bool:
-            group.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
+            action = group.add_argument(flag(f.name, cls), dest=f.name, action=argparse.BooleanOptionalAction,
+                                        default=None, help=help_text)
         else:
             choices = f.metadata.get("choices")
-            group.add_argument(flag(f.name), dest=f.name, type=t, default=None, choices=choices,
-                               metavar=t.__name__.upper() if not choices else None, help=help_text)
+            action = group.add_argument(flag(f.name, cls), dest=f.name, type=t, default=None, choices=choices,
+                                        metavar=t.__name__.upper() if not choices else None, help=help_text)
+        if f.name in renamed:
+            vocabulary.add_alias(group, flag(f.name), action)
 
 
 def overrides_from_args(args, cls):
@@ -210,7 +226,7 @@ def save_config(cfg, path, task=None):
     data = dataclasses.asdict(cfg)
     if task:
         data["task"] = task
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, state_files.json_text(data, path, "config", sort_keys=True))
 
 
 def load_config(cls, path):
@@ -241,7 +257,7 @@ def check_input_paths(cfg):
     from keras_cnn.fileio import check_input
 
     for name, path, kind in cfg.input_paths():
-        check_input(path, flag(name), kind)
+        check_input(path, flag(name, cfg), kind)
 
 
 def config_from_args(args, cls, presets, default_preset):
@@ -294,7 +310,7 @@ def resume_config(cls, presets, preset, overrides, run_dir):
     # that only what the user actually asked for can differ.
     wanted = resolve(cls, presets, preset, overrides) if preset else \
         resolve(cls, {"saved": saved}, "saved", overrides)
-    differ = [f"{flag(f.name)} {getattr(wanted, f.name)!r} (saved: {getattr(saved, f.name)!r})"
+    differ = [f"{flag(f.name, cls)} {getattr(wanted, f.name)!r} (saved: {getattr(saved, f.name)!r})"
               for f in dataclasses.fields(cls) if getattr(wanted, f.name) != getattr(saved, f.name)]
     if differ:
         origin = f"--preset {preset} and the flags" if preset else "these flags"

@@ -413,6 +413,11 @@ def _silence_native_stderr():
         pass
 
 
+def model_strategy(model):
+    """The `tf.distribute` strategy `model` was built under; None on the other Keras backends."""
+    return model.distribute_strategy if keras.backend.backend() == "tensorflow" else None
+
+
 def is_chief(strategy=None):
     """True on the process that writes checkpoints, logs and exports.
 
@@ -487,7 +492,7 @@ def broadcast_from_chief(strategy, variables, extra=()):
     from keras_cnn import multiworker_fix
 
     extra = [int(e) for e in extra]
-    if not multiworker_fix.is_multi_worker(strategy):
+    if strategy is None or not multiworker_fix.is_multi_worker(strategy):
         return extra
     chief = is_chief(strategy)
     groups = {}

@@ -158,7 +158,9 @@ class EpochStrip(keras.callbacks.Callback):
         scalars = self.metrics(self.model) if self.metrics else {}
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        with self._writer.as_default(step=epoch + 1):
+        # Step = Keras' 0-based epoch, as its TensorBoard callback logs epoch_loss: the strip of an epoch
+        # sits on the same step as that epoch's scalars. (The PNG file names count from 1.)
+        with self._writer.as_default(step=epoch):
             tf.summary.image("validation/strip", tf.io.decode_png(tf.io.read_file(path), channels=3)[None])
             for name, value in scalars.items():
                 tf.summary.scalar(f"validation/{name}", float(value))

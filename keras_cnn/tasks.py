@@ -22,13 +22,12 @@ Example:
 import dataclasses
 import functools
 import importlib
-import json
 import os
 import shutil
 import time
 
 from keras_cnn import config as config_lib
-from keras_cnn import training
+from keras_cnn import state_files, training
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text, named_os_error
 
@@ -107,10 +106,6 @@ class Task:
         """uint8 RGB (H, W, 3) or (N, H, W, 3) -> the task's result for each image."""
         raise NotImplementedError
 
-    def servable(self, run, checkpoint="best", **options):
-        """The `keras_cnn.export.servable.Servable` of a run."""
-        raise NotImplementedError
-
 
 def get_task(name):
     """The `Task` registered as `name`."""
@@ -178,9 +173,6 @@ class Run:
     def evaluate(self, checkpoint="best", split="validation", **options):
         return self.task.evaluate(self, checkpoint, split, **options)
 
-    def servable(self, checkpoint="best", **options):
-        return self.task.servable(self, checkpoint, **options)
-
 
 def open_run(run_dir, overrides=None, task=None):
     """The `Run` of a run folder of any task; `overrides` (e.g. a moved `data_dir`) change its config.
@@ -234,7 +226,7 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
     with training.new_run(run_dir, cfg, resume, task=task.name) as (cfg, setup_dir):
         data = task.load_data(cfg)
         assets = task.prepare(cfg, data, setup_dir, runtime)
-        with runtime.strategy.scope():
+        with runtime.scope():
             model = task.build_model(cfg, data, assets, runtime)
         train_ds, val_ds = task.datasets(cfg, data, assets, model, runtime)
         extra = task.callbacks(cfg, data, assets, model, run_dir, runtime) if runtime.chief else []
@@ -268,7 +260,8 @@ def train(cfg, run_dir, resume=False, verbose="auto", log=print):
         metrics["best_chosen_by"] = f"training {monitor} (no validation split)"
         metrics["last_epoch_training"] = training.last_training_metrics(run_dir)
     metrics["train_seconds_this_session"] = round(seconds, 1)
-    atomic_write_text(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    path = os.path.join(run_dir, "metrics.json")
+    atomic_write_text(path, state_files.json_text(metrics, path, "final metrics", nulls=True))
     return metrics
 
 

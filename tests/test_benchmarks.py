@@ -23,6 +23,7 @@ from keras_cnn.colorization.models import UNet
 from keras_cnn.colorization.palette import Palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.errors import UserError
+from keras_cnn.export import servable_for
 from keras_cnn.tasks import open_run
 from keras_cnn.training.run_folder import read_history
 from tests.helpers import REPO, shared_data_dir, write_images
@@ -207,9 +208,9 @@ def test_keras_models_take_the_pixels_every_runtime_takes(tiny):
     from keras_cnn.segmentation.preprocessing import preprocess
 
     images = np.random.RandomState(0).randint(0, 256, (2, 32, 32, 3)).astype(np.uint8)
-    colour = open_run(tiny["course_run"]).servable()
+    colour = servable_for(open_run(tiny["course_run"]))
     np.testing.assert_allclose(colour.model.preprocessor(images), grey(images), atol=1e-7)
-    seg = open_run(tiny["result"]["segmentation"]["quality"]["run_dir"]).servable()
+    seg = servable_for(open_run(tiny["result"]["segmentation"]["quality"]["run_dir"]))
     normalize = seg.model.get_layer("normalize")
     np.testing.assert_allclose(normalize(images), preprocess(images, seg.model.preprocessing), atol=1e-6)
 

@@ -203,5 +203,5 @@ def test_tfds_source_filters_the_class(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(tfds, "load", offline)
-    with pytest.raises(UserError, match="offline.*--source folder"):
+    with pytest.raises(UserError, match="offline.*--dataset folder"):
         cifar10.load_class("tfds", 7)

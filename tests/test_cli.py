@@ -44,11 +44,11 @@ BAD_INPUTS = [
      "--learning-rate must be a finite number, got nan"),
     ("train-col:lr-0", ["train-colorization", "--run-dir", "{w}/new", "--learning-rate", "0"],
      "--learning-rate must be > 0, got 0.0"),
-    ("train-col:colours-1", ["train-colorization", "--run-dir", "{w}/new", "--num-colours", "1"],
-     "--num-colours must be >= 2, got 1"),
-    ("train-col:colours-0", ["train-colorization", "--run-dir", "{w}/new", "--num-colours", "0"],
-     "--num-colours must be >= 2, got 0"),
-    ("train-col:val-fraction-negative", ["train-colorization", "--run-dir", "{w}/new", "--source", "folder",
+    ("train-col:colours-1", ["train-colorization", "--run-dir", "{w}/new", "--num-classes", "1"],
+     "--num-classes must be >= 2, got 1"),
+    ("train-col:colours-0", ["train-colorization", "--run-dir", "{w}/new", "--num-classes", "0"],
+     "--num-classes must be >= 2, got 0"),
+    ("train-col:val-fraction-negative", ["train-colorization", "--run-dir", "{w}/new", "--dataset", "folder",
                                          "--data-dir", "{w}/data", "--val-fraction", "-0.1"],
      "--val-fraction must be >= 0, got -0.1"),
     ("train-col:val-fraction-1", ["train-colorization", "--run-dir", "{w}/new", "--val-fraction", "1"],
@@ -75,11 +75,11 @@ BAD_INPUTS = [
      "--class-rebalance must be <= 1, got 2.0"),
     ("train-col:cifar-class", ["train-colorization", "--run-dir", "{w}/new", "--cifar-class", "unicorn"],
      "--cifar-class: unknown CIFAR-10 class 'unicorn'"),
-    ("train-col:model", ["train-colorization", "--run-dir", "{w}/new", "--model", "vgg"],
-     "argument --model: invalid choice: 'vgg'"),
-    ("train-col:folder-no-data", ["train-colorization", "--run-dir", "{w}/new", "--source", "folder"],
-     "--source folder needs --data-dir"),
-    ("train-col:data-missing", ["train-colorization", "--run-dir", "{w}/new", "--source", "folder",
+    ("train-col:model", ["train-colorization", "--run-dir", "{w}/new", "--backbone", "vgg"],
+     "argument --backbone: invalid choice: 'vgg'"),
+    ("train-col:folder-no-data", ["train-colorization", "--run-dir", "{w}/new", "--dataset", "folder"],
+     "--dataset folder needs --data-dir"),
+    ("train-col:data-missing", ["train-colorization", "--run-dir", "{w}/new", "--dataset", "folder",
                                 "--data-dir", "{w}/nope"], "--data-dir {w}/nope: no such folder"),
     ("train-col:palette-missing", ["train-colorization", "--run-dir", "{w}/new", "--palette", "{w}/p.npy"],
      "--palette {w}/p.npy: no such file"),
@@ -92,8 +92,8 @@ BAD_INPUTS = [
     ("train-col:resume-epochs", ["train-colorization", "--run-dir", "{w}/run_colour", "--resume", "--epochs", "7"],
      "--resume continues the run with its saved config, but these flags would change it: --epochs 7 (saved: 3)"),
     ("train-col:resume-model", ["train-colorization", "--run-dir", "{w}/run_colour", "--resume",
-                                "--model", "resunet", "--batch-size", "8"],
-     "--batch-size 8 (saved: 4), --model 'resunet' (saved: 'unet')"),
+                                "--backbone", "resunet", "--batch-size", "8"],
+     "--batch-size 8 (saved: 4), --backbone 'resunet' (saved: 'unet')"),
     ("train-col:resume-preset", ["train-colorization", "--run-dir", "{w}/run_colour", "--resume",
                                  "--preset", "cifar10_resunet"], "--preset cifar10_resunet and the flags would"),
     # --resume of nothing says so (it used to ask for --data-dir).
@@ -195,6 +195,13 @@ BAD_INPUTS = [
      "{w}/run_colour: this is a colorization run, not a segmentation run"),
     ("colorize:segmentation-run", ["colorize", "--run-dir", "{w}/run_seg_task", "--input", "{w}/img.png",
                                    "--out-dir", "{w}/out"], "{w}/run_seg_task: this is a segmentation run"),
+    ("eval-col:no-checkpoint", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--checkpoint", "last"],
+     "--checkpoint last {w}/run_colour/last.keras: no such file"),
+    ("colorize:no-checkpoint", ["colorize", "--run-dir", "{w}/run_colour", "--input", "{w}/img.png", "--out-dir",
+                                "{w}/out"], "--checkpoint best {w}/run_colour/best.keras: no such file"),
+    ("colorize:model-missing", ["colorize", "--model", "{w}/run_colour/m.keras", "--input", "{w}/img.png",
+                                "--out-dir", "{w}/out"], "--model {w}/run_colour/m.keras: no such file"),
+    ("colorize:nothing", ["colorize", "--input", "{w}/img.png", "--out-dir", "{w}/out"], "pass --run-dir"),
     ("eval-col:batch-huge", ["evaluate-colorization", "--run-dir", "{w}/run_colour", "--batch-size", "9" * 23],
      "argument --batch-size: must be <= 2147483647, got " + "9" * 23),
     ("eval-col:config-batch-huge", ["evaluate-colorization", "--run-dir", "{w}/run_huge"],
@@ -215,8 +222,8 @@ BAD_INPUTS = [
     ("eval-seg:nothing", ["evaluate-segmentation"], "pass --run-dir (a training run) or --model (a .keras file)"),
     ("eval-seg:model-missing", ["evaluate-segmentation", "--model", "{w}/m.keras", "--data-dir", "{w}/data"],
      "--model {w}/m.keras: no such file"),
-    ("eval-seg:override-image-size", ["evaluate-segmentation", "--run-dir", "{w}/run_seg", "--image-size", "8"],
-     "--image-size must be >= 32, got 8"),
+    ("eval-seg:override-val-fraction", ["evaluate-segmentation", "--run-dir", "{w}/run_seg", "--val-fraction", "1"],
+     "--val-fraction must be < 1, got 1.0"),
     ("eval-seg:no-checkpoint", ["evaluate-segmentation", "--run-dir", "{w}/run_seg"],
      "--checkpoint best {w}/run_seg/best.keras: no such file"),
     ("eval-seg:out-is-folder", ["evaluate-segmentation", "--run-dir", "{w}/run_seg_done", "--out", "{w}/data"],
@@ -275,38 +282,42 @@ BAD_INPUTS = [
     ("finetune:consistency", ["finetune-int8", "--run-dir", "{w}/run_export", "--out-dir", "{w}/new",
                               "--consistency", "-1"], "argument --consistency: must be a finite number >= 0, got -1"),
     # --- serving-client
-    ("client:url-port", ["serving-client", "--rest", "http://localhost:abc", "--model", "m", "--out", "{w}/out",
-                         "{w}/img.png"], "--rest http://localhost:abc: not a URL"),
-    ("client:url-scheme", ["serving-client", "--rest", "ftp://localhost", "--model", "m", "--out", "{w}/out",
-                           "{w}/img.png"], "--rest ftp://localhost: not an http(s) URL"),
-    ("client:grpc-address", ["serving-client", "--grpc", "localhost", "--model", "m", "--out", "{w}/out",
-                             "{w}/img.png"], "--grpc localhost: not HOST:PORT"),
-    ("client:image-missing", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out", "{w}/out",
-                              "{w}/nope.png"], "image {w}/nope.png: no such file"),
-    ("client:not-an-image", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out",
-                             "{w}/out", "{w}/fake.jpg"], "{w}/fake.jpg: cannot be decoded as an image"),
-    ("client:size-0", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out", "{w}/out",
-                       "--size", "0", "{w}/img.png"], "argument --size: must be >= 1, got 0"),
-    ("client:timeout", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out", "{w}/out",
-                        "--timeout", "-1", "{w}/img.png"], "argument --timeout: must be a finite number > 0"),
+    ("client:url-port", ["serving-client", "--rest", "http://localhost:abc", "--model", "m", "--out-dir", "{w}/out",
+                         "--input", "{w}/img.png"], "--rest http://localhost:abc: not a URL"),
+    ("client:url-scheme", ["serving-client", "--rest", "ftp://localhost", "--model", "m", "--out-dir", "{w}/out",
+                           "--input", "{w}/img.png"], "--rest ftp://localhost: not an http(s) URL"),
+    ("client:grpc-address", ["serving-client", "--grpc", "localhost", "--model", "m", "--out-dir", "{w}/out",
+                             "--input", "{w}/img.png"], "--grpc localhost: not HOST:PORT"),
+    ("client:image-missing", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out-dir",
+                              "{w}/out", "--input", "{w}/nope.png"], "image {w}/nope.png: no such file"),
+    ("client:not-an-image", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out-dir",
+                             "{w}/out", "--input", "{w}/fake.jpg"], "{w}/fake.jpg: cannot be decoded as an image"),
+    ("client:size-0", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out-dir",
+                       "{w}/out", "--image-size", "0", "--input", "{w}/img.png"],
+     "argument --image-size: must be >= 1, got 0"),
+    ("client:timeout", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out-dir",
+                        "{w}/out", "--timeout", "-1", "--input", "{w}/img.png"],
+     "argument --timeout: must be a finite number > 0"),
     ("client:two-servers", ["serving-client", "--rest", "http://localhost:8501", "--grpc", "localhost:8500",
-                            "--model", "m", "--out", "{w}/out", "{w}/img.png"], "not allowed with argument"),
-    ("client:out-is-file", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out",
-                            "{w}/file.txt", "{w}/img.png"], "--out {w}/file.txt: exists and is not a folder"),
+                            "--model", "m", "--out-dir", "{w}/out", "--input", "{w}/img.png"],
+     "not allowed with argument"),
+    ("client:out-is-file", ["serving-client", "--rest", "http://localhost:8501", "--model", "m", "--out-dir",
+                            "{w}/file.txt", "--input", "{w}/img.png"],
+     "--out-dir {w}/file.txt: exists and is not a folder"),
     # (The server's signature is asked for first, over REST without TensorFlow; port 9 is closed here.)
-    ("client:unreachable", ["serving-client", "--rest", "http://127.0.0.1:9", "--model", "m", "--out", "{w}/out",
-                            "--timeout", "5", "{w}/img.png"],
+    ("client:unreachable", ["serving-client", "--rest", "http://127.0.0.1:9", "--model", "m", "--out-dir", "{w}/out",
+                            "--timeout", "5", "--input", "{w}/img.png"],
      "cannot reach TF Serving at http://127.0.0.1:9/v1/models/m/metadata"),
     # --- tflite-predict
-    ("tflite:model-missing", ["tflite-predict", "--model", "{w}/m.tflite", "--image", "{w}/img.png",
-                              "--out", "{w}/o.png"], "--model {w}/m.tflite: no such file"),
-    ("tflite:metadata-missing", ["tflite-predict", "--model", "{w}/model.tflite", "--image", "{w}/img.png",
-                                 "--out", "{w}/o.png"], "--metadata {w}/metadata.json: no such file"),
-    ("tflite:out-under-file", ["tflite-predict", "--model", "{w}/model.tflite", "--image", "{w}/img.png",
-                               "--metadata", "{w}/file.txt", "--out", "{w}/file.txt/o.png"],
-     "--out {w}/file.txt/o.png: {w}/file.txt is a file"),
-    ("tflite:threads-0", ["tflite-predict", "--model", "{w}/model.tflite", "--image", "{w}/img.png",
-                          "--out", "{w}/o.png", "--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    ("tflite:model-missing", ["tflite-predict", "--model", "{w}/m.tflite", "--input", "{w}/img.png",
+                              "--out-dir", "{w}/o"], "--model {w}/m.tflite: no such file"),
+    ("tflite:metadata-missing", ["tflite-predict", "--model", "{w}/model.tflite", "--input", "{w}/img.png",
+                                 "--out-dir", "{w}/o"], "--metadata {w}/metadata.json: no such file"),
+    ("tflite:out-under-file", ["tflite-predict", "--model", "{w}/model.tflite", "--input", "{w}/img.png",
+                               "--metadata", "{w}/file.txt", "--out-dir", "{w}/file.txt/o"],
+     "--out-dir {w}/file.txt/o: {w}/file.txt is a file"),
+    ("tflite:threads-0", ["tflite-predict", "--model", "{w}/model.tflite", "--input", "{w}/img.png",
+                          "--out-dir", "{w}/o", "--threads", "0"], "argument --threads: must be >= 1, got 0"),
     # --- benchmark: outputs checked before an hour of work
     ("benchmark:out-under-file", ["benchmark", "--quick", "--out", "{w}/file.txt/quick.json"],
      "--out {w}/file.txt/quick.json: {w}/file.txt is a file, not a folder"),
@@ -507,7 +518,7 @@ def test_resume_accepts_the_original_command(tmp_path):
 
     data = tmp_path / "data"
     data.mkdir()
-    flags = ["--preset", "cifar10_resunet", "--source", "folder", "--data-dir", str(data), "--epochs", "3"]
+    flags = ["--preset", "cifar10_resunet", "--dataset", "folder", "--data-dir", str(data), "--epochs", "3"]
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     saved = resolve(ColorizationConfig, COLOUR_PRESETS, "cifar10_resunet",
@@ -541,13 +552,14 @@ def test_help_shows_the_chosen_presets_values(monkeypatch, capsys):
     text = help_text("train-segmentation", "--preset", "smoke", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(smoke: 1\)", text) and "(smoke: 'tiny')" in text
     text = help_text("train-colorization", monkeypatch=monkeypatch, capsys=capsys)
-    assert "--model {pool_upsample,conv_transpose,unet,cnn2020,resunet,effnet_unet}" in text
+    assert "--backbone {pool_upsample,conv_transpose,unet,cnn2020,resunet,effnet_unet}" in text
     assert "--upsample {1,2,4}" in text
     assert re.search(r"--epochs INT +\(cifar10_unet: 25\)", text)
     text = help_text("train-colorization", "--preset=cifar10_resunet", monkeypatch=monkeypatch, capsys=capsys)
     assert re.search(r"--epochs INT +\(cifar10_resunet: 12\)", text) and "(cifar10_resunet: 'resunet')" in text
+    # Evaluation shows its own flags and the data flags, not training's.
     text = help_text("evaluate-segmentation", "--preset", "smoke", monkeypatch=monkeypatch, capsys=capsys)
-    assert "(smoke: 32)" in text
+    assert "--data-dir" in text and "--epochs" not in text and "(smoke:" not in text
 
 
 def imported_modules(importtime_stderr):

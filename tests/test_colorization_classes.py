@@ -86,7 +86,7 @@ def test_class_tree_and_flat_folder_are_told_apart(tree):
         _load(root)
     with pytest.raises(UserError, match="has no class folders"):
         _load(flat, "horse")
-    with pytest.raises(UserError, match="pick class folders of --source folder"):
+    with pytest.raises(UserError, match="pick class folders of --dataset folder"):
         cifar10.load_class("archive", classes="horse")
 
 
@@ -96,7 +96,7 @@ def test_class_options_are_checked_in_the_config():
             dataclasses.replace(ColorizationConfig(source="folder", data_dir="d"), **fields).validate()
         return str(e.value)
 
-    assert "--classes picks class folders of --source folder" in problems(source="archive", classes="horse")
+    assert "--classes picks class folders of --dataset folder" in problems(source="archive", classes="horse")
     assert "--classes wants 'all' or class folder names" in problems(classes="horse,,deer")
     assert "--palette-classes needs a class-folder" in problems(palette_classes="all")
     assert "--palette-classes fits a new palette" in problems(classes="all", palette_classes="all",
@@ -191,8 +191,8 @@ def test_base_model_mismatches_are_refused(tree, pretrained, tmp_path):
     save_palette(str(other), Palette(np.linspace(0, 0.9, 15).reshape(5, 3)))
     cases = [
         (dict(palette=str(other)), r"other.npy: not the palette .*best.keras was trained with"),
-        (dict(num_colours=6), r"palette has 5 colours but --num-colours is 6; pass --num-colours 5"),
-        (dict(num_filters=8), r"the model is a UNet with .* parameters, but --model unet --kernel 3 "
+        (dict(num_colours=6), r"palette has 5 colours but --num-classes is 6; pass --num-classes 5"),
+        (dict(num_filters=8), r"the model is a UNet with .* parameters, but --backbone unet --kernel 3 "
                               r"--num-filters 8 builds a UNet with"),
         (dict(seed=1), r"held out validation images with --val-fraction 0.25 --seed 0"),
     ]

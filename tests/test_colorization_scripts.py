@@ -30,8 +30,8 @@ def trained_run(tmp_path_factory):
     images = base.repeat(8, axis=1).repeat(8, axis=2)
     data = write_images(tmp / "data", images)
     run_dir = tmp / "run"
-    proc = run("train_colorization.py", "--source", "folder", "--data-dir", data, "--run-dir", run_dir,
-               "--epochs", 2, "--batch-size", 16, "--num-colours", 6, "--num-filters", 8, "--max-examples", 40)
+    proc = run("train_colorization.py", "--dataset", "folder", "--data-dir", data, "--run-dir", run_dir,
+               "--epochs", 2, "--batch-size", 16, "--num-classes", 6, "--num-filters", 8, "--max-examples", 40)
     return tmp, run_dir, proc.stdout
 
 
@@ -46,7 +46,7 @@ def test_training_ends_with_the_summary_and_logs_one_line_per_epoch(trained_run)
     assert lines[2].startswith(("beats the grey-input baseline on delta E", "below the grey-input baseline on delta E"))
     assert lines[2].startswith("beats") or "a short run (2 of the preset's 25 epochs, --max-examples 40)" in lines[2]
     assert lines[3].startswith("a full cifar10_unet run reaches accuracy 58.3%  delta E 14.21  PSNR 24.04 dB")
-    assert "docs/COLORIZATION_RESULTS.md" in lines[3]
+    assert "docs/BENCHMARKS.md" in lines[3]
     assert lines[4].startswith(f"wrote {run_dir} after ") and "s of training on " in lines[4]
 
 
@@ -69,7 +69,7 @@ def test_training_writes_a_complete_run_folder(trained_run):
 
 def test_refuses_to_overwrite_a_run_and_resume_needs_one(trained_run, tmp_path):
     tmp, run_dir, _ = trained_run
-    proc = run("train_colorization.py", "--source", "folder", "--data-dir", tmp / "data", "--run-dir", run_dir,
+    proc = run("train_colorization.py", "--dataset", "folder", "--data-dir", tmp / "data", "--run-dir", run_dir,
                check=False)
     assert proc.returncode == 2 and "already holds a run; pass --resume" in proc.stderr
     proc = run("train_colorization.py", "--run-dir", tmp_path / "none", "--resume", check=False)
@@ -121,13 +121,13 @@ def test_colorize_any_size_file_and_folder(trained_run, tmp_path):
 
 def test_bad_flags_are_one_line_errors(tmp_path):
     proc = run("train_colorization.py", "--run-dir", tmp_path / "r", "--cifar-class", "unicorn",
-               "--source", "archive", check=False)
+               "--dataset", "archive", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: --cifar-class: unknown CIFAR-10 class 'unicorn'; choose a number 0..9 "
                                    "or one of: airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck")
     np.save(tmp_path / "p.npy", np.zeros((3, 4)))
     write_images(tmp_path / "d", np.zeros((4, 32, 32, 3)))
-    proc = run("train_colorization.py", "--run-dir", tmp_path / "r2", "--source", "folder", "--data-dir",
+    proc = run("train_colorization.py", "--run-dir", tmp_path / "r2", "--dataset", "folder", "--data-dir",
                tmp_path / "d", "--palette", tmp_path / "p.npy", check=False)
     assert proc.returncode == 2 and "p.npy: palette must be (K, 3)" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -76,10 +76,14 @@ def test_tensorboard_gets_the_epoch_strips_and_the_task_metrics(data_dir, tmp_pa
     assert {"validation/strip", "validation/delta_e", "validation/psnr"} <= set(tags["tensors"])
     delta_e = [float(np.asarray(tf_value)) for tf_value in
                (tensor_event_value(e) for e in events.Tensors("validation/delta_e"))]
-    assert [e.step for e in events.Tensors("validation/delta_e")] == [1, 2]
+    # On the steps of Keras' own epoch scalars (0-based), so TensorBoard shows an epoch's strip beside its loss.
+    keras_steps = [e.step for e in EventAccumulator(str(tmp_path / "run" / "logs" / "validation"),
+                                                    size_guidance={"tensors": 0}).Reload().Tensors("epoch_loss")]
+    assert keras_steps == [0, 1]
+    assert [e.step for e in events.Tensors("validation/delta_e")] == keras_steps
     assert all(0 < d < 100 for d in delta_e)
     strip = events.Tensors("validation/strip")
-    assert [e.step for e in strip] == [1, 2]
+    assert [e.step for e in strip] == keras_steps
     # An image summary holds width, height and the PNG bytes of the strip written to plots/.
     width, height, png = strip[-1].tensor_proto.string_val[:3]
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and int(width) > 0 and int(height) > 0

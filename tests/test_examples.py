@@ -1,7 +1,7 @@
 """The two keras.io-style examples run top to bottom on tiny data: data, model, compile, fit, evaluate, export.
 
 They run in this process (`runpy`), on photos made here, for one epoch; the
-full versions and their measured figures are in the README.
+full versions and their measured figures are in docs/PYTHON_API.md.
 """
 
 import os

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from keras_cnn import hardware
-from keras_cnn.export import layout, litert_runtime, tflite
+from keras_cnn.export import layout, litert_runtime, servable_for, tflite
 from keras_cnn.tasks import open_run
 from tests.export_helpers import colour_run
 
@@ -73,7 +73,7 @@ def test_export_says_what_the_host_is_and_prints_no_converter_lines(tmp_path, ca
     monkeypatch.setattr(hardware, "int8_dot_product", lambda flags=None: ("AVX512-VNNI",) if int8_fast else ())
     capfd.readouterr()
     lines = []
-    summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
+    summary = layout.export_model(servable_for(open_run(run_dir), image_size=16), str(tmp_path / "out"), "unet",
                                   ("tflite_float32", "tflite_int8"), check_count=2, representative_count=4,
                                   log=lines.append)
     out, err = capfd.readouterr()

@@ -17,7 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from keras_cnn import training
 from keras_cnn.colorization.palette import grey, load_palette
 from keras_cnn.errors import UserError
-from keras_cnn.export import layout, saved_model
+from keras_cnn.export import layout, saved_model, servable_for
 from keras_cnn.fileio import atomic_path
 from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, colour_run
@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("colour")
     run_dir, _ = colour_run(str(root))
     out = str(root / "exported_models")
-    summary = layout.export_model(open_run(run_dir).servable(), out, "unet", ("saved_model",), log=lambda *a: None)
+    summary = layout.export_model(servable_for(open_run(run_dir)), out, "unet", ("saved_model",), log=lambda *a: None)
     return run_dir, out, summary["saved_model"]["path"]
 
 
@@ -135,7 +135,7 @@ def test_bytes_signature_decodes_and_fits_in_the_graph(exported):
 def test_other_nets_palettes_decodings_and_super_resolution(tmp_path, model, palette_space, decode, downsize):
     run_dir, _ = colour_run(str(tmp_path), model=model, palette_space=palette_space, decode=decode,
                             downsize_input=downsize)
-    summary = layout.export_model(open_run(run_dir).servable(), str(tmp_path / "out"), model, ("saved_model",),
+    summary = layout.export_model(servable_for(open_run(run_dir)), str(tmp_path / "out"), model, ("saved_model",),
                                   log=lambda *a: None)
     serve = tf.saved_model.load(summary["saved_model"]["path"]).signatures["serving_default"]
     images = blocky_images(2, seed=4)
@@ -167,7 +167,7 @@ def _config_names(path):
 
 def test_versions_are_never_overwritten_and_models_config_lists_every_model(tmp_path):
     run_dir, _ = colour_run(str(tmp_path))
-    servable = open_run(run_dir).servable()
+    servable = servable_for(open_run(run_dir))
     out = str(tmp_path / "exported_models")
     quiet = dict(log=lambda *a: None)
     assert layout.export_model(servable, out, "unet", ("saved_model",), **quiet)["version"] == 1
@@ -197,7 +197,7 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr("keras_cnn.export.tflite.convert", broken)
     with pytest.raises(UserError, match="converter exploded"):
-        layout.export_model(open_run(run_dir).servable(), out, "unet", ("saved_model", "tflite_float32"),
+        layout.export_model(servable_for(open_run(run_dir)), out, "unet", ("saved_model", "tflite_float32"),
                             log=lambda *a: None)
     # Nothing of the half-done version: no SavedModel, no TFLite folder, no temporary folders.
     assert not os.path.exists(out)
@@ -206,19 +206,19 @@ def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_missing_and_corrupt_checkpoints_and_bad_names(tmp_path):
     run_dir, _ = colour_run(str(tmp_path))
     with pytest.raises(UserError, match="last.keras: model file does not exist"):
-        open_run(run_dir).servable(checkpoint="last")
+        servable_for(open_run(run_dir), checkpoint="last")
     with open(os.path.join(run_dir, "best.keras"), "wb") as f:
         f.write(b"PK\x03\x04 truncated zip")
     with pytest.raises(UserError, match="best.keras: cannot load model"):
-        open_run(run_dir).servable()
+        servable_for(open_run(run_dir))
     with pytest.raises(UserError, match="run folder does not exist"):
-        open_run(str(tmp_path / "nowhere")).servable()
+        servable_for(open_run(str(tmp_path / "nowhere")))
     with pytest.raises(UserError, match="cannot read the run's config"):
-        open_run(str(tmp_path / "images")).servable()
+        servable_for(open_run(str(tmp_path / "images")))
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         f.write('{"model": "unet",')
     with pytest.raises(UserError, match=r"config.json: the run's config is not valid JSON \(Expecting"):
-        open_run(run_dir).servable()
+        servable_for(open_run(run_dir))
     for name in ("", "../evil", "models.config", "a b"):
         with pytest.raises(UserError, match="model name"):
             layout.check_name(name)

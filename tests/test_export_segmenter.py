@@ -16,7 +16,7 @@ from PIL import Image
 
 from keras_cnn import training
 from keras_cnn.errors import UserError
-from keras_cnn.export import layout, litert_runtime, saved_model
+from keras_cnn.export import layout, litert_runtime, saved_model, servable_for
 from keras_cnn.segmentation.predict import predict_labels
 from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, segmenter_run
@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
     # float16 and dynamic range are left to the slow test (the colourizer tests
     # cover them fast): DeepLabV3 conversions are the slow part here.
     formats = ("saved_model", "tflite_float32", "tflite_int8")
-    summary = layout.export_model(open_run(run_dir).servable(class_names=["background", "horse"]),
+    summary = layout.export_model(servable_for(open_run(run_dir), class_names=["background", "horse"]),
                                   str(root / "exported_models"), "seg", formats,
                                   representative_count=8, check_count=4, log=quiet)
     model = training.load_model(os.path.join(run_dir, "best.keras"))
@@ -106,12 +106,12 @@ def test_every_tflite_variant_converts_with_builtin_ops_and_agrees(exported):
 def test_segmenter_export_bad_input(tmp_path):
     run_dir = segmenter_run(str(tmp_path))
     with pytest.raises(UserError, match="exports at its own input size 32, not --image-size 64"):
-        open_run(run_dir).servable(image_size=64)
+        servable_for(open_run(run_dir), image_size=64)
     with pytest.raises(UserError, match="3 class names given for a model of 2 classes"):
-        open_run(run_dir).servable(class_names=["a", "b", "c"])
+        servable_for(open_run(run_dir), class_names=["a", "b", "c"])
     os.remove(os.path.join(run_dir, "best.keras"))
     with pytest.raises(UserError, match="best.keras: model file does not exist"):
-        open_run(run_dir).servable()
+        servable_for(open_run(run_dir))
 
 
 @pytest.mark.slow
@@ -128,7 +128,7 @@ def test_trained_segmenter_quantised_on_real_horses(tmp_path, shared_data):
                               aspp_channels=32)
     run_dir = str(tmp_path / "run")
     train(cfg, run_dir, verbose=0)
-    summary = layout.export_model(open_run(run_dir).servable(), str(tmp_path / "out"), "horses", layout.FORMATS,
+    summary = layout.export_model(servable_for(open_run(run_dir)), str(tmp_path / "out"), "horses", layout.FORMATS,
                                   representative_count=100, check_count=40, log=quiet)
     reports = summary["tflite"]["reports"]
     assert set(reports) == {"float32", "float16", "dynamic", "int8"}
@@ -144,7 +144,7 @@ def test_flip_tta_export_matches_the_flip_averaged_keras_model(tmp_path):
     from keras_cnn.segmentation.deeplab_v3 import flip_averaged
 
     run_dir = segmenter_run(str(tmp_path))
-    summary = layout.export_model(open_run(run_dir).servable(flip_tta=True), str(tmp_path / "out"), "seg",
+    summary = layout.export_model(servable_for(open_run(run_dir), flip_tta=True), str(tmp_path / "out"), "seg",
                                   ("saved_model", "tflite_float32"), representative_count=4, check_count=4,
                                   log=quiet)
     model = training.load_model(os.path.join(run_dir, "best.keras"))

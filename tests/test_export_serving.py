@@ -18,7 +18,7 @@ from PIL import Image
 
 from keras_cnn import training
 from keras_cnn.errors import UserError
-from keras_cnn.export import clients, layout
+from keras_cnn.export import clients, layout, servable_for
 from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, colour_run, segmenter_run
 from tests.serving_standin import StandInServer
@@ -37,8 +37,8 @@ def served(tmp_path_factory):
     colour_dir, _ = colour_run(str(root / "colour"))
     seg_dir = segmenter_run(str(root / "seg"))
     out = str(root / "exported_models")
-    unet = layout.export_model(open_run(colour_dir).servable(), out, "unet", ("saved_model",), log=quiet)
-    layout.export_model(open_run(seg_dir).servable(), out, "seg", ("saved_model",), log=quiet)
+    unet = layout.export_model(servable_for(open_run(colour_dir)), out, "unet", ("saved_model",), log=quiet)
+    layout.export_model(servable_for(open_run(seg_dir)), out, "seg", ("saved_model",), log=quiet)
     with StandInServer(os.path.join(out, "models.config"), out) as server:
         yield {"server": server, "colour_run": colour_dir, "seg_run": seg_dir,
                "unet": tf.saved_model.load(unet["saved_model"]["path"]), "out": out}
@@ -138,17 +138,18 @@ def test_serving_client_script_over_grpc_and_rest(served, tmp_path):
         Image.fromarray(image).save(paths[-1])
     want = served["unet"].signatures["serving_default"](images=tf.constant(images))["colours"].numpy()
     script = os.path.join(REPO, "scripts", "serving_client.py")
-    runs = {"grpc": ["--grpc", server.grpc_target, "--bytes"], "rest": ["--rest", server.rest_url, "--size", "32"]}
+    runs = {"grpc": ["--grpc", server.grpc_target, "--bytes"],
+            "rest": ["--rest", server.rest_url, "--image-size", "32"]}
     for how, args in runs.items():
         out = tmp_path / how
-        done = subprocess.run([sys.executable, script, *args, "--model", "unet", "--out", str(out), *paths],
-                              capture_output=True, text=True, timeout=180)
+        done = subprocess.run([sys.executable, script, *args, "--model", "unet", "--out-dir", str(out),
+                               "--input", *paths], capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr[-2000:]
         for i in range(2):
             np.testing.assert_array_equal(np.asarray(Image.open(out / f"photo{i}_colours.png")), want[i],
                                           err_msg=how)
-    bad = subprocess.run([sys.executable, script, "--rest", server.rest_url, "--model", "nope", "--out",
-                          str(tmp_path / "bad"), paths[0]], capture_output=True, text=True, timeout=180)
+    bad = subprocess.run([sys.executable, script, "--rest", server.rest_url, "--model", "nope", "--out-dir",
+                          str(tmp_path / "bad"), "--input", paths[0]], capture_output=True, text=True, timeout=180)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: TF Serving at ")
     assert "HTTP 404" in bad.stderr and not (tmp_path / "bad").exists()
@@ -188,7 +189,7 @@ def _as(dtype, values):
 
 
 # (id: protocol:case, model, what the server does, what the one line says after "sent a bad reply: " or in full).
-# Each row runs `serving-client --size 32` on two photos; nothing may be written.
+# Each row runs `serving-client --image-size 32` on two photos; nothing may be written.
 HOSTILE_REPLIES = [
     ("rest:one-result-for-two", "unet", _outputs(lambda o: {k: v[:1] for k, v in o.items()}),
      "1 result for 2 images"),
@@ -288,8 +289,8 @@ def test_a_bad_reply_is_one_line_naming_the_server_and_nothing_is_written(served
     photos = _photos(tmp_path)
     server.tamper.update(tamper)
     try:
-        code, out, err = _client([*_address(server, protocol), "--model", model, "--size", "32", "--out",
-                                  str(tmp_path / "out"), *photos], capsys)
+        code, out, err = _client([*_address(server, protocol), "--model", model, "--image-size", "32", "--out-dir",
+                                  str(tmp_path / "out"), "--input", *photos], capsys)
     finally:
         server.tamper.clear()
     assert code == 2, err
@@ -313,8 +314,8 @@ def test_good_replies_are_written_for_both_models(served, tmp_path, capsys, prot
     photos = _photos(tmp_path, n=3)
     for model, suffix in (("unet", "colours"), ("seg", "mask")):
         out = tmp_path / model
-        code, stdout, err = _client([*_address(server, protocol), "--model", model, "--out", str(out), *photos],
-                                    capsys)
+        code, stdout, err = _client([*_address(server, protocol), "--model", model, "--out-dir", str(out),
+                                     "--input", *photos], capsys)
         assert code == 0, err
         assert sorted(os.listdir(out)) == [f"photo{i}_{suffix}.png" for i in range(3)]
     want = served["unet"].signatures["serving_default"](
@@ -334,16 +335,16 @@ def test_a_photo_too_big_for_one_rest_reply_is_refused_before_it_is_sent(served,
     Image.fromarray(np.full((1000, 1200, 3), 90, np.uint8)).save(path)
     sent = []
     monkeypatch.setattr(clients, "rest_predict", lambda *a, **k: sent.append(1))
-    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--out", str(tmp_path / "out"), str(path)],
-                           capsys)
+    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--out-dir", str(tmp_path / "out"),
+                            "--input", str(path)], capsys)
     assert code == 2 and not sent and not (tmp_path / "out").exists()
     assert err.startswith(f"error: {path}: 1200x1000 pixels would take about ") and "MiB to answer over REST, more " \
-        "than the 256 MiB this client reads at once; pass --size N to fit photos to N x N here, or --bytes to have " \
-        "the server fit them, or --grpc" in err, err
+        "than the 256 MiB this client reads at once; pass --image-size N to fit photos to N x N here, or --bytes " \
+        "to have the server fit them, or --grpc" in err, err
     # Over gRPC only the colours come back (3 bytes a pixel): it goes through, whole.
     monkeypatch.undo()
-    code, _, err = _client(["--grpc", server.grpc_target, "--model", "unet", "--out", str(tmp_path / "out"),
-                            str(path)], capsys)
+    code, _, err = _client(["--grpc", server.grpc_target, "--model", "unet", "--out-dir", str(tmp_path / "out"),
+                            "--input", str(path)], capsys)
     assert code == 0, err
     assert np.asarray(Image.open(tmp_path / "out" / "big_colours.png")).shape == (1000, 1200, 3)
 
@@ -362,19 +363,19 @@ def test_batches_are_split_to_fit_the_reply_limit(served, tmp_path, capsys, monk
         return real(*args, images=images, **kwargs)
 
     monkeypatch.setattr(clients, "rest_predict", counting)
-    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--size", "32", "--out",
-                            str(tmp_path / "out"), *photos], capsys)
+    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--image-size", "32", "--out-dir",
+                            str(tmp_path / "out"), "--input", *photos], capsys)
     assert code == 0, err
     assert counts == [2, 2, 1]
     want = served["unet"].signatures["serving_default"](
         images=tf.constant(np.stack([np.asarray(Image.open(p)) for p in photos])))["colours"].numpy()
     for i in range(5):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"photo{i}_colours.png")), want[i])
-    # A --size whose one photo does not fit is one line naming the flag.
+    # An --image-size whose one photo does not fit is one line naming the flag.
     monkeypatch.setattr(clients, "MAX_REPLY_BYTES", 50_000)  # the metadata fits, a photo not
-    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--size", "32", "--out",
-                            str(tmp_path / "out2"), *photos], capsys)
-    assert code == 2 and err.startswith("error: --size 32: a photo of 32x32 pixels would take about "), err
+    code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--image-size", "32", "--out-dir",
+                            str(tmp_path / "out2"), "--input", *photos], capsys)
+    assert code == 2 and err.startswith("error: --image-size 32: a photo of 32x32 pixels would take about "), err
 
 
 def test_the_library_refuses_a_request_whose_reply_is_too_big(served):

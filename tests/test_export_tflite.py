@@ -20,7 +20,7 @@ from PIL import Image
 from keras_cnn import training
 from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette
 from keras_cnn.errors import UserError
-from keras_cnn.export import layout, litert_runtime, tflite
+from keras_cnn.export import layout, litert_runtime, servable_for, tflite
 from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, colour_run, trained_colour_run
 
@@ -38,7 +38,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfl")
     run_dir, _ = colour_run(str(root))
     out = str(root / "exported_models")
-    summary = layout.export_model(open_run(run_dir).servable(), out, "unet", VARIANT_FORMATS, log=quiet)
+    summary = layout.export_model(servable_for(open_run(run_dir)), out, "unet", VARIANT_FORMATS, log=quiet)
     return run_dir, out, summary["tflite"]["path"]
 
 
@@ -121,9 +121,9 @@ def test_empty_representative_dataset_is_refused_and_leaves_nothing(tmp_path):
     empty.mkdir()
     out = str(tmp_path / "exported_models")
     with pytest.raises(UserError, match="no_images: image folder holds no image files"):
-        layout.export_model(open_run(run_dir).servable(images_dir=str(empty)), out, "unet", ("tflite_int8",),
+        layout.export_model(servable_for(open_run(run_dir), images_dir=str(empty)), out, "unet", ("tflite_int8",),
                             log=quiet)
-    servable = open_run(run_dir).servable()
+    servable = servable_for(open_run(run_dir))
     servable._split_images = lambda split, count: np.zeros((0, 32, 32, 3), np.uint8) \
         if split == "train" else blocky_images(2)
     with pytest.raises(UserError, match="representative dataset is empty"):
@@ -162,12 +162,12 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
     Image.fromarray(photo).save(tmp_path / "photo.png")
     model = os.path.join(folder, "unet_int8.tflite")
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                           "--image", str(tmp_path / "photo.png"), "--out", str(tmp_path / "out.png")],
+                           "--input", str(tmp_path / "photo.png"), "--out-dir", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote" in done.stdout
     meta = litert_runtime.read_metadata(os.path.join(folder, "metadata.json"))
-    written = np.asarray(Image.open(tmp_path / "out.png"))
+    written = np.asarray(Image.open(tmp_path / "out" / "photo_color.png"))
     assert written.shape == photo.shape
     np.testing.assert_array_equal(written, litert_runtime.colorize(litert_runtime.load_interpreter(model), photo,
                                                                    meta))
@@ -177,17 +177,17 @@ def test_tflite_predict_script_runs_like_a_phone(tmp_path, exported):
     np.testing.assert_array_equal(out["colours"][0], litert_runtime.decode_colours(
         np.eye(12, dtype=np.float32)[out["classes"]], fitted[None], meta)[0])
     missing = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                              "--image", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x.png")],
+                              "--input", str(tmp_path / "nope.jpg"), "--out-dir", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"error: {tmp_path / 'nope.jpg'}: image file does not exist"
-    assert not (tmp_path / "x.png").exists()
+    assert missing.stderr.strip() == f"error: --input {tmp_path / 'nope.jpg'}: no such file or folder"
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("decode", ["argmax", "annealed"])
 def test_ab_palette_colours_in_the_graph_equal_the_savedmodel_decoding(tmp_path, decode):
     run_dir, _ = colour_run(str(tmp_path), palette_space="ab", decode=decode)
-    servable = open_run(run_dir).servable()
+    servable = servable_for(open_run(run_dir))
     images = blocky_images(3, seed=5)
     want = {k: v.numpy() for k, v in servable.reference_outputs(tf.constant(images)).items()}
     graph = str(tmp_path / "graph")
@@ -210,7 +210,7 @@ def test_int8_friendly_graph_computes_what_the_model_computes(name, kernel):
 
     from keras_cnn.colorization.colorizer import Colorizer
     from keras_cnn.colorization.models import build_model
-    from keras_cnn.export.int8_graph import colourizer_logits
+    from keras_cnn.export.colorization.int8_graph import colourizer_logits
 
     keras.utils.set_random_seed(3)
     # Kernel 5 checks the sub-pixel form of the transposed convs beyond the 2x2 window of kernel 3.
@@ -231,7 +231,7 @@ def test_int8_colourizer_runs_its_transposed_convs_as_convs(tmp_path, monkeypatc
     # this random net's int8 file keeps, which depends on the CPU's numerics.
     monkeypatch.setitem(tflite.TARGETS["argmax_agreement"], "colorization", 0.0)
     lines = []
-    summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
+    summary = layout.export_model(servable_for(open_run(run_dir), image_size=16), str(tmp_path / "out"), "unet",
                                   ("tflite_int8",), check_count=4, log=lines.append)
     report = summary["tflite"]["reports"]["int8"]
     assert "TRANSPOSE_CONV" not in report["ops"] and "DEPTH_TO_SPACE" in report["ops"], report["ops"]
@@ -240,12 +240,12 @@ def test_int8_colourizer_runs_its_transposed_convs_as_convs(tmp_path, monkeypatc
     # A missed agreement target points the user at the fine-tuning.
     monkeypatch.setitem(tflite.TARGETS["argmax_agreement"], "colorization", 1.01)
     lines = []
-    summary = layout.export_model(open_run(run_dir).servable(image_size=16), str(tmp_path / "out"), "unet",
+    summary = layout.export_model(servable_for(open_run(run_dir), image_size=16), str(tmp_path / "out"), "unet",
                                   ("tflite_int8",), check_count=4, log=lines.append)
     report = summary["tflite"]["reports"]["int8"]
-    hint = [ln for ln in lines if "scripts/finetune_int8.py" in ln]
+    hint = [ln for ln in lines if "keras-cnn finetune-int8" in ln]
     assert hint == [f"  int8 keeps {100 * report['agreement_with_keras']['argmax_agreement']:.1f}% of the "
-                    f"decisions after training alone; scripts/finetune_int8.py --run-dir {os.path.abspath(run_dir)} "
+                    f"decisions after training alone; keras-cnn finetune-int8 --run-dir {os.path.abspath(run_dir)} "
                     f"--out-dir {os.path.abspath(run_dir)}_int8 fine-tunes the model for its int8 file (about 97-98% "
                     "on the shared horses), then export that run"], lines
 
@@ -275,7 +275,7 @@ def test_int8_keeps_the_decisions_of_a_trained_net(tmp_path):
     # float numerics, so this test keeps properties with margins instead
     # (docs/RELIABILITY.md, "Tests that depend on numerics").
     run_dir, _ = trained_colour_run(str(tmp_path))
-    servable = open_run(run_dir).servable(image_size=16)
+    servable = servable_for(open_run(run_dir), image_size=16)
     summary = layout.export_model(servable, str(tmp_path / "out"), "unet", ("tflite_int8",), check_count=64,
                                   log=quiet)
     report = summary["tflite"]["reports"]["int8"]
@@ -325,7 +325,7 @@ def train_horse_colourizer(root, shared_data, n_images, epochs, batch_size, num_
 
 def check_quantised_agreement(run_dir, out, check_count):
     """Exports dynamic and int8; checks the reports and recomputes their argmax agreement here."""
-    servable = open_run(run_dir).servable()
+    servable = servable_for(open_run(run_dir))
     summary = layout.export_model(servable, out, "horses", ("tflite_dynamic", "tflite_int8"),
                                   representative_count=200, check_count=check_count, log=quiet)
     reports = summary["tflite"]["reports"]

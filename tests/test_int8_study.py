@@ -3,13 +3,14 @@
 import numpy as np
 
 from keras_cnn.benchmarks import int8
+from keras_cnn.export import servable_for
 from keras_cnn.tasks import open_run
 from tests.export_helpers import colour_run
 
 
 def test_int8_study_rows_on_a_colourizer(tmp_path):
     run_dir, _ = colour_run(str(tmp_path), num_filters=4)
-    result = int8.study(open_run(run_dir).servable(), check_count=4, representative_count=6,
+    result = int8.study(servable_for(open_run(run_dir)), check_count=4, representative_count=6,
                         more_representative=10, log=lambda *_: None)
     rows = {row["file"]: row for row in result["rows"]}
     for name in ("float32", "float16", "dynamic", "int8 before (uint8 softmax out)", "int8 shipped",

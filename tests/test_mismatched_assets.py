@@ -16,7 +16,7 @@ from PIL import Image
 
 from keras_cnn.colorization.palette import Palette, save_palette
 from keras_cnn.errors import UserError
-from keras_cnn.export import litert_runtime
+from keras_cnn.export import litert_runtime, servable_for
 from keras_cnn.tasks import open_run
 from tests.export_helpers import colour_run
 from tests.helpers import REPO
@@ -35,7 +35,7 @@ def test_a_palette_that_does_not_match_the_model_is_refused(wrong_palette_run):
     message = (f"{run_dir}/palette.npy: palette has 5 colours but the model predicts 12; use the palette.npy of "
                "the run that trained the model")
     for use in (lambda run: run.model, lambda run: run.predict(images[0]), lambda run: run.evaluate(),
-                lambda run: run.servable()):
+                lambda run: servable_for(run)):
         with pytest.raises(UserError) as caught:
             use(open_run(run_dir))
         assert str(caught.value) == message
@@ -107,9 +107,9 @@ def test_tflite_predict_script_refuses_another_models_metadata(tmp_path):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "photo.png")
     (tmp_path / "other.json").write_text(json.dumps(colour_metadata(32, 24)))
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                           "--metadata", str(tmp_path / "other.json"), "--image", str(tmp_path / "photo.png"),
-                           "--out", str(tmp_path / "out.png")], capture_output=True, text=True, timeout=120)
+                           "--metadata", str(tmp_path / "other.json"), "--input", str(tmp_path / "photo.png"),
+                           "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'other.json'}: does not describe {model}")
-    assert not (tmp_path / "out.png").exists()
+    assert not (tmp_path / "out").exists()

@@ -247,8 +247,8 @@ def test_a_peer_that_never_starts_is_a_one_line_error_within_the_timeout(tmp_pat
         env = dict(os.environ, KERAS_CNN_CLUSTER_TIMEOUT="5", TF_CONFIG=json.dumps({
             "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
         cmd = [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir",
-               str(tmp_path / f"run{index}"), "--source", "folder", "--data-dir", image_folder,
-               "--num-colours", "4", "--num-filters", "4", "--epochs", "1", "--strategy", "multi_worker"]
+               str(tmp_path / f"run{index}"), "--dataset", "folder", "--data-dir", image_folder,
+               "--num-classes", "4", "--num-filters", "4", "--epochs", "1", "--strategy", "multi_worker"]
         procs.append((index, ports, time.time(),
                       subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True)))
@@ -291,7 +291,7 @@ def test_a_signal_while_waiting_for_a_peer_stops_at_once(tmp_path, image_folder,
     env = dict(os.environ, KERAS_CNN_CLUSTER_TIMEOUT="300", TF_CONFIG=json.dumps({
         "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
     cmd = [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir",
-           str(tmp_path / "run"), "--source", "folder", "--data-dir", image_folder, "--num-colours", "4",
+           str(tmp_path / "run"), "--dataset", "folder", "--data-dir", image_folder, "--num-classes", "4",
            "--num-filters", "4", "--epochs", "1", "--strategy", "multi_worker"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_cnn.benchmarks import int8
-from keras_cnn.export import int8_graph, qat
+from keras_cnn.export import servable_for
+from keras_cnn.export.colorization import int8_graph, qat
 from keras_cnn.tasks import open_run
 from tests.export_helpers import colour_run, segmenter_run
 
@@ -19,7 +20,7 @@ def quiet(*_):
 
 def test_simulation_quantises_what_the_int8_file_quantises(tmp_path):
     run_dir, images = colour_run(str(tmp_path), num_filters=4)
-    model = open_run(run_dir).servable().model
+    model = servable_for(open_run(run_dir)).model
     sim = int8_graph.Int8Simulation()
     sim.calibrate(model, images[:8], (-3.0, 5.0))
     # The course UNet's int8 file rounds: down1, down2, up1 (BatchNorm, ReLU and crop fused), the skip
@@ -41,7 +42,7 @@ def test_simulation_quantises_what_the_int8_file_quantises(tmp_path):
 @pytest.mark.parametrize("net", ["unet", "resunet"])
 def test_simulation_decides_as_the_real_int8_file(tmp_path, net):
     run_dir, _ = colour_run(str(tmp_path), model=net, num_filters=4)
-    servable = open_run(run_dir).servable()
+    servable = servable_for(open_run(run_dir))
     result = int8.qat_study(servable, epochs=1, learning_rate=1e-4, consistency=None, check_count=6,
                             representative_count=8, log=quiet)
     assert result["consistency"] == qat.DEFAULT_CONSISTENCY["argmax"] == 2.0
@@ -56,7 +57,7 @@ def test_simulation_decides_as_the_real_int8_file(tmp_path, net):
 
 def test_gradients_reach_every_trainable_variable_through_the_simulation(tmp_path):
     run_dir, images = colour_run(str(tmp_path), model="resunet", num_filters=4)
-    model = open_run(run_dir).servable().model
+    model = servable_for(open_run(run_dir)).model
     sim = int8_graph.Int8Simulation()
     sim.calibrate(model, images[:8])
     with tf.GradientTape() as tape:
@@ -70,7 +71,7 @@ def test_gradients_reach_every_trainable_variable_through_the_simulation(tmp_pat
 def test_finetuning_moves_the_int8_file_towards_the_float_model(tmp_path):
     # A net fitted for a moment on blocky photos, then fine-tuned: the simulated int8 file agrees more.
     run_dir, images = colour_run(str(tmp_path), num_filters=4, n_images=40)
-    servable = open_run(run_dir).servable()
+    servable = servable_for(open_run(run_dir))
     reps = servable.images("train", 16)
     check = servable.images("validation", 10)
     before = qat.simulated_agreement(servable, qat.calibrated_simulation(servable, reps), check)
@@ -119,8 +120,10 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
     moved = [np.abs(a - b).max() for a, b in zip(old.net.get_weights(), new.net.get_weights())]
     assert max(moved) > 0
     # Export's metadata says where the weights came from.
-    assert open_run(out).servable().metadata()["source"]["int8_finetune"] == {
-        k: record[k] for k in qat.RECORD_SUMMARY}
+    # No local path goes into metadata that ships to servers and phones: the run folder's name only.
+    assert servable_for(open_run(out)).metadata()["source"] == {
+        "run": os.path.basename(out), "checkpoint": "best.keras",
+        "int8_finetune": {**{k: record[k] for k in qat.RECORD_SUMMARY}, "source_run": os.path.basename(run_dir)}}
     # The new run is a run: it predicts (and so exports) like any other.
     assert open_run(out).predict(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
     with pytest.raises(UserError, match="already exists"):
@@ -130,6 +133,6 @@ def test_finetune_int8_writes_a_new_run_and_leaves_the_source(tmp_path):
 def test_finetuning_refuses_segmenters(tmp_path):
     from keras_cnn.errors import UserError
 
-    servable = open_run(segmenter_run(str(tmp_path))).servable()
+    servable = servable_for(open_run(segmenter_run(str(tmp_path))))
     with pytest.raises(UserError, match="for colourizers"):
         qat.check_servable(servable)

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation.config import PRESETS
-from keras_cnn.segmentation.deeplab_v3 import flip_averaged
-from keras_cnn.segmentation.task import build_segmenter, compile_segmenter, make_optimizer
+from keras_cnn.segmentation.deeplab_v3 import build_segmenter, flip_averaged
+from keras_cnn.segmentation.task import compile_segmenter, make_optimizer
 from keras_cnn.tasks import open_run, train
 from keras_cnn.training.optimizers import scale_learning_rate
 from tests.helpers import REPO
@@ -179,3 +179,26 @@ def test_a_model_fine_tuned_with_frozen_layers_loads_without_optimizer_warnings(
     assert not [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
     x = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x, training=False)), atol=1e-5)
+
+
+# === Checkpoints of a fine-tuned segmenter ===
+
+@pytest.mark.parametrize("mode", ["all_frozen_bn", "decoder"])
+def test_a_fine_tuned_checkpoint_loads_without_keras_skipping_its_optimizer(tmp_path, mode):
+    """The fine-tuning mode is saved with the model, so `keras.saving.load_model` rebuilds the same trainable
+    weights and the saved optimizer state fits them (no "Skipping variable loading for optimizer")."""
+    import warnings
+
+    from keras_cnn.segmentation.deeplab_v3 import set_finetune_mode
+
+    model = build_segmenter(tiny_cfg(tmp_path))
+    set_finetune_mode(model, mode)
+    compile_segmenter(model, keras.optimizers.AdamW(1e-3))
+    model.fit(np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 32, 32), np.int32), verbose=0)
+    model.save(tmp_path / "best.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(tmp_path / "best.keras")
+    assert [str(w.message) for w in caught if "Skipping" in str(w.message)] == []
+    assert loaded.finetune == mode
+    assert [v.path for v in loaded.trainable_variables] == [v.path for v in model.trainable_variables]

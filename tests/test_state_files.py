@@ -33,7 +33,7 @@ BAD_STATE_FILES = [
                                                    "at line 1 column 15) (cut short?)"),
     ("budget:empty", BUDGET, b"", "time budget record is empty (cut short while it was written?)"),
     ("budget:negative", BUDGET, b'{"seconds": -5}', NOT_SECONDS + "-5"),
-    ("budget:nan", BUDGET, b'{"seconds": NaN}', NOT_SECONDS + "nan"),
+    ("budget:nan", BUDGET, b'{"seconds": NaN}', "time budget record is not valid JSON (NaN is not a JSON number)"),
     ("budget:bool", BUDGET, b'{"seconds": true}', NOT_SECONDS + "true"),
     ("budget:deep", BUDGET, b"[" * 100_000, "time budget record is not valid JSON (nested too deeply)"),
     ("budget:folder", BUDGET, None, "cannot read time budget record (Is a directory)"),

@@ -31,7 +31,8 @@ def test_a_short_colourizer_that_loses_to_its_grey_input_says_so_and_what_a_full
                         "wrong colour costs more PSNR than no colour)")
     assert lines[3].startswith("a full cifar10_unet run reaches accuracy 58.3%  delta E 14.21  PSNR 24.04 dB: "
                                "25 epochs, 4.4 min on 2 shared AMD EPYC cores, scored on the 500 held-out horses")
-    assert lines[3].endswith("(docs/COLORIZATION_RESULTS.md)")
+    # The time is measured in docs/BENCHMARKS.md (the figures are in docs/COLORIZATION_RESULTS.md too).
+    assert lines[3].endswith("(docs/BENCHMARKS.md)")
 
 
 def test_a_colourizer_that_beats_its_grey_input_is_told_why_psnr_does_not():
@@ -62,7 +63,7 @@ def test_runs_are_matched_to_their_preset_by_their_settings():
     assert summaries.match_preset(resunet, COLOUR_PRESETS) == ("cifar10_resunet", [])
     assert summaries.shortened(resunet, COLOUR_PRESETS["cifar10_resunet"]) == [
         "2 of the preset's 12 epochs", "--max-examples 400"]
-    # The README's small segmenter: the smoke preset, larger; no full run of it is recorded.
+    # docs/EXPORT.md's small segmenter: the smoke preset, larger; no full run of it is recorded.
     small = dataclasses.replace(SEGMENT_PRESETS["smoke"], image_size=64, epochs=4, max_examples=120,
                                 aspp_channels=32)
     assert summaries.match_preset(small, SEGMENT_PRESETS) == ("smoke", ["image_size", "aspp_channels"])

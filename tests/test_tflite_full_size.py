@@ -89,13 +89,13 @@ def test_halo_rules():
 @pytest.fixture(scope="module")
 def trained_export(tmp_path_factory):
     """A UNet trained for seconds on photos whose colour follows from their grey, exported float32 and int8."""
-    from keras_cnn.export import layout
+    from keras_cnn.export import layout, servable_for
     from keras_cnn.tasks import open_run
     from tests.export_helpers import trained_colour_run
 
     root = tmp_path_factory.mktemp("tfl_full")
     run_dir, palette = trained_colour_run(str(root))
-    summary = layout.export_model(open_run(run_dir).servable(), str(root / "exported"), "unet",
+    summary = layout.export_model(servable_for(open_run(run_dir)), str(root / "exported"), "unet",
                                   ("tflite_float32", "tflite_int8"), representative_count=64, check_count=8,
                                   log=quiet)
     return run_dir, palette, summary["tflite"]["path"]
@@ -111,10 +111,14 @@ def grey_coded_photo(palette, height, width, seed=5):
 
 
 def tflite_predict(model, image, out):
+    """`tflite-predict` on one photo; its one result PNG is moved to `out`."""
+    out_dir = f"{out}.d"
     done = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "tflite_predict.py"), "--model", model,
-                           "--image", image, "--out", out], capture_output=True, text=True, timeout=300,
+                           "--input", image, "--out-dir", out_dir], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
+    (written,) = os.listdir(out_dir)
+    os.replace(os.path.join(out_dir, written), out)
     return done.stdout
 
 
@@ -148,13 +152,13 @@ def test_tflite_colourizes_the_whole_photo_like_colorize(trained_export, tmp_pat
 
 def test_tflite_annealed_colourizer_decodes_its_tiles(tmp_path):
     # Annealed-mean colourizers return logits: the app decodes them tile by tile with the palette.
-    from keras_cnn.export import layout
+    from keras_cnn.export import layout, servable_for
     from keras_cnn.export import litert_runtime as rt
     from keras_cnn.tasks import open_run
     from tests.export_helpers import blocky_images, colour_run
 
     run_dir, _ = colour_run(str(tmp_path), decode="annealed")
-    summary = layout.export_model(open_run(run_dir).servable(), str(tmp_path / "out"), "unet", ("tflite_float32",),
+    summary = layout.export_model(servable_for(open_run(run_dir)), str(tmp_path / "out"), "unet", ("tflite_float32",),
                                   check_count=4, log=quiet)
     folder = summary["tflite"]["path"]
     meta = rt.read_metadata(os.path.join(folder, "metadata.json"))
@@ -168,14 +172,14 @@ def test_tflite_annealed_colourizer_decodes_its_tiles(tmp_path):
 
 
 def test_tflite_segmenter_mask_is_at_the_photo_size_like_segment(tmp_path):
-    from keras_cnn.export import layout
+    from keras_cnn.export import layout, servable_for
     from keras_cnn.export import litert_runtime as rt
     from keras_cnn.segmentation.predict import predict_labels
     from keras_cnn.tasks import open_run
     from tests.export_helpers import blocky_images, segmenter_run
 
     run = open_run(segmenter_run(str(tmp_path)))
-    summary = layout.export_model(run.servable(), str(tmp_path / "out"), "seg", ("tflite_float32",),
+    summary = layout.export_model(servable_for(run), str(tmp_path / "out"), "seg", ("tflite_float32",),
                                   check_count=4, log=quiet)
     model_path = os.path.join(summary["tflite"]["path"], "seg_float32.tflite")
     photo = blocky_images(1, 96, seed=4)[0][:70, :90]

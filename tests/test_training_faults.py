@@ -234,7 +234,7 @@ def test_a_second_signal_stops_at_once_with_its_own_exit_code(colour_images, tmp
 
 def _train_script(run_dir, data_dir, *extra):
     return [sys.executable, os.path.join(REPO, "scripts", "train_colorization.py"), "--run-dir", run_dir,
-            "--source", "folder", "--data-dir", data_dir, "--num-colours", "4", "--num-filters", "4",
+            "--dataset", "folder", "--data-dir", data_dir, "--num-classes", "4", "--num-filters", "4",
             "--batch-size", "2", "--val-fraction", "0.25", "--backup-every-steps", "1", "--verbose", "0",
             *extra]
 

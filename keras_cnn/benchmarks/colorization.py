@@ -246,7 +246,7 @@ def loop_overhead(preset, data_dir, work_dir, epochs=None, rounds=2, quick=False
     def bare(r):
         runtime = training.setup_runtime(cfg, log=lambda msg: None)
         keras.utils.set_random_seed(cfg.seed)
-        with runtime.strategy.scope():
+        with runtime.scope():
             model = task.build_model(cfg, data, {"palette": palette}, runtime)
         start = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0)

@@ -20,12 +20,13 @@ def runtimes(run_dirs, export_root, batch=100, tflite_threads=None, min_seconds=
     `formats` are `keras_cnn.export.layout.FORMATS` names (default: all); the
     SavedModel is always among them.
     """
+    from keras_cnn.export import servable_for
     from keras_cnn.export.layout import FORMATS, export_model
     from keras_cnn.tasks import open_run
 
     rows = []
     for name, run_dir in run_dirs.items():
-        servable = open_run(run_dir).servable()
+        servable = servable_for(open_run(run_dir))
         wanted = tuple(formats or FORMATS)
         summary = export_model(servable, export_root, name, formats=("saved_model",) + wanted,
                                log=lambda msg: log(f"{name}: {msg}"))

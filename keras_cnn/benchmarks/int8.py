@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.export import litert_runtime, tflite
-from keras_cnn.export.int8_graph import colourizer_logits
+from keras_cnn.export.colorization.int8_graph import colourizer_logits
 from keras_cnn.export.saved_model import IMAGES_KEY
 
 
@@ -272,9 +272,9 @@ QAT_COLUMNS = [("epoch", "epoch", None), ("train loss", "train_loss", ".4f"), ("
 
 
 def qat_study(servable, epochs, learning_rate, consistency, check_count=500, representative_count=200, log=print):
-    """Quantisation-aware fine-tuning (`export.qat`) of the servable's model in memory, with the int8 file
+    """Quantisation-aware fine-tuning (`export.colorization.qat`) of the servable's model in memory, with the int8 file
     export writes checked after each epoch (0 = before) on held-out images: rows per epoch."""
-    from keras_cnn.export import qat
+    from keras_cnn.export.colorization import qat
 
     qat.check_servable(servable)
     if consistency is None:

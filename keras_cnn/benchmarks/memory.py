@@ -73,7 +73,7 @@ def _child(job, photo, out_dir, tile):
     else:
         from keras_cnn.segmentation import predict
         from keras_cnn.segmentation.config import PRESETS
-        from keras_cnn.segmentation.task import build_segmenter
+        from keras_cnn.segmentation.deeplab_v3 import build_segmenter
 
         model = build_segmenter(PRESETS["weizmann_scratch"])
         predict.predict_labels(model, np.zeros((64, 64, 3), np.uint8))

@@ -238,7 +238,7 @@ def keras_unet(cfg, train, val, palette):
     runtime = training.setup_runtime(cfg, log=lambda msg: None)
     task = get_task("colorization")
     data, assets = (train, val), {"palette": palette}
-    with runtime.strategy.scope():
+    with runtime.scope():
         model = task.build_model(cfg, data, assets, runtime)
     ds, _ = task.datasets(cfg, data, assets, model, runtime)
     return model, ds, runtime

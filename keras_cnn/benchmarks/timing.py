@@ -44,7 +44,7 @@ def run_model(task_name, cfg, assets=lambda data: {}, splits=("train", "validati
     task = get_task(task_name)
     data = task.load_data(cfg, splits=splits)
     fitted = assets(data)
-    with runtime.strategy.scope():
+    with runtime.scope():
         model = task.build_model(cfg, data, fitted, runtime)
     dataset, _ = task.datasets(cfg, data, fitted, model, runtime)
     return model, dataset, runtime, data

@@ -96,7 +96,6 @@ class Colorizer(keras.Model):
 
         from keras_cnn import config
         from keras_cnn.colorization.config import PRESETS, ColorizationConfig
-        from keras_cnn.colorization.task import new_colorizer
 
         if os.path.isfile(config.config_path(preset)):
             return cls.from_run(preset, **overrides)
@@ -133,3 +132,18 @@ class Colorizer(keras.Model):
         config = dict(config)
         config["net"] = keras.saving.deserialize_keras_object(config["net"])
         return cls(**config)
+
+
+def input_mode(cfg):
+    return "downsize" if cfg.downsize_input else "grey"
+
+
+def new_colorizer(cfg, num_colours):
+    """An untrained `Colorizer` as `cfg` describes it (net, its size, input mode), with `num_colours` classes."""
+    from keras_cnn.colorization.models import build_model
+
+    extra = ({"upsample": cfg.upsample, "weights": cfg.backbone_weights or None}
+             if cfg.model == "effnet_unet" else {})
+    net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters, num_colours=num_colours,
+                      num_in_channels=3 if cfg.downsize_input else 1, **extra)
+    return Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from keras_cnn.colorization import color
+from keras_cnn.colorization import color, palette_values
 from keras_cnn.colorization.color import grey  # noqa: F401  (public here: `keras_cnn.colorization.grey`)
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path
@@ -202,9 +202,11 @@ def load_palette(path, allow_pickle=False):
     """A `Palette` from a plain `.npy`; the course's pickled format only with `allow_pickle`.
 
     Whatever the file holds, a file that is not a palette is one `UserError`
-    naming it. Pickles are read only with `allow_pickle`, and then with the
-    plain-data unpickler (`keras_cnn.data.safe_pickle`), which builds no
-    objects but plain data and NumPy arrays.
+    naming it, and so is one whose colours make no sense (out of range, not
+    finite, repeated: `palette_values.problem`). Pickles are read only with
+    `allow_pickle`, and then with the plain-data unpickler
+    (`keras_cnn.data.safe_pickle`), which builds no objects but plain data
+    and NumPy arrays, and only so much of them.
     """
     if not os.path.isfile(path):
         raise UserError(f"{path}: palette file does not exist")
@@ -234,6 +236,11 @@ def load_palette(path, allow_pickle=False):
             raise UserError(f"{path}: palette is {what}; pass --allow-pickle-palette to read it")
         colours = _load_course_format(path, data)
     try:
-        return Palette(colours)
+        palette = Palette(colours)
     except (TypeError, ValueError) as e:  # TypeError: a structured dtype
         raise UserError(f"{path}: {e}") from None
+    # A palette that parses can still make no sense (values in 0..255, negated, 24 copies of one colour).
+    wrong = palette_values.problem(palette.colours)
+    if wrong:
+        raise UserError(f"{path}: {wrong}")
+    return palette

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_cnn import plots, tasks, training
 from keras_cnn.colorization import config as config_lib
-from keras_cnn.colorization.colorizer import Colorizer
+from keras_cnn.colorization.colorizer import Colorizer, input_mode, new_colorizer
 from keras_cnn.colorization.evaluate import baselines, evaluate, evaluation_step
 from keras_cnn.colorization.models import ColourNet, build_model
 from keras_cnn.colorization.palette import fit_palette, grey, load_palette, save_palette
@@ -32,10 +32,6 @@ PALETTE_FILE = "palette.npy"
 # Decoding and the Lab conversions cost 3x a validation pass per image, so the whole split would
 # add a third to a course UNet's epoch; the final metrics use every validation image.
 EPOCH_METRIC_IMAGES = 100
-
-
-def input_mode(cfg):
-    return "downsize" if cfg.downsize_input else "grey"
 
 
 def get_palette(cfg, train_images, run_dir, write=True):
@@ -98,18 +94,9 @@ def base_palette(cfg):
                         "the model was trained with")
     _check_palette_space(palette, cfg, source)
     if len(palette) != cfg.num_colours:
-        raise UserError(f"{source}: the base model's palette has {len(palette)} colours but --num-colours is "
-                        f"{cfg.num_colours}; pass --num-colours {len(palette)}")
+        raise UserError(f"{source}: the base model's palette has {len(palette)} colours but --num-classes is "
+                        f"{cfg.num_colours}; pass --num-classes {len(palette)}")
     return palette
-
-
-def new_colorizer(cfg, num_colours):
-    """An untrained `Colorizer` as `cfg` describes it (net, its size, input mode), with `num_colours` classes."""
-    extra = ({"upsample": cfg.upsample, "weights": cfg.backbone_weights or None}
-             if cfg.model == "effnet_unet" else {})
-    net = build_model(cfg.model, kernel=cfg.kernel, num_filters=cfg.num_filters, num_colours=num_colours,
-                      num_in_channels=3 if cfg.downsize_input else 1, **extra)
-    return Colorizer(net, input_mode(cfg), name=f"{cfg.model}_colorizer")
 
 
 def base_colorizer(cfg, palette):
@@ -131,7 +118,7 @@ def base_colorizer(cfg, palette):
     if type(wanted) is not type(model.net) or got != {k: v for k, v in wanted.get_config().items() if k != "name"} \
             or wanted.count_params() != model.net.count_params():
         raise UserError(f"{cfg.base_model}: the model is a {type(model.net).__name__} with "
-                        f"{model.net.count_params():,} parameters, but --model {cfg.model} --kernel {cfg.kernel} "
+                        f"{model.net.count_params():,} parameters, but --backbone {cfg.model} --kernel {cfg.kernel} "
                         f"--num-filters {cfg.num_filters} builds a {type(wanted).__name__} with "
                         f"{wanted.count_params():,}; pass the flags the base run was trained with")
     return model
@@ -215,7 +202,7 @@ class ColorizationTask(tasks.Task):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg, len(train_images), runtime)),
                       loss=PixelCrossEntropy(weights),
                       metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                      jit_compile=cfg.jit_compile)
+                      jit_compile=runtime.jit_compile)
         return model
 
     def datasets(self, cfg, data, assets, model, runtime):
@@ -291,23 +278,6 @@ class ColorizationTask(tasks.Task):
         out = colorize(run.model, run.assets["palette"], images[None] if single else images,
                        decode or cfg.decode, cfg.temperature if temperature is None else temperature)
         return out[0] if single else out
-
-    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
-        from keras_cnn import state_files
-        from keras_cnn.export import qat
-        from keras_cnn.export.servable import ColorizerServable
-
-        if class_names:
-            raise UserError("class names are for segmenters; a colourizer's classes are its palette colours")
-        source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
-        record = run.path(qat.RECORD_FILE)
-        if os.path.isfile(record):  # a scripts/finetune_int8.py run: the metadata says what it came from
-            data = state_files.read_object(record, "int8 fine-tuning record",
-                                           remedy="delete it to export without that record")
-            source["int8_finetune"] = {k: data.get(k) for k in qat.RECORD_SUMMARY}
-        return ColorizerServable(run.load_model(checkpoint), run.assets["palette"], run.config,
-                                 image_size or 32, source, images_dir,
-                                 data_loader=lambda: self.load_data(run.config))
 
 
 TASK = ColorizationTask()

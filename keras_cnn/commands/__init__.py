@@ -7,9 +7,10 @@
 A subcommand's module is imported only when that subcommand runs (or for
 this overview's one-line summaries, which read only the light module tops),
 so `keras-cnn --help` and `keras-cnn <command> --help` never wait for
-TensorFlow. Each module has `main(argv=None, prog=None)`; `scripts/*.py` call
-the same functions, so `python scripts/train_colorization.py ...` and
-`keras-cnn train-colorization ...` are one program.
+TensorFlow. Each module has `main(argv=None, prog=None)`; `scripts/*.py` (for
+a checkout without the package installed) call the same functions. The flag
+names follow one vocabulary across both applications (`keras_cnn.vocabulary`,
+docs/CLI.md).
 """
 
 import importlib

@@ -1,26 +1,25 @@
 r"""Measure quality and speed: colourizers, their exports, and the segmenter; print tables, write JSON.
 
-    python scripts/benchmark.py --quick --out benchmarks_out/quick.json     # 3-8 minutes on 2 cores
-    python scripts/benchmark.py --out benchmarks_out/full.json \
+    keras-cnn benchmark --quick --out benchmarks_out/quick.json     # 3.1 min on 2 quiet AMD EPYC cores
+    keras-cnn benchmark --out benchmarks_out/full.json \
         --strip docs/colorization_strip.png                               # what docs/BENCHMARKS.md quotes
-    python scripts/benchmark.py --parts quality --presets cifar10_unet,cifar10_resunet \
+    keras-cnn benchmark --parts quality --presets cifar10_unet,cifar10_resunet \
         --out benchmarks_out/unet_vs_resunet.json
-    python scripts/benchmark.py --parts peer --peer torch --out benchmarks_out/peer.json   # ours vs PyTorch
+    keras-cnn benchmark --parts peer --peer torch --out benchmarks_out/peer.json   # ours vs PyTorch
 
-(`keras-cnn benchmark ...` is the same command.) Parts: quality (each
-colourization preset trained on ../shared/data/cifar10-horse-train, 90/10
-split, seed 0, scored beside the trivial baselines), speed (training images/s
-of each net, the tf.data pipeline alone, Keras / SavedModel / TFLite
-inference), segmentation (the weizmann_scratch DeepLabV3 on
-../shared/data/weizmann-horses, trained and timed), profile (where a training
-step of the course UNet and of the segmenter spends its time, per op type,
-from TensorFlow's profiler; only when asked for). Runs, exports and plots go
-to --work-dir, which must not hold earlier benchmark runs unless --reuse is
-given. The tables are also written beside the JSON as a .md file. The first
-line says when and on which CPU it started, the last how long it took and
-how much --work-dir holds; --quick removes its work folder at the end (its
-one-epoch runs are worth nothing) unless --keep-work, --work-dir or --reuse
-is given.
+Parts: quality (each colourization preset trained on
+../shared/data/cifar10-horse-train, 90/10 split, seed 0, scored beside the
+trivial baselines), speed (training images/s of each net, the tf.data pipeline
+alone, Keras / SavedModel / TFLite inference), segmentation (the
+weizmann_scratch DeepLabV3 on ../shared/data/weizmann-horses, trained and
+timed), profile (where a training step of the course UNet and of the segmenter
+spends its time, per op type, from TensorFlow's profiler; only when asked
+for). Runs, exports and plots go to --work-dir, which must not hold earlier
+benchmark runs unless --reuse is given. The tables are also written beside the
+JSON as a .md file. The first line says when and on which CPU it started, the
+last how long it took and how much --work-dir holds; --quick removes its work
+folder at the end (its one-epoch runs are worth nothing) unless --keep-work,
+--work-dir or --reuse is given.
 
 --peer torch adds the PyTorch peer (docs/BENCHMARKS.md, "PyTorch peer") to
 the chosen parts; --parts peer runs it alone. It trains the course UNet and

@@ -1,17 +1,16 @@
 r"""Training images/s for each tf.distribute strategy, mixed precision and XLA on/off, side by side.
 
-    python scripts/benchmark_distribute.py --repeats 3 --out benchmarks_out/distribute.json
-    python scripts/benchmark_distribute.py --task segmentation --steps 10 --out benchmarks_out/distribute_seg.json
+    keras-cnn benchmark-distribute --repeats 3 --out benchmarks_out/distribute.json
+    keras-cnn benchmark-distribute --task segmentation --steps 10 --out benchmarks_out/distribute_seg.json
 
-(`keras-cnn benchmark-distribute ...` is the same command.) Every strategy
-this machine can run (default, one_device, mirrored over all GPUs, or over two
-logical CPUs when there is no GPU), each in float32 and mixed precision
-(mixed_float16 on GPU, mixed_bfloat16 on CPU) with XLA off and on, each in a
-fresh process, reported as a ratio to the default strategy in float32 without
-XLA. The colorization task is the course's UNet (NF 32, 24 colours, 32x32,
-batch 100 per replica); segmentation is DeepLabV3 on the small_resnet backbone
-(128x128, batch 16 per replica). Inputs are synthetic in-memory batches. The
-table is also written beside the JSON as a .md file.
+Every strategy this machine can run (default, one_device, mirrored over all
+GPUs, or over two logical CPUs when there is no GPU), each in float32 and
+mixed precision (mixed_float16 on GPU, mixed_bfloat16 on CPU) with XLA off and
+on, each in a fresh process, reported as a ratio to the default strategy in
+float32 without XLA. The colorization task is the course's UNet (NF 32, 24
+colours, 32x32, batch 100 per replica); segmentation is DeepLabV3 on the
+small_resnet backbone (128x128, batch 16 per replica). Inputs are synthetic
+in-memory batches. The table is also written beside the JSON as a .md file.
 """
 
 import json

@@ -1,22 +1,30 @@
-r"""Colourize a photo or a folder of photos with a trained net, writing PNGs.
+r"""Colourize photos or folders of photos with a trained net, writing PNGs.
 
-    python scripts/colorize.py --run-dir runs/unet --input photo.jpg --out-dir colorized/
-    python scripts/colorize.py --run-dir runs/unet --input ../shared/data/cifar10-horse-train \
+    keras-cnn colorize --run-dir runs/unet --input photo.jpg --out-dir colorized/
+    keras-cnn colorize --model runs/unet/last.keras --input a.jpg b.png photos/ --out-dir colorized/
+    keras-cnn colorize --run-dir runs/unet --input ../shared/data/cifar10-horse-train \
         --out-dir colorized/ --decode annealed
 
-(`keras-cnn colorize ...` is the same command.) Any size, grey or colour
-(colour photos are turned grey first). Writes NAME_color.png and
-NAME_compare.png (grey | colourized | original).
+Any size, grey or colour (colour photos are turned grey first). Writes
+NAME_color.png and NAME_compare.png (grey | colourized | original). A --model
+file is read with the run folder it lies in (its config.json and palette.npy).
 """
+
+import os
 
 from keras_cnn import cli
 
 
 def parse_args(argv=None, prog=None):
     parser = cli.ArgumentParser(__doc__, prog=prog)
-    parser.add_argument("--run-dir", required=True, help="a finished training run (best.keras, palette.npy)")
-    parser.add_argument("--input", required=True, help="an image file or a folder of images")
-    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--run-dir", help="a finished training run (config.json, best.keras, palette.npy)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best.keras or last.keras of --run-dir (default: best)")
+    parser.add_argument("--model", metavar="FILE",
+                        help="a .keras colourizer in its run folder (instead of --run-dir and --checkpoint)")
+    parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                        help="image files and/or folders of images")
+    parser.add_argument("--out-dir", required=True, help="folder for the PNGs")
     parser.add_argument("--decode", choices=("argmax", "annealed"), default=None,
                         help="default: the run's own setting")
     parser.add_argument("--temperature", type=cli.positive_float, default=None,
@@ -29,22 +37,39 @@ def parse_args(argv=None, prog=None):
 def run(args):
     from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.config import load_run_config
+    from keras_cnn.errors import UserError
     from keras_cnn.fileio import check_input, check_output
 
     # === Checks: before TensorFlow is imported or anything is written ===
-    load_run_config(ColorizationConfig, args.run_dir)
-    check_input(args.input, "--input", "file or folder")
+    if args.model:
+        check_input(args.model, "--model", "file")
+        run_dir = os.path.dirname(args.model) or "."
+        if args.run_dir and os.path.abspath(args.run_dir) != os.path.abspath(run_dir):
+            raise UserError(f"--model {args.model} is read with its own run folder {run_dir}; drop --run-dir")
+    elif args.run_dir:
+        run_dir = args.run_dir
+    else:
+        raise UserError("pass --run-dir (a training run) or --model (a .keras file in its run folder)")
+    load_run_config(ColorizationConfig, run_dir)
+    for path in args.input:
+        check_input(path, "--input", "file or folder")
     check_output(args.out_dir, "--out-dir", "folder")
+    model_path = args.model or os.path.join(run_dir, f"{args.checkpoint}.keras")
+    check_input(model_path, "--model" if args.model else f"--checkpoint {args.checkpoint}", "file")
 
     from keras_cnn.colorization.predict import colorize_files
     from keras_cnn.tasks import open_run
+    from keras_cnn.training import load_model
 
-    run = open_run(args.run_dir)
+    run = open_run(run_dir)
     cfg = run.config
-    written = colorize_files(run.model, run.assets["palette"], args.input, args.out_dir, args.batch_size,
-                             args.decode or cfg.decode,
-                             cfg.temperature if args.temperature is None else args.temperature,
-                             compare=not args.no_compare)
+    model = run.task.adapt_model(load_model(model_path), run)
+    written = []
+    for path in args.input:
+        written += colorize_files(model, run.assets["palette"], path, args.out_dir, args.batch_size,
+                                  args.decode or cfg.decode,
+                                  cfg.temperature if args.temperature is None else args.temperature,
+                                  compare=not args.no_compare)
     print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
 
 

@@ -1,9 +1,9 @@
 r"""Convert torchvision's DeepLabV3-ResNet-50/101 weights (.pth) to a .keras segmenter.
 
-    python scripts/convert_torchvision.py \
+    keras-cnn convert-torchvision \
         --weights deeplabv3_resnet101_coco-586e9e4e.pth --image-size 224 \
         --out runs/tv/deeplabv3_coco.keras
-    python scripts/train_segmentation.py --preset flowers17_deeplabv3 \
+    keras-cnn train-segmentation --preset flowers17_deeplabv3 \
         --base-model runs/tv/deeplabv3_coco.keras --run-dir runs/flowers_tv
 
 `deeplabv3_resnet101_coco-586e9e4e.pth` is the file torchvision downloads for
@@ -11,10 +11,10 @@ r"""Convert torchvision's DeepLabV3-ResNet-50/101 weights (.pth) to a .keras seg
 ~/.cache/torch/hub/checkpoints/). It is read without torch; the depth (50 or
 101) and the number of classes come from its tensors. The .keras model is
 torchvision's network exactly (output stride 8, ASPP 12/24/36); it takes RGB
-pixels 0-255 and applies torchvision's ImageNet normalisation,
-`(x / 255 - mean) / std`, in its first layer. Without
---num-classes it keeps the file's 21-class COCO/VOC classifier; the
-training script replaces it by the preset's 2-class one (--new-head).
+pixels 0-255 and applies torchvision's ImageNet normalisation, `(x / 255 -
+mean) / std`, in its first layer. Without --num-classes it keeps the file's
+21-class COCO/VOC classifier; the training script replaces it by the preset's
+2-class one (--new-head).
 """
 
 from keras_cnn import cli

@@ -1,17 +1,18 @@
 r"""Evaluate a trained colourization run on its validation images, beside the trivial baselines.
 
-    python scripts/evaluate_colorization.py --run-dir runs/unet
-    python scripts/evaluate_colorization.py --run-dir runs/unet --decode annealed --temperature 0.38 \
+    keras-cnn evaluate-colorization --run-dir runs/unet
+    keras-cnn evaluate-colorization --run-dir runs/unet --checkpoint last --json
+    keras-cnn evaluate-colorization --run-dir runs/unet --decode annealed --temperature 0.38 \
         --out runs/unet/eval_annealed.json --activations-dir runs/unet/activations
 
-(`keras-cnn evaluate-colorization ...` is the same command.) Prints validation
-loss, pixel accuracy (palette labels), mean delta E (CIE76, against the
-unquantised true colours) and PSNR, for the net, for the grey input shown
-as colour (the baseline) and for the palette-snapped truth (the ceiling),
-and what a full run of the preset reaches. The data comes from the run's config
-unless --data-dir points at another image folder. --classes picks class
-folders instead of the run's own (the horse validation images of a run
-trained on every class: --classes horse).
+Prints validation loss, pixel accuracy (palette labels), mean delta E (CIE76,
+against the unquantised true colours) and PSNR, for the net, for the grey
+input shown as colour (the baseline) and for the palette-snapped truth (the
+ceiling), and what a full run of the preset reaches. The data comes from the
+run's config unless --data-dir points at another image folder. --classes picks
+class folders instead of the run's own (the horse validation images of a run
+trained on every class: --classes horse). --json prints the figures as JSON
+instead of the summary lines; --out also writes them to a file.
 """
 
 import dataclasses
@@ -24,6 +25,8 @@ from keras_cnn import cli
 def parse_args(argv=None, prog=None):
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished training run (config.json, best.keras)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best.keras or last.keras of the run (default: best)")
     parser.add_argument("--data-dir", default=None,
                         help="evaluate on ALL images of this folder instead of the run's validation split")
     parser.add_argument("--classes", default=None,
@@ -35,6 +38,8 @@ def parse_args(argv=None, prog=None):
                         help="annealed-mean T (default: the run's)")
     parser.add_argument("--batch-size", type=cli.at_least(1), default=100)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--json", action="store_true",
+                        help="print the figures as JSON instead of the summary lines")
     parser.add_argument("--activations-dir", default=None,
                         help="write each layer's feature maps for one validation image here")
     parser.add_argument("--image-index", type=cli.at_least(0), default=0,
@@ -57,6 +62,7 @@ def run(args):
         check_output(args.out, "--out", "file")
     if args.activations_dir:
         check_output(args.activations_dir, "--activations-dir", "folder")
+    check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
 
     from keras_cnn.colorization.evaluate import baselines, evaluate
     from keras_cnn.colorization.predict import save_activations, superres_figure
@@ -66,7 +72,7 @@ def run(args):
     from keras_cnn.tasks import open_run
 
     run = open_run(args.run_dir)
-    model, palette, cfg = run.model, run.assets["palette"], run.config
+    model, palette, cfg = run.load_model(args.checkpoint), run.assets["palette"], run.config
     cfg = dataclasses.replace(cfg, decode=args.decode or cfg.decode,
                               temperature=cfg.temperature if args.temperature is None else args.temperature)
     if args.data_dir:
@@ -74,25 +80,31 @@ def run(args):
     else:
         if args.classes is not None:
             if cfg.source != "folder":
-                raise UserError(f"--classes picks class folders, but {args.run_dir} read --source {cfg.source}")
+                raise UserError(f"--classes picks class folders, but {args.run_dir} read --dataset {cfg.source}")
             cfg = dataclasses.replace(cfg, classes=args.classes)
         _, images = run.task.load_data(cfg)
     if len(images) == 0:
         raise UserError("no validation images to evaluate on")
     if args.activations_dir and args.image_index >= len(images):
         raise UserError(f"--image-index {args.image_index} is out of range 0..{len(images) - 1}")
-    result = {"decode": cfg.decode, "temperature": cfg.temperature, "images": len(images),
+    result = {"checkpoint": args.checkpoint, "decode": cfg.decode, "temperature": cfg.temperature,
+              "images": len(images),
               "model": evaluate(model, images, palette, args.batch_size, cfg.decode, cfg.temperature),
               **baselines(images, palette)}
     from keras_cnn.colorization.config import PRESETS
     from keras_cnn.summaries import figures, summary_lines
 
-    where = f"{args.data_dir or 'validation'} ({len(images)} images, best.keras, {cfg.decode} decoding)"
-    for line in summary_lines("colorization", cfg, result["model"], result["grey_input"], PRESETS, where):
-        print(line)
-    print(f"ceiling, the true colours snapped to the palette: {figures('colorization', result['palette_truth'])}")
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json:
+        print(text, end="")
+    else:
+        where = (f"{args.data_dir or 'validation'} ({len(images)} images, {args.checkpoint}.keras, "
+                 f"{cfg.decode} decoding)")
+        for line in summary_lines("colorization", cfg, result["model"], result["grey_input"], PRESETS, where):
+            print(line)
+        print(f"ceiling, the true colours snapped to the palette: {figures('colorization', result['palette_truth'])}")
     if args.out:
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(args.out, text)
     if args.activations_dir:
         written = save_activations(model, palette, images[args.image_index], args.activations_dir)
         if cfg.downsize_input:

@@ -1,18 +1,16 @@
 r"""Evaluate a trained segmenter: loss, foreground IoU, mean IoU, pixel accuracy, "mIOU".
 
-    python scripts/evaluate_segmentation.py --run-dir runs/weizmann
-    python scripts/evaluate_segmentation.py --run-dir runs/weizmann --checkpoint last \
+    keras-cnn evaluate-segmentation --run-dir runs/weizmann
+    keras-cnn evaluate-segmentation --run-dir runs/weizmann --checkpoint last --json \
         --data-dir /elsewhere/weizmann-horses
-    python scripts/evaluate_segmentation.py --model model.keras --preset weizmann_scratch \
+    keras-cnn evaluate-segmentation --model model.keras --preset weizmann_scratch \
         --data-dir ../shared/data/weizmann-horses --split validation
 
-(`keras-cnn evaluate-segmentation ...` is the same command.) With --run-dir
-the data and the split are the run's own (its config.json); SegmentationConfig
-flags override it (e.g. a moved --data-dir). Without it, --model is evaluated
-on the data of --preset plus flags (--help shows the values of the preset
-given with --preset). Prints the figures beside the all-background baseline
-and what a full run of the preset reaches (--json: the metrics as JSON);
---out also writes the JSON to a file.
+With --run-dir the data and the split are the run's own (its config.json); the
+data flags below override it (e.g. a moved --data-dir). Without it, --model is
+evaluated on the data of --preset plus those flags. Prints the figures beside
+the all-background baseline and what a full run of the preset reaches (--json:
+the metrics as JSON instead); --out also writes the JSON to a file.
 """
 
 import json
@@ -21,16 +19,19 @@ import os
 from keras_cnn import cli
 
 DEFAULT_PRESET = "weizmann_scratch"
+# The SegmentationConfig fields that say which data a model is evaluated on (the rest are training's).
+DATA_FIELDS = ("dataset", "data_dir", "val_fraction", "flowers_url", "flowers_hashes", "flowers_split",
+               "ignore_unlabelled", "trimap_background")
 
 
 def parse_args(argv=None, prog=None):
     from keras_cnn.config import add_config_args
     from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 
-    preset = cli.preset_choice(argv, PRESETS, DEFAULT_PRESET)
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", help="a training run folder (config.json, best.keras, last.keras)")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best.keras or last.keras of the run (default: best)")
     parser.add_argument("--model", help="a .keras segmenter (default: the run's --checkpoint)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help=f"data settings when there is no --run-dir (default: {DEFAULT_PRESET})")
@@ -43,7 +44,8 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--out", help="also write the metrics JSON here")
     parser.add_argument("--json", action="store_true",
                         help="print the metrics as JSON instead of the summary lines")
-    add_config_args(parser, SegmentationConfig, shown=PRESETS[preset], shown_as=preset)
+    add_config_args(parser, SegmentationConfig, only=DATA_FIELDS, shown_as=None,
+                    title="data (default: the run's, else the --preset's)")
     return parser.parse_args(argv)
 
 

@@ -1,11 +1,10 @@
 r"""Export a trained run (colourizer or segmenter) for TF Serving and for phones.
 
-    python scripts/export.py --run-dir runs/unet --name unet \
+    keras-cnn export --run-dir runs/unet --name unet \
         --formats saved_model,tflite_float32,tflite_float16,tflite_dynamic,tflite_int8
 
-(`keras-cnn export ...` is the same command.) Writes
-exported_models/<name>/<version>/ (a SavedModel: signatures serving_default on
-uint8 "images" and serving_bytes on encoded "image_bytes"),
+Writes exported_models/<name>/<version>/ (a SavedModel: signatures
+serving_default on uint8 "images" and serving_bytes on encoded "image_bytes"),
 exported_models/<name>/tflite/<version>/ (the .tflite files, their reports and
 metadata.json) and exported_models/models.config (every served model). The
 version is the next free integer unless --version is given; an existing
@@ -44,9 +43,9 @@ def parse_args(argv=None, prog=None):
                         help="best.keras or last.keras of the run (default: best)")
     parser.add_argument("--image-size", type=cli.at_least(1), default=None,
                         help="fixed TFLite input size of a colourizer (default 32; segmenters use their own)")
-    parser.add_argument("--images", default=None,
-                        help="folder of real images for int8 calibration and the checks "
-                             "(default: the run's own data)")
+    parser.add_argument("--images", default=None, metavar="DIR",
+                        help="a folder of image files for int8 calibration and the checks, instead of the "
+                             "run's own data")
     parser.add_argument("--class-names", default=None,
                         help="segmenter: comma-separated class names (default: background,foreground)")
     parser.add_argument("--flip-tta", action="store_true",
@@ -63,6 +62,7 @@ def parse_args(argv=None, prog=None):
 
 
 def run(args):
+    from keras_cnn.backends import use_tensorflow
     from keras_cnn.config import config_path, read_task_name
     from keras_cnn.errors import UserError
     from keras_cnn.export.layout import check_version_free, export_model, parse_formats
@@ -86,11 +86,13 @@ def run(args):
     # A taken version or a bad name fails in a second, not after loading the model.
     check_version_free(args.out, name, formats, args.version)
 
+    use_tensorflow("export")
+    from keras_cnn.export import servable_for
     from keras_cnn.tasks import open_run
 
     class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
-    servable = open_run(args.run_dir).servable(args.checkpoint, image_size=args.image_size,
-                                               images_dir=args.images, class_names=class_names, **options)
+    servable = servable_for(open_run(args.run_dir), args.checkpoint, image_size=args.image_size,
+                            images_dir=args.images, class_names=class_names, **options)
     summary = export_model(servable, args.out, name, formats, args.version, args.representative_count,
                            args.check_count, args.serving_base)
     for key in ("saved_model", "tflite"):

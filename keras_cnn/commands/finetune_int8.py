@@ -1,21 +1,20 @@
 r"""Fine-tune a trained colourizer so that its int8 TFLite file decides as it does; writes a new run.
 
-    python scripts/finetune_int8.py --run-dir runs/unet --out-dir runs/unet_int8
-    python scripts/export.py --run-dir runs/unet_int8 --name unet --check-count 500
+    keras-cnn finetune-int8 --run-dir runs/unet --out-dir runs/unet_int8
+    keras-cnn export --run-dir runs/unet_int8 --name unet --check-count 500
 
-(`keras-cnn finetune-int8 ...` is the same command.) Post-training int8
-leaves a trained colourizer's file at 88-94% argmax agreement with its Keras
-model; this trains the model for a few epochs through a simulation of its
-int8 file (keras_cnn/export/qat.py), so that the Keras model, its SavedModel
-and every TFLite file exported from the new run carry the same weights and
-the int8 file keeps about 97-98% of the decisions. The source run is not
-changed. The new run folder holds the run's config.json, palette.npy and
-history.csv (so --resume on it refuses: the run is finished), the
-fine-tuned model as best.keras and last.keras, and int8_finetune.json (the
-source, the settings, and before / after figures on the held-out images:
-the Keras model's mean delta E and the simulated int8 agreement; export
-measures the real files). Export the new run with the same
---representative-count (the images both calibrate on).
+Post-training int8 leaves a trained colourizer's file at 88-94% argmax
+agreement with its Keras model; this trains the model for a few epochs through
+a simulation of its int8 file (keras_cnn/export/qat.py), so that the Keras
+model, its SavedModel and every TFLite file exported from the new run carry
+the same weights and the int8 file keeps about 97-98% of the decisions. The
+source run is not changed. The new run folder holds the run's config.json,
+palette.npy and history.csv (so --resume on it refuses: the run is finished),
+the fine-tuned model as best.keras and last.keras, and int8_finetune.json (the
+source, the settings, and before / after figures on the held-out images: the
+Keras model's mean delta E and the simulated int8 agreement; export measures
+the real files). Export the new run with the same --representative-count (the
+images both calibrate on).
 """
 
 import os
@@ -24,7 +23,7 @@ from keras_cnn import cli
 
 
 def parse_args(argv=None, prog=None):
-    from keras_cnn.export import qat
+    from keras_cnn.export.colorization import qat
 
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished colourizer training run")
@@ -71,11 +70,15 @@ def run(args):
     if os.path.lexists(args.out_dir):
         raise UserError(f"--out-dir {args.out_dir}: already exists; the fine-tuned run goes into a new folder")
 
+    from keras_cnn.backends import use_tensorflow
+
+    use_tensorflow("finetune-int8")
     from keras_cnn.benchmarks.report import table
-    from keras_cnn.export import qat
+    from keras_cnn.export import servable_for
+    from keras_cnn.export.colorization import qat
     from keras_cnn.tasks import open_run
 
-    servable = open_run(args.run_dir, overrides).servable(args.checkpoint)
+    servable = servable_for(open_run(args.run_dir, overrides), args.checkpoint)
     result = qat.finetune_run(servable, args.run_dir, args.out_dir, args.epochs, args.learning_rate,
                               args.consistency, args.representative_count, args.check_count)
     print(table(result["figures"], qat.FIGURE_COLUMNS))

@@ -1,12 +1,11 @@
 r"""What each int8 export step buys on a trained run: agreement, delta E / IoU, size, latency.
 
-    python scripts/int8_study.py --run-dir runs/unet --out int8_unet.json
-    python scripts/int8_study.py --run-dir runs/weizmann --check-count 62 --out int8_weizmann.json
+    keras-cnn int8-study --run-dir runs/unet --out int8_unet.json
+    keras-cnn int8-study --run-dir runs/weizmann --check-count 62 --out int8_weizmann.json
 
-(`keras-cnn int8-study ...` is the same command.) Builds every file of the
-study (keras_cnn/benchmarks/int8.py says which), checks them on the run's
-held-out images, prints a Markdown table and writes the rows as JSON (and the
-table beside it as .md). docs/TFLITE.md quotes it.
+Builds every file of the study (keras_cnn/benchmarks/int8.py says which),
+checks them on the run's held-out images, prints a Markdown table and writes
+the rows as JSON (and the table beside it as .md). docs/TFLITE.md quotes it.
 """
 
 import json
@@ -16,7 +15,7 @@ from keras_cnn import cli
 
 
 def parse_args(argv=None, prog=None):
-    from keras_cnn.export import qat
+    from keras_cnn.export.colorization import qat
 
     parser = cli.ArgumentParser(__doc__, prog=prog)
     parser.add_argument("--run-dir", required=True, help="a finished training run folder")
@@ -30,7 +29,7 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--threads", type=cli.at_least(1), default=1,
                         help="LiteRT threads for the latencies (default: 1)")
     parser.add_argument("--qat-epochs", type=cli.at_least(1), default=None,
-                        help="colourizers: instead of the study, fine-tune the model as scripts/finetune_int8.py "
+                        help="colourizers: instead of the study, fine-tune the model as keras-cnn finetune-int8 "
                              "does for this many epochs (in memory; the run is not changed) and check the "
                              "int8 file after each")
     parser.add_argument("--qat-learning-rate", type=cli.positive_float, default=qat.DEFAULT_LEARNING_RATE,
@@ -54,13 +53,17 @@ def run(args):
     check_input(config_path(args.run_dir), "--run-dir", "file")
     check_output(args.out, "--out", "file")
 
+    from keras_cnn.backends import use_tensorflow
+
+    use_tensorflow("int8-study")
     from keras_cnn.benchmarks import int8
     from keras_cnn.benchmarks.report import machine, table
     from keras_cnn.errors import UserError
+    from keras_cnn.export import servable_for
     from keras_cnn.fileio import atomic_write_text
     from keras_cnn.tasks import open_run
 
-    servable = open_run(args.run_dir).servable()
+    servable = servable_for(open_run(args.run_dir))
     if args.qat_epochs:
         result = int8.qat_study(servable, args.qat_epochs, args.qat_learning_rate, args.qat_consistency,
                                 args.check_count, args.representative_count)

@@ -1,13 +1,12 @@
-r"""Segment a photo or a folder of photos with a trained segmenter.
+r"""Segment photos or folders of photos with a trained segmenter.
 
-    python scripts/segment.py --run-dir runs/weizmann --input photo.jpg --out-dir masks/
-    python scripts/segment.py --model runs/weizmann/best.keras \
-        --input ../shared/data/weizmann-horses/images --out-dir masks/
+    keras-cnn segment --run-dir runs/weizmann --input photo.jpg --out-dir masks/
+    keras-cnn segment --model runs/weizmann/last.keras \
+        --input a.jpg ../shared/data/weizmann-horses/images --out-dir masks/
 
-(`keras-cnn segment ...` is the same command.) Any size: the photo is resized
-to the model's input and the prediction back to the photo's size. Writes
-NAME_mask.png (0/255 for a two-class model, the class index otherwise) and
-NAME_overlay.png (the photo with the object tinted).
+Any size: the photo is resized to the model's input and the prediction back to
+the photo's size. Writes NAME_mask.png (0/255 for a two-class model, the class
+index otherwise) and NAME_overlay.png (the photo with the object tinted).
 """
 
 import os
@@ -17,10 +16,13 @@ from keras_cnn import cli
 
 def parse_args(argv=None, prog=None):
     parser = cli.ArgumentParser(__doc__, prog=prog)
-    parser.add_argument("--run-dir", help="a training run folder (uses its best.keras)")
-    parser.add_argument("--model", help="a .keras segmenter")
-    parser.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
-    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--run-dir", help="a finished training run (config.json, best.keras)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best.keras or last.keras of --run-dir (default: best)")
+    parser.add_argument("--model", metavar="FILE", help="a .keras segmenter (instead of --run-dir and --checkpoint)")
+    parser.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                        help="image files and/or folders of images")
+    parser.add_argument("--out-dir", required=True, help="folder for the PNGs")
     parser.add_argument("--flip-tta", action="store_true",
                         help="test-time augmentation: average the logits of each photo and of its mirror "
                              "image (two passes per photo)")
@@ -38,7 +40,7 @@ def run(args):
         check_input(args.model, "--model", "file")
     else:
         check_input(args.run_dir, "--run-dir", "folder")
-        check_input(os.path.join(args.run_dir, "best.keras"), "--run-dir", "file")
+        check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
     for path in args.input:
         check_input(path, "--input", "file or folder")
     check_output(args.out_dir, "--out-dir", "folder")
@@ -47,7 +49,7 @@ def run(args):
     from keras_cnn.segmentation.predict import segment_paths
     from keras_cnn.training import load_model
 
-    path = args.model or os.path.join(args.run_dir, "best.keras")
+    path = args.model or os.path.join(args.run_dir, f"{args.checkpoint}.keras")
     model = load_model(path)
     if not isinstance(model, DeepLabV3Segmenter):
         raise UserError(f"{path}: not a segmenter of this project (it is a {type(model).__name__})")

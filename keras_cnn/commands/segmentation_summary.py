@@ -1,12 +1,11 @@
 r"""Parameter counts and shapes of DeepLabV3 on each backbone (random weights, no download).
 
-    python scripts/segmentation_summary.py
-    python scripts/segmentation_summary.py --image-size 513 --output-stride 8 --backbones resnet101
+    keras-cnn segmentation-summary
+    keras-cnn segmentation-summary --image-size 513 --output-stride 8 --backbones resnet101
 
-(`keras-cnn segmentation-summary ...` is the same command.) Prints one row per
-backbone: backbone / head / total parameters, the feature map and logit
-shapes, the convolutions' multiply-accumulates per image, and torchvision's
-published figures where there are some (21 classes).
+Prints one row per backbone: backbone / head / total parameters, the feature
+map and logit shapes, the convolutions' multiply-accumulates per image, and
+torchvision's published figures where there are some (21 classes).
 """
 
 import json

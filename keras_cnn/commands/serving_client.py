@@ -1,17 +1,17 @@
 r"""Send photos to a running TensorFlow Serving over REST or gRPC and save what comes back.
 
-    python scripts/serving_client.py --rest http://localhost:8501 --model unet \
-        --size 32 --out client_out ../shared/data/cifar10-horse-train/0000.jpg
-    python scripts/serving_client.py --grpc localhost:8500 --model unet --bytes \
-        --out client_out ../shared/data/cifar10-horse-train/0000.jpg
+    keras-cnn serving-client --rest http://localhost:8501 --model unet \
+        --image-size 32 --input ../shared/data/cifar10-horse-train/0000.jpg --out-dir client_out
+    keras-cnn serving-client --grpc localhost:8500 --model unet --bytes \
+        --input ../shared/data/cifar10-horse-train/0000.jpg --out-dir client_out
 
-(`keras-cnn serving-client ...` is the same command.) By default the photos
-are decoded here and sent as uint8 pixels to the `serving_default` signature
-(with --size N: fitted to N x N first and sent in batches; without it: one
-request per photo at its own size). With --bytes the encoded files are sent as
-they are to `serving_bytes`, which decodes and fits them in the server. For
-each photo <out>/<stem>_colours.png (colourizer) or <out>/<stem>_mask.png
-(segmenter, class index scaled to 0..255) is written, as each reply comes.
+By default the photos are decoded here and sent as uint8 pixels to the
+`serving_default` signature (with --image-size N: fitted to N x N first and sent in
+batches; without it: one request per photo at its own size). With --bytes the
+encoded files are sent as they are to `serving_bytes`, which decodes and fits
+them in the server. For each photo <out-dir>/<stem>_colours.png (colourizer) or
+<out-dir>/<stem>_mask.png (segmenter, class index scaled to 0..255) is written, as
+each reply comes. A folder given to --input stands for the images in it.
 
 The model's signature is read from the server first, and every reply is
 checked against it and against what was sent (`clients.read_reply`): a reply
@@ -23,10 +23,12 @@ decoded (over REST, where every number is JSON text, that is a photo of about
 a megapixel or more; over gRPC only the colours or mask come back).
 """
 
+import argparse
 import os
+import sys
 import urllib.parse
 
-from keras_cnn import cli
+from keras_cnn import cli, vocabulary
 
 
 def _save_outputs(outputs, stems, out_dir, kind, classes):
@@ -93,13 +95,31 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--version", type=cli.at_least(1), default=None,
                         help="model version (default: the server's latest)")
     parser.add_argument("--bytes", action="store_true", help="send the encoded files to serving_bytes")
-    parser.add_argument("--size", type=cli.at_least(1), default=None,
-                        help="fit photos to SIZE x SIZE (centre crop) here and send them as one batch")
-    parser.add_argument("--out", required=True, help="folder for the result PNGs")
+    vocabulary.add_alias(parser, "--size", parser.add_argument(
+        "--image-size", dest="size", metavar="N", type=cli.at_least(1), default=None,
+        help="fit photos to N x N (centre crop) here and send them in batches"))
+    vocabulary.add_alias(parser, "--out", parser.add_argument(
+        "--out-dir", dest="out", metavar="DIR", required=True, help="folder for the result PNGs"))
     parser.add_argument("--timeout", type=cli.positive_float, default=60.0,
                         help="seconds per request (default: 60)")
-    parser.add_argument("images", nargs="+", help="photo files")
-    return parser.parse_args(argv)
+    parser.add_argument("--input", nargs="+", default=[], metavar="PATH",
+                        help="photo files and/or folders of photos")
+    # Photos given without --input: the old spelling, still read.
+    parser.add_argument("photos", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.photos:
+        print("warning: photos without --input are deprecated; use --input PHOTO ...", file=sys.stderr)
+    if not args.input + args.photos:
+        parser.error("the following arguments are required: --input")
+    args.images = _photos(args.input + args.photos)
+    return args
+
+
+def _photos(paths):
+    """The files of `paths`, a folder standing for the images in it."""
+    from keras_cnn.fileio import list_images
+
+    return [p for path in paths for p in (list_images(path) if os.path.isdir(path) else [path])]
 
 
 def _too_big(what, protocol, reply, request):
@@ -108,7 +128,7 @@ def _too_big(what, protocol, reply, request):
 
     sending = reply <= clients.MAX_REPLY_BYTES  # else the reply is what does not fit
     size, limit = (request, clients.MAX_MESSAGE_BYTES) if sending else (reply, clients.MAX_REPLY_BYTES)
-    hints = ["--size N to fit photos to N x N here", "--bytes to have the server fit them"]
+    hints = ["--image-size N to fit photos to N x N here", "--bytes to have the server fit them"]
     if protocol == "rest":
         hints.append("--grpc (its reply holds only the colours or mask, in binary)")
     return (f"{what} would take about {size / 2 ** 20:,.0f} MiB {'to send' if sending else 'to answer'} over "
@@ -127,7 +147,7 @@ def run(args):
         reason = check_image_file(path)
         if reason:
             raise UserError(f"{path}: {reason}")
-    check_output(args.out, "--out", "folder")
+    check_output(args.out, "--out-dir", "folder")
 
     import numpy as np
 
@@ -192,7 +212,7 @@ def run(args):
     elif args.size:
         square = (args.size, args.size)
         if not fits(sizes(1, square)):
-            raise UserError(_too_big(f"--size {args.size}: a photo of {args.size}x{args.size} pixels", protocol,
+            raise UserError(_too_big(f"--image-size {args.size}: a photo of {args.size}x{args.size} pixels", protocol,
                                      *sizes(1, square)))
         for group in _batches(pairs, lambda g: fits(sizes(len(g), square))):
             finish(send(images=np.stack([load_image(path, args.size) for _, path in group])), group)

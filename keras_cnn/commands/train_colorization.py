@@ -1,22 +1,21 @@
 r"""Train a colourization net (grey CIFAR-10 class in, palette colours out).
 
-    python scripts/train_colorization.py --preset cifar10_unet --run-dir runs/unet
-    python scripts/train_colorization.py --preset cifar10_unet --source folder \
+    keras-cnn train-colorization --preset cifar10_unet --run-dir runs/unet
+    keras-cnn train-colorization --preset cifar10_unet --dataset folder \
         --data-dir ../shared/data/cifar10-horse-train --run-dir runs/unet_folder
-    python scripts/train_colorization.py --run-dir runs/unet --resume   # continue a run
-    # pre-train on every CIFAR-10 class, then specialise on the horses (41 minutes on 2
-    # CPU cores; delta E 11.62 against cifar10_resunet's 11.66: docs/COLORIZATION_RESULTS.md)
-    python scripts/train_colorization.py --preset cifar10_all_resunet \
+    keras-cnn train-colorization --run-dir runs/unet --resume   # continue a run
+    # pre-train on every CIFAR-10 class, then specialise on the horses (41 minutes on 2 Intel
+    # Xeon cores; delta E 11.62 against cifar10_resunet's 11.66: docs/COLORIZATION_RESULTS.md)
+    keras-cnn train-colorization --preset cifar10_all_resunet \
         --data-dir ../shared/data/cifar10-train --run-dir runs/all_resunet
-    python scripts/train_colorization.py --preset cifar10_resunet_from_all \
+    keras-cnn train-colorization --preset cifar10_resunet_from_all \
         --data-dir ../shared/data/cifar10-train --base-model runs/all_resunet/best.keras \
         --run-dir runs/resunet_from_all
 
-(`keras-cnn train-colorization ...` is the same command.) Every field of
-ColorizationConfig is a flag and overrides the preset; --help shows the values
-of the preset given with --preset. The run folder gets config.json,
-palette.npy, best.keras, last.keras, history.csv, logs/ (TensorBoard), plots/
-and metrics.json.
+Every field of ColorizationConfig is a flag and overrides the preset (flag
+names: docs/CLI.md); --help shows the values of the preset given with
+--preset. The run folder gets config.json, palette.npy, best.keras,
+last.keras, history.csv, logs/ (TensorBoard), plots/ and metrics.json.
 """
 
 from keras_cnn import cli

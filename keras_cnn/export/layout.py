@@ -391,7 +391,7 @@ def export_model(servable, root, name, formats=FORMATS, version=None, representa
         if representative is not None and len(representative) == 0:
             raise UserError("int8 export needs representative images, but the representative dataset is empty")
         images_source = (servable.images_dir
-                         or f"the run's validation images ({servable.source.get('run_dir', '?')})")
+                         or f"the run's validation images ({(servable.source or {}).get('run', '?')})")
         summary = {"name": name, "version": version, "formats": list(formats)}
         if want_sm:
             sm_tmp = os.path.join(build, "saved_model")

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from keras_cnn import full_size
+from keras_cnn.colorization import palette_values
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_json
 
@@ -137,11 +138,73 @@ def predict_probabilities(interpreter, images):
     return softmax(predict(interpreter, images)["logits"])
 
 
+def _is_count(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def metadata_problem(meta):
+    """None if `meta` is export metadata whose fields make sense, else what is wrong (NumPy only).
+
+    Checked: the application, the input size, and what each application
+    decodes with: a colourizer's palette (`palette_values.problem`), decoding,
+    temperature and receptive radius; a segmenter's classes. A segmenter's
+    metadata holding a palette is a colourizer's metadata with its
+    application changed.
+    """
+    application = meta.get("application")
+    if application not in ("colorization", "segmentation"):
+        return f"\"application\" must be \"colorization\" or \"segmentation\", got {str(application)[:40]!r}"
+    size = meta.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_count(n, 1) for n in size)):
+        return f"\"input_size\" must be two whole numbers >= 1, got {str(size)[:40]}"
+    palette = meta.get("palette")
+    if application == "segmentation":
+        if palette is not None or "decode" in meta:
+            return ("says \"segmentation\" but holds a palette and a colour decoding: it is a colourizer's "
+                    "metadata")
+        if "num_classes" in meta and not _is_count(meta["num_classes"], 2):
+            return f"\"num_classes\" must be a whole number >= 2, got {str(meta['num_classes'])[:40]}"
+        names = meta.get("class_names")
+        if names is not None and not (isinstance(names, list) and len(names) >= 2
+                                      and all(isinstance(n, str) for n in names)):
+            return "\"class_names\" must be a list of at least 2 names"
+        return None
+    if not isinstance(palette, dict) or palette.get("space") not in ("rgb", "ab") \
+            or not isinstance(palette.get("colours"), list):
+        return ("says \"colorization\" but has no palette "
+                "(\"palette\": {\"space\": \"rgb\" or \"ab\", \"colours\": [...]})")
+    try:
+        colours = np.asarray(palette["colours"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return "\"palette\" \"colours\" must be a list of colours, each a list of numbers"
+    if colours.ndim != 2 or colours.shape[1] != (3 if palette["space"] == "rgb" else 2):
+        return f"\"palette\" \"colours\" must be (K, {3 if palette['space'] == 'rgb' else 2}) for space " \
+               f"{palette['space']!r}, got shape {colours.shape}"
+    wrong = palette_values.problem(colours)
+    if wrong:
+        return wrong
+    decode = meta.get("decode", "argmax")
+    if decode not in ("argmax", "annealed"):
+        return f"\"decode\" must be \"argmax\" or \"annealed\", got {str(decode)[:40]!r}"
+    temperature = meta.get("temperature")
+    if decode == "annealed" and not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+                                     and np.isfinite(temperature) and temperature > 0):
+        return f"\"temperature\" must be a finite number > 0, got {str(temperature)[:40]}"
+    radius = meta.get("receptive_radius")
+    if radius is not None and not _is_count(radius):
+        return f"\"receptive_radius\" must be a whole number of pixels >= 0 or null, got {str(radius)[:40]}"
+    return None
+
+
 def read_metadata(path):
-    """The `metadata.json` written beside the `.tflite` files."""
+    """The `metadata.json` written beside the `.tflite` files, its fields checked (`metadata_problem`)."""
     meta = read_json(path, "export metadata")
-    if not isinstance(meta, dict) or meta.get("application") not in ("colorization", "segmentation"):
-        raise UserError(f"{path}: not a keras_cnn export metadata file")
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: not a keras_cnn export metadata file (not a JSON object)")
+    problem = metadata_problem(meta)
+    if problem:
+        raise UserError(f"{path}: not usable export metadata: {problem}; pass --metadata of the export "
+                        "this model came from")
     return meta
 
 
@@ -174,6 +237,10 @@ def check_metadata(interpreter, meta, model_path="TFLite model", metadata_path="
     size = meta.get("input_size")
     classes = metadata_classes(meta)
     problems = []
+    # Only a colourizer's graph decodes colours; a segmenter's metadata on it would write a "mask" of them.
+    if "colours" in outputs and meta.get("application") != "colorization":
+        problems.append("the model is a colourizer (it outputs colours), the metadata says "
+                        f"{meta.get('application')}")
     if not (isinstance(size, list) and len(size) == 2) or len(inp) != 4 or [int(inp[1]), int(inp[2])] != size:
         said = "x".join(map(str, size)) if isinstance(size, list) else repr(size)
         problems.append(f"the model takes {'x'.join(str(int(d)) for d in inp[1:3])} images, the metadata says {said}")

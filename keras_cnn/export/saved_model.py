@@ -13,12 +13,12 @@ endpoints into a SavedModel); the metadata goes to `assets.extra/`, the folder
 the SavedModel format reserves for files the graph does not load.
 """
 
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn import state_files
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_json
 
@@ -57,10 +57,11 @@ def write_saved_model(servable, path):
 
 
 def write_metadata(path, metadata):
+    """Writes the export metadata as JSON; a NaN or infinity in it is a one-line `UserError`, not bare NaN."""
+    text = state_files.json_text(metadata, path, "export metadata")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(metadata, f, indent=2)
-        f.write("\n")
+        f.write(text)
 
 
 def read_metadata(export_dir):

@@ -29,7 +29,6 @@ float32, op list, agreement with the Keras model and the task metrics of both
 against the truth (delta E, IoU), and the targets of docs/TFLITE.md judged.
 """
 
-import json
 import os
 import tempfile
 import time
@@ -38,7 +37,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn import hardware
+from keras_cnn import hardware, state_files
 from keras_cnn.errors import UserError
 from keras_cnn.export import litert_runtime
 from keras_cnn.export.saved_model import IMAGES_KEY
@@ -440,16 +439,17 @@ def export_tflite(servable, variants, out_dir, name, check_images, representativ
         if variant not in FLOAT_CHECKS:
             rep["latency_target"] = {"judged": latency_judged, "why": latency_why}
         rep["targets"] = judge(rep, servable.application, reference_scores, latency_judged)
-        with open(os.path.join(out_dir, f"{name}_{variant}_report.json"), "w") as f:
-            json.dump(rep, f, indent=2)
-            f.write("\n")
+        report_path = os.path.join(out_dir, f"{name}_{variant}_report.json")
+        with open(report_path, "w") as f:
+            # A measurement that is not finite is no value: null, not the bare NaN JSON has no word for.
+            f.write(state_files.json_text(rep, report_path, "TFLite report", nulls=True))
         log(summary_line(rep))
         kept = rep["targets"].get("argmax_agreement")
         if variant == "int8" and kept and not kept["met"] and servable.application == "colorization" \
                 and "int8_finetune" not in (servable.source or {}):
-            run_dir = (servable.source or {}).get("run_dir", "RUN")
+            run_dir = getattr(servable, "run_dir", None) or "RUN"
             log(f"  int8 keeps {100 * kept['value']:.1f}% of the decisions after training alone; "
-                f"scripts/finetune_int8.py --run-dir {run_dir} --out-dir {run_dir}_int8 fine-tunes the model "
+                f"keras-cnn finetune-int8 --run-dir {run_dir} --out-dir {run_dir}_int8 fine-tunes the model "
                 "for its int8 file (about 97-98% on the shared horses), then export that run")
         reports[variant] = rep
     line = latency_line(reports, latency_judged, latency_why)

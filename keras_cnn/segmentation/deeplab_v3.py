@@ -195,6 +195,11 @@ class DeepLabV3Segmenter(keras.Model):
         (DeepLabV3+), arXiv:1802.02611.
     """
 
+    # The fine-tuning mode `set_finetune_mode` last set (None: every layer trains). It is part of the
+    # saved config, so a loaded checkpoint trains the same weights as the run that wrote it and its
+    # optimizer state fits them (Keras otherwise skips it with a warning on `load_model`).
+    finetune = None
+
     def __init__(self, backbone, num_classes, aspp_rates=None, aspp_channels=256, dropout=0.5,
                  preprocessing=None, low_level_channels=0, **kwargs):
         if num_classes < 1:
@@ -282,7 +287,6 @@ class DeepLabV3Segmenter(keras.Model):
 
         from keras_cnn import config
         from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
-        from keras_cnn.segmentation.task import build_segmenter
 
         if os.path.isfile(config.config_path(preset)):
             return cls.from_run(preset, **overrides)
@@ -307,13 +311,18 @@ class DeepLabV3Segmenter(keras.Model):
             "dropout": self.dropout,
             "preprocessing": self.preprocessing,
             "low_level_channels": self.low_level_channels,
+            "finetune": self.finetune,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        finetune = config.pop("finetune", None)
+        model = cls(**config)
+        if finetune:
+            set_finetune_mode(model, finetune)
+        return model
 
 
 # Layers each fine-tuning mode trains; everything else is frozen. A frozen
@@ -339,11 +348,15 @@ def set_finetune_mode(model, mode):
     # weights at all, whatever its layers say.
     model.trainable = True
     for layer in model.layers:
-        layer.trainable = trained is None or layer.name in trained
+        # Every nested layer by name: a backbone rebuilt from its config (a loaded checkpoint) does not
+        # pass its own flag down to its layers.
+        for sub in layer._flatten_layers(include_self=True):
+            sub.trainable = trained is None or layer.name in trained
     if mode == "all_frozen_bn":
         for layer in model.backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+    model.finetune = mode
 
 
 def rebuild(model, num_classes=None, image_size=None, source=""):
@@ -396,3 +409,44 @@ def flip_averaged(model):
     tta.preprocessing = model.preprocessing
     tta.flip_tta = True
     return tta
+
+
+def _rates(cfg):
+    if not cfg.aspp_rates:
+        return None
+    try:
+        return tuple(int(r) for r in cfg.aspp_rates.split(","))
+    except ValueError:
+        raise UserError(f"aspp_rates must be integers like '6,12,18', got {cfg.aspp_rates!r}") from None
+
+
+def build_segmenter(cfg):
+    """A new DeepLabV3 from `cfg` (a `SegmentationConfig`), or `cfg.base_model` adapted to it."""
+    from keras_cnn.segmentation.registry import make_backbone
+    from keras_cnn.training.saving import load_model
+
+    preprocessing = None if cfg.preprocessing == "auto" else cfg.preprocessing
+    size = (cfg.image_size, cfg.image_size)
+    if cfg.base_model:
+        base = load_model(cfg.base_model)
+        if not isinstance(base, DeepLabV3Segmenter):
+            raise UserError(f"{cfg.base_model}: not a DeepLabV3 segmenter of this project "
+                            f"(it is a {type(base).__name__})")
+        if not cfg.new_head and cfg.num_classes > base.num_classes:
+            raise UserError(f"{cfg.base_model}: the model predicts {base.num_classes} classes but "
+                            f"num_classes={cfg.num_classes}; pass --new-head to replace its classifier")
+        num_classes = cfg.num_classes if cfg.new_head else base.num_classes
+        model = rebuild(base, num_classes=num_classes, image_size=size, source=cfg.base_model)
+        if preprocessing and preprocessing != model.preprocessing:
+            raise UserError(f"{cfg.base_model}: was trained with {model.preprocessing!r} "
+                            f"preprocessing, not {preprocessing!r}")
+        return model
+    if cfg.finetune == "head":
+        raise UserError("finetune=head trains only the new classifier, so it needs a trained "
+                        "segmenter to start from: pass --base-model PATH.keras "
+                        "(or --finetune decoder/all)")
+    backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.output_stride, cfg.backbone_weights)
+    return DeepLabV3Segmenter(backbone, cfg.num_classes, aspp_rates=_rates(cfg),
+                              aspp_channels=cfg.aspp_channels, dropout=cfg.dropout,
+                              preprocessing=preprocessing, low_level_channels=cfg.low_level_channels,
+                              name="deeplab_v3")

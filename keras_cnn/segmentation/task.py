@@ -16,16 +16,15 @@ import time
 import keras
 import numpy as np
 
-from keras_cnn import plots, state_files, tasks, training
+from keras_cnn import plots, state_files, tasks
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_write_text
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
-from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, flip_averaged, rebuild, set_finetune_mode
+from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, build_segmenter, flip_averaged, set_finetune_mode
 from keras_cnn.segmentation.evaluate import evaluate, evaluate_full_size, majority_baseline
 from keras_cnn.segmentation.metrics import segmentation_loss, segmentation_metrics
 from keras_cnn.segmentation.predict import predict_labels
-from keras_cnn.segmentation.registry import make_backbone
 from keras_cnn.training.optimizers import scale_learning_rate
 
 MONITOR = "val_fg_iou"
@@ -67,44 +66,6 @@ def load_data(cfg, splits=("train", "validation")):
         if all_splits.get(split):
             data_lib.check_pairs(all_splits[split], decoder)
     return SegmentationData(all_splits, decoder)
-
-
-def _rates(cfg):
-    if not cfg.aspp_rates:
-        return None
-    try:
-        return tuple(int(r) for r in cfg.aspp_rates.split(","))
-    except ValueError:
-        raise UserError(f"aspp_rates must be integers like '6,12,18', got {cfg.aspp_rates!r}") from None
-
-
-def build_segmenter(cfg):
-    """A new DeepLabV3 from `cfg`, or `cfg.base_model` adapted to it."""
-    preprocessing = None if cfg.preprocessing == "auto" else cfg.preprocessing
-    size = (cfg.image_size, cfg.image_size)
-    if cfg.base_model:
-        base = training.load_model(cfg.base_model)
-        if not isinstance(base, DeepLabV3Segmenter):
-            raise UserError(f"{cfg.base_model}: not a DeepLabV3 segmenter of this project "
-                            f"(it is a {type(base).__name__})")
-        if not cfg.new_head and cfg.num_classes > base.num_classes:
-            raise UserError(f"{cfg.base_model}: the model predicts {base.num_classes} classes but "
-                            f"num_classes={cfg.num_classes}; pass --new-head to replace its classifier")
-        num_classes = cfg.num_classes if cfg.new_head else base.num_classes
-        model = rebuild(base, num_classes=num_classes, image_size=size, source=cfg.base_model)
-        if preprocessing and preprocessing != model.preprocessing:
-            raise UserError(f"{cfg.base_model}: was trained with {model.preprocessing!r} "
-                            f"preprocessing, not {preprocessing!r}")
-        return model
-    if cfg.finetune == "head":
-        raise UserError("finetune=head trains only the new classifier, so it needs a trained "
-                        "segmenter to start from: pass --base-model PATH.keras "
-                        "(or --finetune decoder/all)")
-    backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.output_stride, cfg.backbone_weights)
-    return DeepLabV3Segmenter(backbone, cfg.num_classes, aspp_rates=_rates(cfg),
-                              aspp_channels=cfg.aspp_channels, dropout=cfg.dropout,
-                              preprocessing=preprocessing, low_level_channels=cfg.low_level_channels,
-                              name="deeplab_v3")
 
 
 def make_optimizer(cfg, learning_rate, total_steps, model=None):
@@ -207,7 +168,7 @@ class SegmentationTask(tasks.Task):
         set_finetune_mode(model, cfg.finetune)
         steps = self.steps_per_epoch(data, runtime)
         compile_segmenter(model, make_optimizer(cfg, runtime.learning_rate, steps * cfg.epochs, model),
-                          jit_compile=cfg.jit_compile)
+                          jit_compile=runtime.jit_compile)
         return model
 
     @staticmethod
@@ -308,19 +269,6 @@ class SegmentationTask(tasks.Task):
         if images.ndim == 3:
             return predict_labels(model, images)
         return np.stack([predict_labels(model, image) for image in images])
-
-    def servable(self, run, checkpoint="best", image_size=None, images_dir=None, class_names=None,
-                 flip_tta=False):
-        from keras_cnn.export.servable import SegmenterServable
-
-        model = run.load_model(checkpoint)
-        if image_size and image_size != model.image_size[0]:
-            raise UserError(f"a segmenter exports at its own input size {model.image_size[0]}, "
-                            f"not --image-size {image_size}")
-        source = {"run_dir": os.path.abspath(run.run_dir), "checkpoint": f"{checkpoint}.keras"}
-        # Only the photos are needed for calibration and checks; skip checking every mask.
-        return SegmenterServable(model, run.config, class_names, source, images_dir,
-                                 data_loader=lambda: self.load_data(run.config, splits=()), flip_tta=flip_tta)
 
 
 TASK = SegmentationTask()

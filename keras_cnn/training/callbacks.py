@@ -41,6 +41,12 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
             self._opened = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None:
+            # The columns Keras is about to write (its CSVLogger's rule) must be those the file has.
+            keys = sorted(logs or {})
+            if not any(k.startswith("val_") for k in keys):
+                keys += [f"val_{k}" for k in keys]
+            state_files.check_history_columns(self.run_dir, ["epoch"] + keys)
         try:
             super().on_epoch_end(epoch, logs)
         except OSError as e:  # a full disk: write() names no file
@@ -159,7 +165,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                                 f"delete {self.backup_dir} to restart the run from its beginning") from None
         epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
         variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer else [])
-        epoch, step = distribute.broadcast_from_chief(model.distribute_strategy, variables, (epoch, step))
+        epoch, step = distribute.broadcast_from_chief(distribute.model_strategy(model), variables, (epoch, step))
         self.restored = (epoch, step) if (epoch or step) else None
         if self.restored:
             # Epochs and steps counted from 1, as Keras' progress lines do.
@@ -309,8 +315,8 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from keras_cnn import multiworker_fix
 
-        strategy = self.model.distribute_strategy
-        self._sync = strategy if multiworker_fix.is_multi_worker(strategy) else None
+        strategy = distribute.model_strategy(self.model)
+        self._sync = strategy if strategy is not None and multiworker_fix.is_multi_worker(strategy) else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

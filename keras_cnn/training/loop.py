@@ -1,7 +1,7 @@
-"""`fit`: `model.fit` with the standard callbacks, on any strategy.
+"""`fit`: `model.fit` with the standard callbacks, on any backend and strategy.
 
-The caller builds and compiles the model inside the strategy's scope
-(`setup_runtime` gives the strategy). Resuming: run the same command again
+The caller builds and compiles the model inside `runtime.scope()`
+(`setup_runtime` gives the runtime). Resuming: run the same command again
 with `--resume`; `RunBackup` restores the last backup and training goes on
 from there. SIGTERM and SIGINT stop training after the running step, backed
 up (`StopOnSignal`); a non-finite loss stops it with a `UserError`
@@ -40,7 +40,9 @@ def fit(model, train_ds, val_ds, epochs, run_dir, monitor="val_loss", mode="min"
     """
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    if sync_batchnorm and model.distribute_strategy.num_replicas_in_sync > 1:
+    # On JAX a data-parallel step is one program over the global batch: BatchNorm is synchronised already.
+    strategy = distribute.model_strategy(model)
+    if sync_batchnorm and strategy is not None and strategy.num_replicas_in_sync > 1:
         distribute.sync_batchnorm(model)
     callbacks = standard_callbacks(run_dir, monitor, mode, backup_every_steps, chief, log)
     backup = next(c for c in callbacks if isinstance(c, RunBackup))

@@ -1,10 +1,12 @@
 """Loading `.keras` files of this package with one-line errors."""
 
 import os
+import zipfile
 
 import keras
 
 from keras_cnn.errors import UserError
+from keras_cnn.zip_bounds import check_archive
 
 
 def load_model(path):
@@ -17,12 +19,22 @@ def load_model(path):
     weights as they deserialise, all trainable (frozen layers are a training
     choice, not part of the architecture), and Keras warns "Skipping variable
     loading for optimizer" for every model fine-tuned with frozen layers.
+
+    Keras reads the archive's members into memory whole, so what they unpack
+    to is checked first (`keras_cnn.zip_bounds`): a file padded with
+    gigabytes of zeros is one line, not gigabytes of memory.
     """
     from keras_cnn import register_keras_objects
 
     register_keras_objects()
     if not os.path.exists(path):
         raise UserError(f"{path}: model file does not exist")
+    if zipfile.is_zipfile(path):  # anything else Keras refuses in its own words below
+        try:
+            with zipfile.ZipFile(path) as archive:
+                check_archive(archive, path, "model file")
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise UserError(f"{path}: cannot load model (not a whole .keras zip archive: {e})") from None
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive

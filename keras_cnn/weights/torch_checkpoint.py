@@ -25,6 +25,14 @@ and torch dtypes (which only carry a NumPy dtype). Anything else is refused
 with a one-line `UserError` naming the file. Once every storage's bytes are
 read, each placeholder becomes a C-contiguous NumPy array in the checkpoint's
 dtype (bfloat16 through `ml_dtypes`, which Keras depends on).
+
+Sizes are checked before memory is taken for them: a zip archive's members
+may unpack to at most what `keras_cnn.zip_bounds` allows and the object
+pickle to `MAX_PICKLE_BYTES`; every storage must hold the bytes its record
+declares; and the tensors together may take at most `MAX_TENSOR_EXPANSION`
+times the bytes stored for them plus `SMALL_TENSOR_BYTES` (tied weights share
+a storage; a tensor whose strides repeat its storage's elements, such as a
+stride-0 50000 x 50000 view of one float, would need more).
 """
 
 import collections
@@ -39,9 +47,16 @@ import zipfile
 import numpy as np
 
 from keras_cnn.errors import UserError
+from keras_cnn.zip_bounds import check_archive
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+
+# The object pickle of a state dict (ResNet-101's is about 100 KB).
+MAX_PICKLE_BYTES = 64 * 2**20
+# The arrays made from a checkpoint, against the storage bytes it holds for them.
+MAX_TENSOR_EXPANSION = 2
+SMALL_TENSOR_BYTES = 16 * 2**20
 
 
 def _bfloat16():
@@ -291,7 +306,23 @@ def _state_dict_of(obj):
     raise _Malformed(f"holds a {type(obj).__name__}, not a state dict of tensors")
 
 
+def _tensor_bytes(ref):
+    dtype = ref.dtype if ref.dtype is not None else ref.storage.dtype
+    return math.prod(ref.size) * dtype.itemsize
+
+
 def _materialise(state_dict, raw):
+    # Before any array is made: what the tensors will take, against what the file stores for them.
+    stored = sum(len(data) for data in raw.values())
+    wanted = sum(_tensor_bytes(ref) for ref in state_dict.values())
+    limit = MAX_TENSOR_EXPANSION * stored + SMALL_TENSOR_BYTES
+    if wanted > limit:
+        name, ref = max(state_dict.items(), key=lambda item: _tensor_bytes(item[1]))
+        raise _Malformed(
+            f"its tensors would take {wanted:,} bytes from {stored:,} stored ({name!r}: shape "
+            f"{'x'.join(map(str, ref.size)) or 'scalar'}, stride {ref.stride}), over the {limit:,} allowed "
+            f"({MAX_TENSOR_EXPANSION} times the stored bytes plus {SMALL_TENSOR_BYTES // 2**20} MB); "
+            "refusing before reading them")
     return collections.OrderedDict((k, _tensor_array(v, raw)) for k, v in state_dict.items())
 
 
@@ -303,6 +334,7 @@ def _read_zip(path):
     except (zipfile.BadZipFile, OSError) as e:
         raise _Malformed(f"truncated or corrupt zip archive ({e})") from None
     with archive:
+        check_archive(archive, path, "checkpoint")
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if not pickles:
@@ -310,9 +342,15 @@ def _read_zip(path):
         prefix = pickles[0][:-len("data.pkl")]
         order = "little"
         if prefix + "byteorder" in names:
+            if archive.getinfo(prefix + "byteorder").file_size > 16:
+                raise _Malformed(f"{prefix}byteorder is not \"little\" or \"big\"")
             order = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
             if order not in ("little", "big"):
                 raise _Malformed(f"unknown byte order {order!r}")
+        pickle_size = archive.getinfo(prefix + "data.pkl").file_size
+        if pickle_size > MAX_PICKLE_BYTES:
+            raise _Malformed(f"{prefix}data.pkl unpacks to {pickle_size:,} bytes, over the "
+                             f"{MAX_PICKLE_BYTES // 2**20} MB a state dict's pickle may have")
         obj, storages = _unpickle(io.BytesIO(archive.read(prefix + "data.pkl")))
         state_dict = _state_dict_of(obj)
         used = {ref.storage.key for ref in state_dict.values()}
@@ -327,7 +365,8 @@ def _read_zip(path):
             if have < need:
                 raise _Malformed(f"storage {key} is short: {have} bytes for {storage.numel} "
                                  f"elements of {storage.dtype.name}")
-            raw[key] = archive.read(member)
+            with archive.open(member) as f:
+                raw[key] = f.read(need)  # whatever follows is not the storage's
         if order == "big":
             state_dict = _with_byte_order(state_dict, ">")
         return _materialise(state_dict, raw)
@@ -427,6 +466,8 @@ def load_torch_state_dict(path):
         if head == b"PK\x03\x04":
             return _read_zip(path)
         return _read_legacy(path)
+    except UserError:  # the archive's bounds (keras_cnn.zip_bounds) name the file already
+        raise
     except _Refused as e:
         raise UserError(f"{path}: refusing a pickle that asks for {e} (only tensors, storages "
                         "and plain containers are allowed; nothing was run)") from None

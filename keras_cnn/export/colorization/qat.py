@@ -17,10 +17,9 @@ randomly flipped as in training:
 The activation ranges follow the weights: they are re-calibrated at the
 start of each epoch on the images export calibrates on, as export will.
 Afterwards the Keras model, its SavedModel and every TFLite file carry the
-same new weights (`scripts/finetune_int8.py` writes them as a new run).
+same new weights (`keras-cnn finetune-int8` writes them as a new run).
 """
 
-import json
 import os
 import shutil
 import time
@@ -49,7 +48,7 @@ def default_consistency(servable):
 
 def check_servable(servable):
     """A `UserError` unless `servable` is a colourizer whose int8 graph can be simulated."""
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     if servable.application != "colorization":
         raise UserError("quantisation-aware fine-tuning is for colourizers; a segmenter's int8 file already "
@@ -68,7 +67,7 @@ def logits_range(servable, representative):
 
 def calibrated_simulation(servable, representative):
     """An `Int8Simulation` of the servable's current weights, calibrated as export calibrates."""
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     sim = int8_graph.Int8Simulation()
     sim.calibrate(servable.model, representative, logits_range(servable, representative))
@@ -79,7 +78,7 @@ def simulated_agreement(servable, sim, images, batch=100):
     """Fraction of pixels where the simulated int8 argmax equals the Keras model's, on uint8 `images`."""
     import tensorflow as tf
 
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     same = 0
     for i in range(0, len(images), batch):
@@ -110,7 +109,7 @@ def finetune(servable, representative, epochs=DEFAULT_EPOCHS, learning_rate=DEFA
     import keras
     import tensorflow as tf
 
-    from keras_cnn.export import int8_graph
+    from keras_cnn.export.colorization import int8_graph
 
     check_servable(servable)
     if consistency is None:
@@ -181,6 +180,7 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
 
     The folder appears whole or not at all. Returns what `int8_finetune.json` records.
     """
+    from keras_cnn import state_files
     from keras_cnn.colorization.task import PALETTE_FILE
     from keras_cnn.config import config_path, save_config
     from keras_cnn.fileio import atomic_path
@@ -213,5 +213,5 @@ def finetune_run(servable, run_dir, out_dir, epochs=DEFAULT_EPOCHS, learning_rat
         # Both checkpoints, so every command's --checkpoint finds the fine-tuned model.
         shutil.copy2(os.path.join(tmp, "best.keras"), os.path.join(tmp, "last.keras"))
         with open(os.path.join(tmp, RECORD_FILE), "w") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
+            f.write(state_files.json_text(result, os.path.join(out_dir, RECORD_FILE), "int8 fine-tuning record"))
     return result

@@ -41,7 +41,7 @@ TensorFlow on the model's own variables: every tensor the file quantises
 (each materialised op output above, in walk order) fake-quantised at ranges
 calibrated on the same images as the converter's, each conv kernel rounded
 per output channel to int8, straight-through gradients. Quantisation-aware
-fine-tuning (`keras_cnn.export.qat`) trains through it.
+fine-tuning (`keras_cnn.export.colorization.qat`) trains through it.
 """
 
 import keras

@@ -1,0 +1,19 @@
+"""Export adapter of the segmentation application: `from_run` makes a run's `SegmenterServable`."""
+
+from keras_cnn.errors import UserError
+from keras_cnn.export.servable import run_source
+
+
+def from_run(run, checkpoint="best", image_size=None, images_dir=None, class_names=None, flip_tta=False):
+    """The `SegmenterServable` of a segmentation `Run`, at the model's own input size."""
+    from keras_cnn.export.segmentation.servable import SegmenterServable
+
+    model = run.load_model(checkpoint)
+    if image_size and image_size != model.image_size[0]:
+        raise UserError(f"a segmenter exports at its own input size {model.image_size[0]}, "
+                        f"not --image-size {image_size}")
+    # Only the photos are needed for calibration and checks; skip checking every mask.
+    servable = SegmenterServable(model, run.config, class_names, run_source(run, checkpoint), images_dir,
+                                 data_loader=lambda: run.task.load_data(run.config, splits=()), flip_tta=flip_tta)
+    servable.run_dir = run.run_dir
+    return servable
