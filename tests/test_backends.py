@@ -230,5 +230,41 @@ def test_effnet_unet_on_every_backend(tmp_path):
     on_every_backend(tmp_path, ("effnet_unet",))
 
 
+NO_TENSORFLOW = """
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError("no TensorFlow on this machine")
+sys.meta_path.insert(0, Refuse())
+import keras, numpy as np
+import keras_cnn
+from keras_cnn.colorization import Colorizer, EffNetUNet, Palette, PixelCrossEntropy, ResUNet, UNet, grey  # noqa
+from keras_cnn.colorization.color import colour_errors
+from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
+from keras_cnn.segmentation.metrics import segmentation_loss, segmentation_metrics
+from keras_cnn.segmentation.registry import make_backbone  # EfficientNet-Lite and every backbone
+images = np.random.RandomState(0).randint(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+model = Colorizer(UNet(num_filters=4, num_colours=5))
+model.compile("adam", PixelCrossEntropy())
+model.fit(images, np.zeros((2, 8, 8), np.uint8), verbose=0)
+palette = Palette(np.random.RandomState(0).uniform(0, 1, (5, 3)))
+colours = palette.decode(keras.ops.convert_to_numpy(model(images)), grey(images, "numpy"), xp="numpy")
+colour_errors(images, colours, "numpy")
+segmenter = DeepLabV3Segmenter(make_backbone("tiny", 32, 8), 2, aspp_channels=8)
+segmenter.compile("adam", segmentation_loss(), metrics=segmentation_metrics(2))
+assert not any(name.split(".")[0] == "tensorflow" for name in sys.modules)
+"""
+
+
+def test_models_losses_metrics_and_colour_maths_need_no_tensorflow():
+    """A GPU machine may have Keras and JAX but no TensorFlow: the models train there all the same."""
+    env = {**os.environ, "KERAS_BACKEND": "jax",
+           "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
 if __name__ == "__main__":
     run_checks(sys.argv[1], sys.argv[2] or None, sys.argv[3], sys.argv[4] == "1")
