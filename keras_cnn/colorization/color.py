@@ -115,7 +115,8 @@ def psnr(rgb_true, rgb_pred, xp="tensorflow"):
     """PSNR in dB per image (..., H, W, C) -> (...), for images in [0, 1]; at most `MAX_PSNR` (identical images)."""
     xp = namespace(xp)
     mse = xp.mean(xp.square(xp.cast(rgb_true, "float32") - xp.cast(rgb_pred, "float32")), axis=(-3, -2, -1))
-    return -10.0 * xp.log10(xp.maximum(mse, 10.0 ** (-MAX_PSNR / 10)))
+    # The floor keeps log10 finite (and NumPy quiet); the cap makes it exactly MAX_PSNR.
+    return xp.minimum(-10.0 * xp.log10(xp.maximum(mse, 1e-30)), MAX_PSNR)
 
 
 def colour_errors(true_uint8, pred_uint8, xp="tensorflow"):
