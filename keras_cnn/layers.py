@@ -71,7 +71,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class Cropping2D(keras.layers.Cropping2D):
-    """`keras.layers.Cropping2D` (channels last) as `keras.ops.slice` (on TensorFlow `tf.slice`, whose gradient is a cheap `Pad`)."""
+    """`keras.layers.Cropping2D` (channels last) as `keras.ops.slice`: `tf.slice` on TensorFlow (a `Pad` gradient)."""
 
     def call(self, inputs):
         if self.data_format != "channels_last" or len(inputs.shape) != 4:

@@ -109,7 +109,7 @@ def _colour_maths():
 
 
 def _resize_check(out_dir, backend):
-    """`BilinearResize` (EffNetUNet's decoder; `tf.image.resize` on TensorFlow, `keras.ops` elsewhere) on fixed input."""
+    """`BilinearResize` (`tf.image.resize` on TensorFlow, `keras.ops` elsewhere) on fixed input."""
     from keras import ops
 
     from keras_cnn.colorization.effnet_unet import BilinearResize

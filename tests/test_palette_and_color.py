@@ -8,9 +8,9 @@ import tensorflow as tf
 from skimage import color as skcolor
 
 from keras_cnn.colorization import color
-from keras_cnn.colorization.preprocessing import ColorizerInput, downsize
 from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette, save_palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
+from keras_cnn.colorization.preprocessing import ColorizerInput, downsize
 from keras_cnn.errors import UserError
 
 RNG = np.random.RandomState(0)

@@ -30,7 +30,8 @@ class _Totals:
 
 
 def evaluation_step(model, palette, decode="argmax", temperature=0.38):
-    """The per-batch step of `evaluate`: (uint8 images, labels) -> sums of cross-entropy, correct pixels, delta E and PSNR.
+    """The per-batch step of `evaluate`: (uint8 images, labels) -> sums of cross-entropy, correct pixels,
+    delta E and PSNR.
 
     In `keras.ops`, so it runs on every backend. On TensorFlow it is a
     `tf.function`, made once and reused (it is traced only once); on JAX and
