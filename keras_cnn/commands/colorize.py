@@ -29,12 +29,16 @@ def parse_args(argv=None, prog=None):
 def run(args):
     from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.config import load_run_config
-    from keras_cnn.fileio import check_input, check_output
+    from keras_cnn.fileio import check_input, check_output, image_inputs, output_paths
 
     # === Checks: before TensorFlow is imported or anything is written ===
     load_run_config(ColorizationConfig, args.run_dir)
     check_input(args.input, "--input", "file or folder")
     check_output(args.out_dir, "--out-dir", "folder")
+    # Every output is planned first: none replaces an input, a run's file or anything but a regular
+    # file, and no two photos write the same name (NAME_color.png, NAME_compare.png).
+    photos = image_inputs([args.input])
+    output_paths(photos, args.out_dir, ("color",) if args.no_compare else ("color", "compare"))
 
     from keras_cnn.colorization.predict import colorize_files
     from keras_cnn.tasks import open_run
@@ -45,7 +49,7 @@ def run(args):
                              args.decode or cfg.decode,
                              cfg.temperature if args.temperature is None else args.temperature,
                              compare=not args.no_compare)
-    print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
+    print(f"wrote {len(written)} PNG(s) to {args.out_dir} ({len(photos)} photo(s))")
 
 
 def main(argv=None, prog=None):

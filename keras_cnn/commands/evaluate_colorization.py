@@ -54,6 +54,7 @@ def run(args):
     else:
         check_input_paths(cfg)
     if args.out:
+        # Never a file of the run (`--out RUN/config.json`) nor an input.
         check_output(args.out, "--out", "file")
     if args.activations_dir:
         check_output(args.activations_dir, "--activations-dir", "folder")

@@ -118,7 +118,7 @@ def _too_big(what, protocol, reply, request):
 
 def run(args):
     from keras_cnn.errors import UserError
-    from keras_cnn.fileio import check_image_file, check_input, check_output
+    from keras_cnn.fileio import check_image_file, check_input, check_output, output_paths
 
     # === Checks: before anything is sent or written ===
     check_address(args)
@@ -128,6 +128,10 @@ def run(args):
         if reason:
             raise UserError(f"{path}: {reason}")
     check_output(args.out, "--out", "folder")
+    # Every output is planned before anything is sent: none replaces an input or anything but a regular
+    # file, and no two photos write the same name (a/x.jpg and b/x.jpg, or x.jpg and x.png). Both names
+    # a photo may get are checked, as the server says which it is only later.
+    output_paths(args.images, args.out, ("colours", "mask"), "--out")
 
     import numpy as np
 

@@ -39,7 +39,7 @@ def run(args):
     check_input(args.model, "--model", "file")  # (rt.read_photo checks --image)
     metadata = args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)), "metadata.json")
     check_input(metadata, "--metadata", "file")
-    check_output(args.out, "--out", "file")
+    check_output(args.out, "--out", "file", inputs=(args.model, args.image, metadata))
 
     import numpy as np
     from PIL import Image
