@@ -478,6 +478,46 @@ def read_image(path, mode="RGB", max_pixels=None):
         raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
 
 
+def as_photos(images, what="images"):
+    """`(batch, single)`: `images` as uint8 RGB photos (N, H, W, 3), and whether one photo was given.
+
+    What the Python API's predict functions take: one photo (H, W, 3), a
+    batch (N, H, W, 3) or a list of same-size photos, with values 0..255
+    (uint8, or numbers that round to them); or the path of an image file
+    (str or `os.PathLike`), read with `read_image` as one photo. Anything
+    else (a grey (H, W) array, RGBA, an empty image, values outside 0..255)
+    is a one-line `UserError` saying what was given and what to do.
+    """
+    import numpy as np
+
+    if isinstance(images, (str, bytes, os.PathLike)):
+        return read_image(images)[None], True
+    try:
+        a = np.asarray(images)
+    except ValueError:  # a list of photos of different sizes
+        raise UserError(f"{what}: photos of different sizes do not make one array; pass them one at a "
+                        "time") from None
+    if a.dtype.kind not in "uifb":
+        raise UserError(f"{what} must be numbers (uint8 RGB 0..255), got an array of {a.dtype}")
+    if a.ndim == 2:
+        raise UserError(f"{what} has shape {a.shape}, one grey image; photos are RGB, (H, W, 3) or (N, H, W, 3) "
+                        "(a grey one as RGB: np.repeat(image[..., None], 3, axis=-1))")
+    if a.ndim not in (3, 4) or a.shape[-1] != 3:
+        hint = " (RGBA: drop the alpha channel, image[..., :3])" if a.ndim in (3, 4) and a.shape[-1] == 4 else ""
+        raise UserError(f"{what} must be RGB photos, (H, W, 3) or (N, H, W, 3), got shape {a.shape}{hint}")
+    if 0 in a.shape:
+        raise UserError(f"{what} has shape {a.shape}: " + ("no photos" if a.ndim == 4 and not len(a)
+                                                           else "an image of 0 pixels"))
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise UserError(f"{what} holds NaN or infinite values")
+    low, high = a.min(), a.max()
+    if low < 0 or high > 255:
+        raise UserError(f"{what} must hold values 0..255, got {low:g}..{high:g}")
+    if a.dtype != np.uint8:
+        a = np.rint(a).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
+    return (a if a.ndim == 4 else a[None]), a.ndim == 3
+
+
 def check_image_file(path):
     """Returns None if `path` decodes as an image, else a short reason."""
     try:

@@ -34,8 +34,10 @@ def parse_args(argv=None, prog=None):
 
 def run(args):
     from keras_cnn.fileio import check_input, check_output
+    from keras_cnn.hardware import check_threads
 
     # === Checks: before anything is loaded or written ===
+    check_threads(args.threads, "--threads")
     check_input(args.model, "--model", "file")  # (rt.read_photo checks --image)
     metadata = args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)), "metadata.json")
     check_input(metadata, "--metadata", "file")
