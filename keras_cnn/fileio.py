@@ -518,6 +518,12 @@ def as_photos(images, what="images"):
     return (a if a.ndim == 4 else a[None]), a.ndim == 3
 
 
+def check_photos(images, what="images"):
+    """`images` as `as_photos` checks them, in the shape given: (H, W, 3) for one photo or a path, else (N, H, W, 3)."""
+    batch, single = as_photos(images, what)
+    return batch[0] if single else batch
+
+
 def check_image_file(path):
     """Returns None if `path` decodes as an image, else a short reason."""
     try:

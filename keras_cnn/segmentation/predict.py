@@ -16,7 +16,8 @@ its full-size logits is ever made. The results are those of
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.fileio import atomic_path, image_inputs, output_paths, read_image
+from keras_cnn.errors import UserError
+from keras_cnn.fileio import atomic_path, check_photos, image_inputs, output_paths, read_image
 from keras_cnn.full_size import labels_at_size
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
 
@@ -75,7 +76,11 @@ def resize_to_model(image, size):
 
 
 def predict_labels(model, image):
-    """Class labels `(h, w)` for one uint8 RGB photo at its own size, in memory bounded by the model's size."""
+    """Class labels `(h, w)` for one uint8 RGB photo (or its path) at its own size, in memory bounded by the
+    model's size."""
+    image = check_photos(image, "image")
+    if image.ndim != 3:
+        raise UserError(f"image has shape {image.shape}: give one photo (H, W, 3) at a time")
     x = resize_to_model(image, model.image_size)
     logits = model(tf.clip_by_value(tf.round(x), 0, 255)[None], training=False)
     return labels_at_size(logits[0], image.shape[0], image.shape[1])

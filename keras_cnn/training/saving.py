@@ -1,10 +1,27 @@
 """Loading `.keras` files of this package with one-line errors."""
 
 import os
+import zipfile
 
 import keras
 
 from keras_cnn.errors import UserError
+
+
+def _check_archive(path):
+    """A one-line `UserError` unless `path` is a whole zip archive holding a model's config.json.
+
+    Keras reports any archive it cannot open, a truncated one included, as
+    "File not found", which sends the user looking for a file that is there.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise UserError(f"{path}: not a whole .keras file (a .keras file is a zip archive; this one is cut "
+                        f"short or is not one, {os.path.getsize(path):,} bytes); save or copy it again") from None
+    if "config.json" not in names:
+        raise UserError(f"{path}: a zip archive without config.json inside, not a .keras model file")
 
 
 def load_model(path):
@@ -23,6 +40,8 @@ def load_model(path):
     register_keras_objects()
     if not os.path.exists(path):
         raise UserError(f"{path}: model file does not exist")
+    if os.path.isfile(path):  # (Keras also loads a SavedModel folder, in which case it says what is wrong)
+        _check_archive(path)
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive
