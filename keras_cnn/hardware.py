@@ -14,6 +14,8 @@ module imports neither TensorFlow nor NumPy.
 import os
 import platform
 
+from keras_cnn.errors import UserError
+
 # x86 and ARM flags of int8 dot-product instructions, as /proc/cpuinfo spells them, with display names.
 INT8_DOT_PRODUCT = {
     "amx_int8": "AMX-INT8",
@@ -90,8 +92,6 @@ def max_threads():
 
 def check_threads(value, what):
     """`value` (None: the library's own choice) if it is at most `max_threads()`, else a one-line `UserError`."""
-    from keras_cnn.errors import UserError
-
     if value is not None and value > max_threads():
         raise UserError(f"{what} {value}: more than the {max_threads()} threads this package runs (this machine "
                         f"has {os.cpu_count() or 'an unknown number of'} CPUs; more threads than CPUs only wait "

@@ -9,6 +9,8 @@ r"""Colourize a photo or a folder of photos with a trained net, writing PNGs.
 NAME_compare.png (grey | colourized | original).
 """
 
+import os
+
 from keras_cnn import cli
 
 
@@ -29,7 +31,7 @@ def parse_args(argv=None, prog=None):
 def run(args):
     from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.config import load_run_config
-    from keras_cnn.fileio import check_input, check_output, image_inputs, output_paths
+    from keras_cnn.fileio import check_input, check_output, list_images, output_paths
 
     # === Checks: before TensorFlow is imported or anything is written ===
     load_run_config(ColorizationConfig, args.run_dir)
@@ -37,7 +39,7 @@ def run(args):
     check_output(args.out_dir, "--out-dir", "folder")
     # Every output is planned first: none replaces an input, a run's file or anything but a regular
     # file, and no two photos write the same name (NAME_color.png, NAME_compare.png).
-    photos = image_inputs([args.input])
+    photos = list_images(args.input) if os.path.isdir(args.input) else [args.input]  # as colorize_files reads it
     output_paths(photos, args.out_dir, ("color",) if args.no_compare else ("color", "compare"))
 
     from keras_cnn.colorization.predict import colorize_files
