@@ -21,6 +21,12 @@ pass 256 MiB (`clients.MAX_REPLY_BYTES`): batches are split to fit, and a
 photo too big for one request is refused from its header, before it is
 decoded (over REST, where every number is JSON text, that is a photo of about
 a megapixel or more; over gRPC only the colours or mask come back).
+
+--timeout bounds each whole request (connecting, sending and the complete
+reply), so a server that answers a byte at a time is given up on after that
+long, not waited on read by read. No output replaces a photo given or
+anything but a regular file, and two photos that would write the same name
+(a/x.jpg and b/x.jpg, or x.jpg and x.png) are refused before anything is sent.
 """
 
 import os
