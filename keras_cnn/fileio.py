@@ -34,7 +34,7 @@ RUN_PRIVATE_DIRS = ("backup",)
 NAME_MAX = 255
 
 
-def _temporary_name(base):
+def temporary_name(base):
     """`.tmp-<pid>-<random>-<base>`, shortened in the middle of `base` to fit `NAME_MAX` bytes.
 
     The real suffix stays last (writers such as `model.save` insist on it),
@@ -130,7 +130,7 @@ def atomic_path(path, overwrite=True):
         raise UserError(f"{path}: {problem}; not writing over it")
     base = os.path.basename(path)
     # Keep the real suffix last: writers such as `model.save` insist on it.
-    tmp = os.path.join(parent, _temporary_name(base))
+    tmp = os.path.join(parent, temporary_name(base))
     try:
         try:
             yield tmp

@@ -241,3 +241,16 @@ def test_symlinks_that_lead_nowhere_are_named_as_such(tmp_path):
             read(str(tmp_path / "dangling.png"))
         with pytest.raises(UserError, match="missing.png: no such file"):
             read(str(tmp_path / "missing.png"))
+
+
+def test_a_long_legal_run_folder_name_is_set_up(tmp_path):
+    from keras_cnn.training import new_run
+
+    _image(tmp_path / "data" / "0000.png")
+    cfg = resolve(ColorizationConfig, COLOUR_PRESETS, "cifar10_unet", {"source": "folder",
+                                                                       "data_dir": str(tmp_path / "data")})
+    run_dir = tmp_path / ("r" * 250)
+    with new_run(str(run_dir), cfg, chief=True, task="colorization") as (_, folder):
+        assert len(os.fsencode(os.path.basename(folder))) <= 255
+    assert os.listdir(run_dir) == ["config.json"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["data", run_dir.name])
