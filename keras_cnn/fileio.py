@@ -237,6 +237,12 @@ def _same_file(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _inside(path, folder):
+    """Whether `path` is somewhere inside `folder` (symlinks followed)."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def check_output(path, what, kind="file", inputs=()):
     """`path` can be written as a `kind` ("file" or "folder"), else a `UserError` naming `what`.
 
@@ -246,7 +252,7 @@ def check_output(path, what, kind="file", inputs=()):
     writable folder. Nothing is created here.
 
     The one output rule of every command: an output file never replaces
-    one of the call's `inputs` (files), a file of a run folder
+    one of the call's `inputs` (files, or an image inside an input folder), a file of a run folder
     (`run_folder_of`), or anything that is not a regular file
     (`replace_problem`: a FIFO, a device, a symlink to one).
     """
@@ -259,8 +265,13 @@ def check_output(path, what, kind="file", inputs=()):
             raise UserError(f"{what} {path}: is a file of the run folder {run}; writing over it would "
                             "break the run, so write the output elsewhere")
         for source in inputs:
-            if source and os.path.lexists(path) and _same_file(path, source):
+            if not source or not os.path.lexists(path):
+                continue
+            if _same_file(path, source):
                 raise UserError(f"{what} {path}: is an input of this command ({source}); "
+                                "write the output elsewhere")
+            if os.path.isdir(source) and _inside(path, source) and path.lower().endswith(IMAGE_EXTENSIONS):
+                raise UserError(f"{what} {path}: is an input of this command (an image of {source}); "
                                 "write the output elsewhere")
     try:
         os.stat(path)
