@@ -259,20 +259,6 @@ def check_output(path, what, kind="file", inputs=()):
     path = os.fspath(path)
     if not path:
         raise UserError(f"{what}: empty path")
-    if kind == "file":
-        run = run_folder_of(path)
-        if run and os.path.lexists(path):
-            raise UserError(f"{what} {path}: is a file of the run folder {run}; writing over it would "
-                            "break the run, so write the output elsewhere")
-        for source in inputs:
-            if not source or not os.path.lexists(path):
-                continue
-            if _same_file(path, source):
-                raise UserError(f"{what} {path}: is an input of this command ({source}); "
-                                "write the output elsewhere")
-            if os.path.isdir(source) and _inside(path, source) and path.lower().endswith(IMAGE_EXTENSIONS):
-                raise UserError(f"{what} {path}: is an input of this command (an image of {source}); "
-                                "write the output elsewhere")
     try:
         os.stat(path)
     except OSError as e:
@@ -283,7 +269,19 @@ def check_output(path, what, kind="file", inputs=()):
             raise UserError(f"{what} {path}: exists and is not a folder")
         if kind == "file" and os.path.isdir(path):
             raise UserError(f"{what} {path}: is a folder, not a file")
-    if kind == "file":
+    if kind == "file" and os.path.lexists(path):
+        run = run_folder_of(path)
+        if run:
+            raise UserError(f"{what} {path}: is a file of the run folder {run}; writing over it would "
+                            "break the run, so write the output elsewhere")
+        for source in inputs:
+            if source and _same_file(path, source):
+                raise UserError(f"{what} {path}: is an input of this command ({source}); "
+                                "write the output elsewhere")
+            if source and os.path.isdir(source) and _inside(path, source) \
+                    and path.lower().endswith(IMAGE_EXTENSIONS):
+                raise UserError(f"{what} {path}: is an input of this command (an image of {source}); "
+                                "write the output elsewhere")
         problem = replace_problem(path)
         if problem:
             raise UserError(f"{what} {path}: {problem}; not writing over it")
