@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras_cnn.colorization.blocks import ColourNet
 from keras_cnn.colorization.palette import grey
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import check_photos
 
 INPUT_MODES = ("grey", "downsize")
 
@@ -165,7 +166,7 @@ class Colorizer(keras.Model):
         if self.palette is None:
             raise UserError("this colourizer has no palette: set model.palette, or make it with "
                             "Colorizer.from_run / from_preset(..., palette=...)")
-        images = np.asarray(images, np.uint8)
+        images = check_photos(images)  # a path, one photo or a batch; anything else is one line
         out = colorize(self, self.palette, images[None] if images.ndim == 3 else images, decode or self.decode,
                        self.temperature if temperature is None else temperature)
         return out[0] if images.ndim == 3 else out

@@ -25,6 +25,7 @@ from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.colorization.predict import colorize
 from keras_cnn.data.cifar10 import load_class, resolve_classes
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import check_photos
 
 STRIP_SIZE = 10
 PALETTE_FILE = "palette.npy"
@@ -272,7 +273,7 @@ class ColorizationTask(tasks.Task):
 
     def predict(self, run, images, decode=None, temperature=None):
         """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> colourized uint8 RGB of the same shape."""
-        images = np.asarray(images, np.uint8)
+        images = check_photos(images)  # a path, one photo or a batch; anything else is one line
         single = images.ndim == 3
         cfg = run.config
         out = colorize(run.model, run.assets["palette"], images[None] if single else images,

@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_cnn import plots, state_files, tasks
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
+from keras_cnn.fileio import atomic_write_text, check_photos
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, build_segmenter, flip_averaged, set_finetune_mode
@@ -264,7 +264,7 @@ class SegmentationTask(tasks.Task):
 
         With `flip_tta`, each photo's logits are averaged with those of its mirror image.
         """
-        images = np.asarray(images, np.uint8)
+        images = check_photos(images)  # a path, one photo or a batch; anything else is one line
         model = flip_averaged(run.model) if flip_tta else run.model
         if images.ndim == 3:
             return predict_labels(model, images)
