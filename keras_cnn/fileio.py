@@ -503,9 +503,9 @@ def as_photos(images, what="images"):
         return read_image(images)[None], True
     try:
         a = np.asarray(images)
-    except ValueError:  # a list of photos of different sizes
-        raise UserError(f"{what}: photos of different sizes do not make one array; pass them one at a "
-                        "time") from None
+    except ValueError:  # a nested list of photos of different sizes (a plain list is `photos_one_by_one`'s)
+        raise UserError(f"{what}: photos of different sizes do not make one array; pass them as a list "
+                        "of (H, W, 3) photos") from None
     if a.dtype.kind not in "uifb":
         raise UserError(f"{what} must be numbers (uint8 RGB 0..255), got an array of {a.dtype}")
     if a.ndim == 2:
@@ -525,6 +525,23 @@ def as_photos(images, what="images"):
     if a.dtype != np.uint8:
         a = np.rint(a).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
     return (a if a.ndim == 4 else a[None]), a.ndim == 3
+
+
+def photos_one_by_one(images):
+    """A list or tuple of photos to take one at a time (different sizes, or paths), as a list; else None.
+
+    The Python API's predict functions give such a list back as a list, each
+    result at its own photo's size: `run.predict([small, big])` or
+    `run.predict(["a.jpg", "b.png"])`. Photos of one size in a list stay one
+    batch (an array back), as before.
+    """
+    import numpy as np
+
+    if not isinstance(images, (list, tuple)) or not images:
+        return None
+    if any(isinstance(i, (str, bytes, os.PathLike)) for i in images):
+        return list(images)
+    return list(images) if len({np.shape(i) for i in images}) > 1 else None
 
 
 def check_photos(images, what="images"):

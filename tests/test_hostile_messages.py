@@ -134,7 +134,7 @@ PHOTOS = [
     ("empty", np.zeros((0, 0, 3), np.uint8), "images has shape (0, 0, 3): an image of 0 pixels"),
     ("no-photos", np.zeros((0, 8, 8, 3), np.uint8), "images has shape (0, 8, 8, 3): no photos"),
     ("rgba", np.zeros((8, 8, 4), np.uint8), "(RGBA: drop the alpha channel, image[..., :3])"),
-    ("ragged", [np.zeros((8, 8, 3)), np.zeros((4, 8, 3))], "photos of different sizes do not make one array"),
+    ("ragged-nested", [[np.zeros((8, 8, 3)), np.zeros((4, 8, 3))]], "photos of different sizes do not make one array"),
     ("out-of-range", np.full((4, 4, 3), 300.0), "images must hold values 0..255, got 300..300"),
     ("nan", np.full((4, 4, 3), np.nan), "images holds NaN or infinite values"),
     ("text", np.array([["a"]]), "images must be numbers"),
@@ -194,3 +194,25 @@ def test_the_predict_functions_take_a_path_and_refuse_the_rest_in_one_line(runs)
             assert says in str(e.value), name
     with pytest.raises(UserError, match="give one photo"):
         seg.model.segment(np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_photos_of_different_sizes_in_one_call_come_back_each_at_its_own_size(runs):
+    """A list of photos of several sizes (or of paths) is a list back, as the README's "at the photos' own size"
+    promises; a list of same-size photos stays a batch (an array back)."""
+    import keras_cnn
+    from keras_cnn.colorization.colorizer import Colorizer
+
+    colour_dir, seg_dir, photo = runs
+    small, big = np.full((12, 16, 3), 40, np.uint8), np.full((30, 22, 3), 200, np.uint8)
+    colour, seg = keras_cnn.open_run(colour_dir), keras_cnn.open_run(seg_dir)
+    for name, call, channels in (("Run.predict (colours)", colour.predict, (3,)),
+                                 ("Colorizer.colorize", Colorizer.from_run(colour_dir).colorize, (3,)),
+                                 ("Run.predict (labels)", seg.predict, ())):
+        out = call([small, big, photo])
+        assert isinstance(out, list) and [o.shape for o in out] == [
+            (12, 16, *channels), (30, 22, *channels), (20, 24, *channels)], name
+        np.testing.assert_array_equal(out[1], call(big), err_msg=name)
+        same = call([small, small])
+        assert isinstance(same, np.ndarray) and same.shape == (2, 12, 16, *channels), name
+        with pytest.raises(UserError, match="one grey image"):
+            call([small, np.zeros((5, 5), np.uint8)])

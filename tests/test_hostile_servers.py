@@ -136,7 +136,8 @@ def test_serving_client_is_cut_off_at_its_timeout_with_one_line(tmp_path):
     try:
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "keras_cnn", "serving-client", "--rest", url, "--model", "m",
-                               "--timeout", "2", "--out-dir", str(tmp_path / "out"), "--input", str(tmp_path / "a.png")],
+                               "--timeout", "2", "--out-dir", str(tmp_path / "out"),
+                               "--input", str(tmp_path / "a.png")],
                               cwd=REPO, capture_output=True, text=True, timeout=DRIP_SECONDS + 60,
                               env=dict(os.environ, PYTHONPATH=REPO))
         took = time.monotonic() - start
