@@ -120,6 +120,37 @@ def _resize_check(out_dir, backend):
         np.save(os.path.join(out_dir, f"resize_{name}_{backend}.npy"), ops.convert_to_numpy(y))
 
 
+# `evaluate` of `_fixed_colourizer` as the TensorFlow-only code before the port computed it (a tf.function
+# step, TensorFlow colour maths), for an RGB and an ab palette, both decodings.
+FIXED_EVALUATION = {
+    "rgb/argmax": {"loss": 1.7795415719350178, "accuracy": 0.16666666666666666, "delta_e": 80.21207682291667,
+                   "psnr": 8.351030667622885},
+    "rgb/annealed": {"loss": 1.7795415719350178, "accuracy": 0.16666666666666666, "delta_e": 70.98072814941406,
+                     "psnr": 9.727911313374838},
+    "ab/argmax": {"loss": 1.3965830008188884, "accuracy": 0.4609375, "delta_e": 58.046976725260414,
+                  "psnr": 12.161075909932455},
+    "ab/annealed": {"loss": 1.3965830008188884, "accuracy": 0.4609375, "delta_e": 57.22685750325521,
+                    "psnr": 12.79781182607015},
+}
+
+
+def _fixed_evaluation():
+    """`evaluate` of a UNet colourizer with fixed weights (the same on every backend) on fixed images."""
+    from keras_cnn.colorization.colorizer import Colorizer
+    from keras_cnn.colorization.evaluate import evaluate
+    from keras_cnn.colorization.models import UNet
+    from keras_cnn.colorization.palette import Palette
+
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (6, 8, 8, 3)).astype(np.uint8)
+    model = Colorizer(UNet(num_filters=4, num_colours=5))
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape) if "variance" in v.path else rng.normal(0, 0.3, w.shape)
+                       for v, w in zip(model.weights, model.get_weights())])
+    palettes = {"rgb": Palette(rng.uniform(0, 1, (5, 3))), "ab": Palette(rng.uniform(-60, 60, (5, 2)))}
+    return {f"{space}/{mode}": evaluate(model, images, palette, batch_size=4, decode=mode)
+            for space, palette in palettes.items() for mode in ("argmax", "annealed")}
+
+
 def run_checks(out_dir, reference_dir=None, models="", fit=True):
     """Builds, fits, saves and loads the named models on this process's backend (unless not `fit`),
     loads the other backends' models in `reference_dir` and compares their logits; writes a JSON report."""
@@ -134,6 +165,7 @@ def run_checks(out_dir, reference_dir=None, models="", fit=True):
     if fit:
         _colour_maths()
         _resize_check(out_dir, backend)
+        report["fixed_evaluation"] = _fixed_evaluation()
     for name in models.split(",") if fit and models else ():
         build = _models()[name]
         start = time.perf_counter()
@@ -190,6 +222,9 @@ def run_backend(backend, out_dir, reference_dir=None, models=DEFAULT_MODELS, fit
 
 def check_report(report, backend, models):
     assert report["backend"] == backend
+    for key, want in FIXED_EVALUATION.items():  # the evaluation step gives the numbers it gave on TensorFlow
+        for metric, value in want.items():
+            assert report["fixed_evaluation"][key][metric] == pytest.approx(value, rel=1e-5), (key, metric)
     assert set(report["models"]) == set(models)
     for name, entry in report["models"].items():
         assert all(np.isfinite(v) for v in entry["evaluate"].values()), (name, entry)
