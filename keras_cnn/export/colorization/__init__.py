@@ -8,7 +8,6 @@ decoding); `int8_graph` is the colourizer graph that int8 keeps exact, and
 import os
 
 from keras_cnn.errors import UserError
-from keras_cnn.export.servable import folder_name, run_source
 
 
 def from_run(run, checkpoint="best", image_size=None, images_dir=None, class_names=None):
@@ -16,6 +15,7 @@ def from_run(run, checkpoint="best", image_size=None, images_dir=None, class_nam
     from keras_cnn import state_files
     from keras_cnn.export.colorization import qat
     from keras_cnn.export.colorization.servable import ColorizerServable
+    from keras_cnn.export.servable import folder_name, run_source
 
     if class_names:
         raise UserError("class names are for segmenters; a colourizer's classes are its palette colours")

@@ -1,12 +1,12 @@
 """Export adapter of the segmentation application: `from_run` makes a run's `SegmenterServable`."""
 
 from keras_cnn.errors import UserError
-from keras_cnn.export.servable import run_source
 
 
 def from_run(run, checkpoint="best", image_size=None, images_dir=None, class_names=None, flip_tta=False):
     """The `SegmenterServable` of a segmentation `Run`, at the model's own input size."""
     from keras_cnn.export.segmentation.servable import SegmenterServable
+    from keras_cnn.export.servable import run_source
 
     model = run.load_model(checkpoint)
     if image_size and image_size != model.image_size[0]:
