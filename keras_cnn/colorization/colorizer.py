@@ -181,6 +181,9 @@ class Colorizer(keras.Model):
         if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
             raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; Colorizer.from_preset loads a "
                             "trained preset or run folder")
+        if recipe not in PRESETS:
+            raise UserError(f"unknown recipe {recipe!r} (a --preset of train-colorization); choose one of: "
+                            f"{', '.join(sorted(PRESETS))}")
         # The net does not depend on the data: a recipe that reads a folder builds without one.
         overrides = {"data_dir": "(no data: model only)", **overrides}
         cfg = config.resolve(ColorizationConfig, PRESETS, recipe, overrides)

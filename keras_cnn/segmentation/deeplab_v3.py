@@ -321,6 +321,9 @@ class DeepLabV3Segmenter(keras.Model):
         if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
             raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; DeepLabV3Segmenter.from_preset "
                             "loads a trained preset or run folder")
+        if recipe not in PRESETS:
+            raise UserError(f"unknown recipe {recipe!r} (a --preset of train-segmentation); choose one of: "
+                            f"{', '.join(sorted(PRESETS))}")
         # The net does not depend on the data: a recipe that reads a folder builds without one.
         overrides = {"data_dir": "(no data: model only)", **overrides}
         return build_segmenter(config.resolve(SegmentationConfig, PRESETS, recipe, overrides))
