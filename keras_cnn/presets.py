@@ -80,8 +80,12 @@ def read_metadata(preset_dir, application):
     what = "preset metadata"
     if not os.path.isfile(path):
         raise UserError(f"{path}: missing; not a complete preset folder")
-    data = state_files.read_object(path, what, {"format": _expect(FORMAT), "application": _string,
-                                                "format_version": state_files.count})
+    data = state_files.read_object(path, what)
+    if data.get("format") != FORMAT:
+        # e.g. the metadata.json beside exported .tflite files
+        raise UserError(f"{path}: not a preset's metadata (no \"format\": \"{FORMAT}\"); "
+                        "`keras-cnn export --preset-dir` writes preset folders")
+    data = state_files.read_object(path, what, {"application": _string, "format_version": state_files.count})
     if data["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path}: preset format {data['format_version']} is newer than this keras_cnn reads "
                         f"({FORMAT_VERSION}); upgrade keras_cnn")
@@ -123,10 +127,6 @@ def _one_line(e, limit=200):
 
 def _shown(value):
     return _one_line(repr(value), 60)
-
-
-def _expect(value):
-    return lambda got: None if got == value else f"must be {value!r}, got {_shown(got)}"
 
 
 def _string(value):

@@ -114,6 +114,10 @@ def test_from_preset_refuses_in_one_line_what_is_not_a_trained_preset(tmp_path):
     refusal(str(tmp_path / "nowhere"), f"{tmp_path / 'nowhere'}: no such preset folder")
     (tmp_path / "empty").mkdir()
     refusal(tmp_path / "empty", f"{tmp_path / 'empty'}: neither a preset folder")
+    tflite = tmp_path / "tflite"  # an export's TFLite folder has a metadata.json too
+    tflite.mkdir()
+    (tflite / "metadata.json").write_text('{"application": "colorization"}')
+    refusal(tflite, f"{tflite / 'metadata.json'}: not a preset's metadata")
     with pytest.raises(UserError, match="checkpoint is for run folders"):
         colorization.Colorizer.from_preset(good, checkpoint="last")
 
