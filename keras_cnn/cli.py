@@ -118,7 +118,7 @@ def error_line(e):
         where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
         return f"{where}: {problem}"
     if isinstance(e, MemoryError):
-        return "out of memory; try a smaller --batch-size or smaller images"
+        return f"out of memory; {_memory_hint()}"
     pil = sys.modules.get("PIL.Image")
     if pil is not None and isinstance(e, (pil.UnidentifiedImageError, pil.DecompressionBombError)):
         return _one_line(e)
@@ -136,8 +136,22 @@ def error_line(e):
             where = where.split("; No space left on device")[0].split(": No space left on device")[0]
             return f"{where}: {full}"
         if isinstance(e, tf.errors.ResourceExhaustedError):
-            return f"out of memory ({first}); try a smaller --batch-size or smaller images"
+            return f"out of memory ({first}); {_memory_hint()}"
     return None
+
+
+# The flags of the command that is running (`ArgumentParser.parse_args` records them), so that a hint
+# names only flags the command has.
+_FLAGS = set()
+
+
+def _memory_hint():
+    """What to try after running out of memory, in the flags of the running command."""
+    if "--batch-size" in _FLAGS:
+        return "try a smaller --batch-size or smaller images"
+    if "--image-size" in _FLAGS:
+        return "try a smaller --image-size"
+    return "try smaller images, or free some memory"
 
 
 _FULL_DISK = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
@@ -153,6 +167,7 @@ def main(fn):
     """Runs `fn()` and exits: its return code, 2 on an expected failure, 130 on Ctrl-C (128 + the signal
     number for training stopped cleanly by a signal: 143 for SIGTERM)."""
     quiet_tensorflow()
+    _FLAGS.clear()
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         code = fn()
@@ -188,6 +203,9 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
     def parse_known_args(self, args=None, namespace=None):
+        # The flags of the running command, for hints that name only flags it has (`_memory_hint`).
+        _FLAGS.clear()
+        _FLAGS.update(self._option_string_actions)
         # A required flag with a deprecated alias (`vocabulary.add_alias`) is checked here, not by argparse.
         namespace, extras = super().parse_known_args(args, namespace)
         missing = [a.option_strings[0] for a in self._actions

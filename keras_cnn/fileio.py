@@ -9,6 +9,8 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
+import threading
 import uuid
 import warnings
 
@@ -20,6 +22,92 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # takes 3 bytes a pixel, so this bounds one read at 300 MB; a small file that
 # claims more (a decompression bomb) is refused before it is decoded.
 MAX_IMAGE_PIXELS = 100_000_000
+
+# The files a training run keeps in its folder (a folder is a run once it holds config.json). No
+# command's output may replace one of them, nor anything inside backup/: `--out RUN/config.json`
+# would break the run. New files beside them (an evaluation's JSON) are fine.
+RUN_FILES = ("config.json", "best.keras", "last.keras", "palette.npy", "history.csv", "metrics.json",
+             "time_budget.json", "int8_finetune.json")
+RUN_PRIVATE_DIRS = ("backup",)
+
+# The longest file name most file systems take (NAME_MAX, in bytes).
+NAME_MAX = 255
+
+
+def temporary_name(base):
+    """`.tmp-<pid>-<random>-<base>`, shortened in the middle of `base` to fit `NAME_MAX` bytes.
+
+    The real suffix stays last (writers such as `model.save` insist on it),
+    so a legal 250-byte output name still gets a legal temporary one.
+    """
+    prefix = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    name = prefix + base
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return name
+    dot = base.find(".", max(len(base) - 24, 0))
+    head, suffix = (base[:dot], base[dot:]) if dot > 0 else (base, "")
+    while head and len(os.fsencode(prefix + head + suffix)) > NAME_MAX:
+        head = head[:-1]
+    return prefix + head + suffix
+
+
+def _file_type(mode):
+    """What a non-regular file is, in words."""
+    for test, words in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return words
+    return "not a regular file"
+
+
+def replace_problem(path, folder_ok=False):
+    """Why writing a file at `path` must not replace what is there, or None if it may.
+
+    Only a regular file (or a symlink to one) or a missing name may be
+    replaced; a FIFO, a device (`/dev/null`), a socket, a symlink to one of
+    them or to nothing is never replaced (renaming over `/dev/null` as root
+    would replace the system's). `folder_ok`: a folder may be replaced by a
+    folder (export builds).
+    """
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        return f"cannot be looked at ({e.strerror})"
+    link = stat.S_ISLNK(st.st_mode)
+    if link:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "is a symlink loop"
+            return "is a symlink to nothing" if isinstance(e, FileNotFoundError) else \
+                f"is a symlink that cannot be followed ({e.strerror})"
+    if stat.S_ISREG(st.st_mode) or (folder_ok and stat.S_ISDIR(st.st_mode)):
+        return None
+    what = _file_type(st.st_mode)
+    return f"is {'a symlink to ' if link else ''}{what}; only a regular file is ever replaced"
+
+
+def run_folder_of(path):
+    """The run folder (a folder holding config.json) whose own file `path` is, else None.
+
+    Own files: `RUN_FILES` in the run folder, and anything inside its `backup/`.
+    """
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    if name in RUN_FILES and os.path.isfile(os.path.join(parent, "config.json")):
+        return parent
+    folder = parent
+    while True:
+        up, here = os.path.split(folder)
+        if here in RUN_PRIVATE_DIRS and os.path.isfile(os.path.join(up, "config.json")):
+            return up
+        if up == folder:
+            return None
+        folder = up
 
 
 @contextlib.contextmanager
@@ -37,9 +125,12 @@ def atomic_path(path, overwrite=True):
     if not overwrite and os.path.lexists(path):
         raise UserError(f"{path}: already exists; not overwriting it")
     os.makedirs(parent, exist_ok=True)
+    problem = replace_problem(path, folder_ok=True)
+    if problem:
+        raise UserError(f"{path}: {problem}; not writing over it")
     base = os.path.basename(path)
     # Keep the real suffix last: writers such as `model.save` insist on it.
-    tmp = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{base}")
+    tmp = os.path.join(parent, temporary_name(base))
     try:
         try:
             yield tmp
@@ -56,6 +147,9 @@ def atomic_path(path, overwrite=True):
             # os.rename, unlike os.replace on a file, refuses a non-empty folder.
             os.rename(tmp, path)
             return
+        problem = replace_problem(path, folder_ok=True)
+        if problem:  # it appeared while the body ran
+            raise UserError(f"{path}: {problem}; not writing over it")
         if os.path.isdir(path) and os.path.isdir(tmp):
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -108,6 +202,20 @@ def read_json(path, what="JSON file"):
     return state_files.read_json(path, what)
 
 
+def missing_reason(path, kind="file"):
+    """Why `path`, which cannot be opened, is not there: "no such file", or the symlink problem it is."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symlink loop (it points, through links, back at itself)"
+        if os.path.islink(path):
+            return f"is a symlink to {os.readlink(path)}, which does not exist"
+        if e.errno == errno.EACCES:
+            return "cannot be looked at (permission denied)"
+    return f"no such {kind}"
+
+
 def check_input(path, what, kind="file"):
     """`path` (given as `what`, e.g. "--data-dir") exists as a `kind`, else a `UserError`.
 
@@ -115,29 +223,68 @@ def check_input(path, what, kind="file"):
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise UserError(f"{what} {path}: no such {kind}")
+        raise UserError(f"{what} {path}: {missing_reason(path, kind)}")
     if kind == "folder" and not os.path.isdir(path):
         raise UserError(f"{what} {path}: not a folder")
     if kind == "file" and os.path.isdir(path):
         raise UserError(f"{what} {path}: is a folder, not a file")
 
 
-def check_output(path, what, kind="file"):
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(path, folder):
+    """Whether `path` is somewhere inside `folder` (symlinks followed)."""
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def check_output(path, what, kind="file", inputs=()):
     """`path` can be written as a `kind` ("file" or "folder"), else a `UserError` naming `what`.
 
     Commands call this before any work, so a typo in an output path costs a
     second, not an hour of training. Missing parent folders are fine (they
     are made when the output is written); the nearest existing one must be a
     writable folder. Nothing is created here.
+
+    The one output rule of every command: an output file never replaces
+    one of the call's `inputs` (files, or an image inside an input folder), a file of a run folder
+    (`run_folder_of`), or anything that is not a regular file
+    (`replace_problem`: a FIFO, a device, a symlink to one).
     """
     path = os.fspath(path)
     if not path:
         raise UserError(f"{what}: empty path")
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{what} {path}: is a symlink loop") from None
     if os.path.exists(path):
         if kind == "folder" and not os.path.isdir(path):
             raise UserError(f"{what} {path}: exists and is not a folder")
         if kind == "file" and os.path.isdir(path):
             raise UserError(f"{what} {path}: is a folder, not a file")
+    if kind == "file" and os.path.lexists(path):
+        run = run_folder_of(path)
+        if run:
+            raise UserError(f"{what} {path}: is a file of the run folder {run}; writing over it would "
+                            "break the run, so write the output elsewhere")
+        for source in inputs:
+            if source and _same_file(path, source):
+                raise UserError(f"{what} {path}: is an input of this command ({source}); "
+                                "write the output elsewhere")
+            if source and os.path.isdir(source) and _inside(path, source) \
+                    and path.lower().endswith(IMAGE_EXTENSIONS):
+                raise UserError(f"{what} {path}: is an input of this command (an image of {source}); "
+                                "write the output elsewhere")
+        problem = replace_problem(path)
+        if problem:
+            raise UserError(f"{what} {path}: {problem}; not writing over it")
     ancestor = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
@@ -146,6 +293,48 @@ def check_output(path, what, kind="file"):
     target = path if kind == "folder" and os.path.isdir(path) else ancestor
     if not os.access(target, os.W_OK | os.X_OK):
         raise UserError(f"{what} {path}: {target} is not writable")
+
+
+def output_paths(inputs, out_dir, suffixes, what="--out-dir"):
+    """The files a command writes for each of its input files: `[[out_dir/STEM_SUFFIX.png, ...], ...]`.
+
+    The plan of a call, made before any work: every output passes
+    `check_output` (never an input of the call, a run folder's file or
+    anything but a regular file), and two inputs that would write the same
+    output name (`a/x.jpg` and `b/x.jpg`, or `x.jpg` and `x.png`) are refused
+    with a line naming both, rather than one result silently replacing the
+    other: the user picks which to keep, or runs them in two calls with two
+    output folders.
+    """
+    plans, owner = [], {}
+    for source in inputs:
+        stem = os.path.splitext(os.path.basename(source))[0]
+        outs = [os.path.join(out_dir, f"{stem}_{suffix}.png") for suffix in suffixes]
+        for out in outs:
+            key = os.path.normcase(os.path.abspath(out))
+            if key in owner:
+                raise UserError(f"{owner[key]} and {source} would both be written as {out}; pass them in "
+                                f"separate calls with different {what}, or rename one")
+            owner[key] = source
+            check_output(out, what, "file", inputs)
+        plans.append(outs)
+    return plans
+
+
+def image_inputs(paths, what="--input"):
+    """The image files named by `paths` (files, and folders read with `list_images`), in order."""
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += list_images(p, "input folder")
+        elif not os.path.exists(p):
+            check_input(p, what, "file or folder")
+            raise UserError(f"{what} {p}: no such file or folder")
+        elif not p.lower().endswith(IMAGE_EXTENSIONS):
+            raise UserError(f"{p}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        else:
+            files.append(p)
+    return files
 
 
 def list_images(folder, what="image folder"):
@@ -162,21 +351,66 @@ def list_images(folder, what="image folder"):
     return [os.path.join(folder, n) for n in names]
 
 
+# Held while Pillow's global pixel limit is lifted to read a refused file's size.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _bomb_size(path):
+    """(width, height) from the header of a file Pillow refused as a decompression bomb."""
+    from PIL import Image
+
+    with _PILLOW_LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                return im.size
+        except Exception:  # noqa: BLE001 (only the size was wanted)
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+@contextlib.contextmanager
+def _pillow_limits_are_ours():
+    """Pillow's own pixel limit (a warning above 89 M pixels, an error above 179 M) is silenced: this
+    package checks `MAX_IMAGE_PIXELS` itself and says so in its own line."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def _too_big(path, width, height, max_pixels):
+    return UserError(f"{path}: image is {width}x{height} pixels, more than the {max_pixels:,} "
+                     "this package reads (keras_cnn.fileio.MAX_IMAGE_PIXELS)")
+
+
 def _open_image(path, max_pixels):
     """`PIL.Image` of `path`, size-checked before decoding, or a `UserError` naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        im = Image.open(path)
+        with _pillow_limits_are_ours():
+            im = Image.open(path)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"{path}: {missing_reason(path)}") from None
+    except Image.DecompressionBombError:
+        size = _bomb_size(path)
+        if size:
+            raise _too_big(path, *size, max_pixels) from None
+        raise UserError(f"{path}: image is more than the {max_pixels:,} pixels this package reads "
+                        "(keras_cnn.fileio.MAX_IMAGE_PIXELS)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: {missing_reason(path)}") from None
+        raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
+    except (UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
     width, height = im.size
     if width * height > max_pixels:
         im.close()
-        raise UserError(f"{path}: image is {width}x{height} pixels, more than the {max_pixels:,} "
-                        "this package reads (keras_cnn.fileio.MAX_IMAGE_PIXELS)")
+        raise _too_big(path, width, height, max_pixels)
     return im
 
 
@@ -241,7 +475,7 @@ def read_image(path, mode="RGB", max_pixels=None):
 
     im = _open_image(path, max_pixels or MAX_IMAGE_PIXELS)
     try:
-        with im:
+        with im, _pillow_limits_are_ours():
             if mode and im.mode in _WIDE_MODES:
                 im = _wide_to_8bit(im, path)
             if mode and im.mode != mode:
@@ -253,10 +487,73 @@ def read_image(path, mode="RGB", max_pixels=None):
         raise UserError(f"{path}: cannot be decoded as an image ({type(e).__name__})") from None
 
 
+def as_photos(images, what="images"):
+    """`(batch, single)`: `images` as uint8 RGB photos (N, H, W, 3), and whether one photo was given.
+
+    What the Python API's predict functions take: one photo (H, W, 3), a
+    batch (N, H, W, 3) or a list of same-size photos, with values 0..255
+    (uint8, or numbers that round to them); or the path of an image file
+    (str or `os.PathLike`), read with `read_image` as one photo. Anything
+    else (a grey (H, W) array, RGBA, an empty image, values outside 0..255)
+    is a one-line `UserError` saying what was given and what to do.
+    """
+    import numpy as np
+
+    if isinstance(images, (str, bytes, os.PathLike)):
+        return read_image(images)[None], True
+    try:
+        a = np.asarray(images)
+    except ValueError:  # a nested list of photos of different sizes (a plain list is `photos_one_by_one`'s)
+        raise UserError(f"{what}: photos of different sizes do not make one array; pass them as a list "
+                        "of (H, W, 3) photos") from None
+    if a.dtype.kind not in "uifb":
+        raise UserError(f"{what} must be numbers (uint8 RGB 0..255), got an array of {a.dtype}")
+    if a.ndim == 2:
+        raise UserError(f"{what} has shape {a.shape}, one grey image; photos are RGB, (H, W, 3) or (N, H, W, 3) "
+                        "(a grey one as RGB: np.repeat(image[..., None], 3, axis=-1))")
+    if a.ndim not in (3, 4) or a.shape[-1] != 3:
+        hint = " (RGBA: drop the alpha channel, image[..., :3])" if a.ndim in (3, 4) and a.shape[-1] == 4 else ""
+        raise UserError(f"{what} must be RGB photos, (H, W, 3) or (N, H, W, 3), got shape {a.shape}{hint}")
+    if 0 in a.shape:
+        raise UserError(f"{what} has shape {a.shape}: " + ("no photos" if a.ndim == 4 and not len(a)
+                                                           else "an image of 0 pixels"))
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise UserError(f"{what} holds NaN or infinite values")
+    low, high = a.min(), a.max()
+    if low < 0 or high > 255:
+        raise UserError(f"{what} must hold values 0..255, got {low:g}..{high:g}")
+    if a.dtype != np.uint8:
+        a = np.rint(a).astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
+    return (a if a.ndim == 4 else a[None]), a.ndim == 3
+
+
+def photos_one_by_one(images):
+    """A list or tuple of photos to take one at a time (different sizes, or paths), as a list; else None.
+
+    The Python API's predict functions give such a list back as a list, each
+    result at its own photo's size: `run.predict([small, big])` or
+    `run.predict(["a.jpg", "b.png"])`. Photos of one size in a list stay one
+    batch (an array back), as before.
+    """
+    import numpy as np
+
+    if not isinstance(images, (list, tuple)) or not images:
+        return None
+    if any(isinstance(i, (str, bytes, os.PathLike)) for i in images):
+        return list(images)
+    return list(images) if len({np.shape(i) for i in images}) > 1 else None
+
+
+def check_photos(images, what="images"):
+    """`images` as `as_photos` checks them, in the shape given: (H, W, 3) for one photo or a path, else (N, H, W, 3)."""
+    batch, single = as_photos(images, what)
+    return batch[0] if single else batch
+
+
 def check_image_file(path):
     """Returns None if `path` decodes as an image, else a short reason."""
     try:
-        with _open_image(path, MAX_IMAGE_PIXELS) as im:
+        with _open_image(path, MAX_IMAGE_PIXELS) as im, _pillow_limits_are_ours():
             im.load()
     except UserError as e:
         return str(e).split(": ", 1)[-1]

@@ -14,6 +14,8 @@ module imports neither TensorFlow nor NumPy.
 import os
 import platform
 
+from keras_cnn.errors import UserError
+
 # x86 and ARM flags of int8 dot-product instructions, as /proc/cpuinfo spells them, with display names.
 INT8_DOT_PRODUCT = {
     "amx_int8": "AMX-INT8",
@@ -76,3 +78,22 @@ def describe(cpuinfo=None):
     int8 = ("int8 dot product: unknown" if found is None
             else f"int8 dot product: {', '.join(found)}" if found else "no int8 dot-product instructions")
     return f"{cpu_name(cpuinfo)}, {usable_cores()} usable cores, {platform.machine()}, {int8}"
+
+
+def max_threads():
+    """The most threads a thread-count setting may ask for: 256, or the CPU count where that is more.
+
+    More threads than cores only wait for each other, and a count far above
+    it (LiteRT given 100,000) crashes the process natively when the
+    interpreter is torn down, after the output was written.
+    """
+    return max(256, os.cpu_count() or 1)
+
+
+def check_threads(value, what):
+    """`value` (None: the library's own choice) if it is at most `max_threads()`, else a one-line `UserError`."""
+    if value is not None and value > max_threads():
+        raise UserError(f"{what} {value}: more than the {max_threads()} threads this package runs (this machine "
+                        f"has {os.cpu_count() or 'an unknown number of'} CPUs; more threads than CPUs only wait "
+                        "for each other)")
+    return value

@@ -463,7 +463,7 @@ def failing(exc):
     (FileNotFoundError(2, "No such file or directory", "/no/such"), "error: /no/such: No such file or directory"),
     (PermissionError(13, "Permission denied", "/root/x"), "error: /root/x: Permission denied"),
     (json.JSONDecodeError("Expecting value", "x", 0), "error: not valid JSON (Expecting value at line 1 column 1)"),
-    (MemoryError(), "error: out of memory; try a smaller --batch-size or smaller images"),
+    (MemoryError(), "error: out of memory; try smaller images, or free some memory"),
     # A full disk is not "out of memory", and says which file did not fit.
     (OSError(errno.ENOSPC, "No space left on device", "/runs/a/last.keras"),
      "error: /runs/a/last.keras: no space left on device; " + FREE_SPACE),

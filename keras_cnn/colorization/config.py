@@ -16,6 +16,7 @@ from typing import Optional
 
 from keras_cnn.config import TrainingConfig, bound, flag
 from keras_cnn.data.cifar10 import CIFAR10_MD5, CIFAR10_URL, class_index
+from keras_cnn.data.downloads import hash_problem
 from keras_cnn.errors import UserError
 
 # The registry names of `keras_cnn.colorization.models.MODELS`, spelled out
@@ -103,6 +104,7 @@ class ColorizationConfig(TrainingConfig):
             else "--upsample and --backbone-weights are options of --backbone effnet_unet",
             None if self.source != "folder" or self.data_dir else "--dataset folder needs --data-dir",
             _cifar_class_problem(self.cifar_class),
+            _md5_problem(self.md5),
             None if not self.classes or self.source == "folder"
             else f"--classes picks class folders of --dataset folder; --dataset {self.source} reads "
                  "one class (--cifar-class)",
@@ -130,6 +132,11 @@ def _cifar_class_problem(cls):
     except UserError as e:
         return f"{flag('cifar_class')}: {e}"
     return None
+
+
+def _md5_problem(text):
+    problem = text and hash_problem(text)
+    return f"{flag('md5')} {problem}" if problem else None
 
 
 def _class_list_problem(name, text):

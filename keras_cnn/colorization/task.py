@@ -25,6 +25,7 @@ from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.colorization.predict import colorize
 from keras_cnn.data.cifar10 import load_class, resolve_classes
 from keras_cnn.errors import UserError
+from keras_cnn.fileio import check_photos, photos_one_by_one
 
 STRIP_SIZE = 10
 PALETTE_FILE = "palette.npy"
@@ -271,8 +272,14 @@ class ColorizationTask(tasks.Task):
                         decode or cfg.decode, cfg.temperature if temperature is None else temperature)
 
     def predict(self, run, images, decode=None, temperature=None):
-        """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> colourized uint8 RGB of the same shape."""
-        images = np.asarray(images, np.uint8)
+        """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> colourized uint8 RGB of the same shape.
+
+        A list of photos of different sizes (or of paths) gives a list, each at its photo's own size.
+        """
+        own_sizes = photos_one_by_one(images)
+        if own_sizes is not None:
+            return [self.predict(run, image, decode, temperature) for image in own_sizes]
+        images = check_photos(images)  # a path, one photo or a batch; anything else is one line
         single = images.ndim == 3
         cfg = run.config
         out = colorize(run.model, run.assets["palette"], images[None] if single else images,

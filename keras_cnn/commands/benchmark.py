@@ -79,6 +79,9 @@ def run(args):
     from keras_cnn.fileio import check_output
 
     # === Checks: before TensorFlow is imported or an hour of work begins ===
+    from keras_cnn.hardware import check_threads
+
+    check_threads(args.tflite_threads, "--tflite-threads")
     work_dir = args.work_dir or os.path.splitext(args.out)[0] + "_work"
     check_output(args.out, "--out", "file")
     check_output(os.path.splitext(args.out)[0] + ".md", "--out", "file")

@@ -38,7 +38,7 @@ def run(args):
     from keras_cnn.colorization.config import ColorizationConfig
     from keras_cnn.config import load_run_config
     from keras_cnn.errors import UserError
-    from keras_cnn.fileio import check_input, check_output
+    from keras_cnn.fileio import check_input, check_output, list_images, output_paths
 
     # === Checks: before TensorFlow is imported or anything is written ===
     if args.model:
@@ -56,6 +56,11 @@ def run(args):
     check_output(args.out_dir, "--out-dir", "folder")
     model_path = args.model or os.path.join(run_dir, f"{args.checkpoint}.keras")
     check_input(model_path, "--model" if args.model else f"--checkpoint {args.checkpoint}", "file")
+    # Every output is planned first: none replaces an input, a run's file or anything but a regular
+    # file, and no two photos write the same name (NAME_color.png, NAME_compare.png).
+    photos = [photo for path in args.input
+              for photo in (list_images(path) if os.path.isdir(path) else [path])]  # as colorize_files reads them
+    output_paths(photos, args.out_dir, ("color",) if args.no_compare else ("color", "compare"))
 
     from keras_cnn.colorization.predict import colorize_files
     from keras_cnn.tasks import open_run
@@ -70,7 +75,7 @@ def run(args):
                                   args.decode or cfg.decode,
                                   cfg.temperature if args.temperature is None else args.temperature,
                                   compare=not args.no_compare)
-    print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
+    print(f"wrote {len(written)} PNG(s) to {args.out_dir} ({len(photos)} photo(s))")
 
 
 def main(argv=None, prog=None):

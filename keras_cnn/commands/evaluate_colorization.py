@@ -59,7 +59,8 @@ def run(args):
     else:
         check_input_paths(cfg)
     if args.out:
-        check_output(args.out, "--out", "file")
+        # Never a file of the run (`--out RUN/config.json`) nor an image evaluated.
+        check_output(args.out, "--out", "file", inputs=(args.data_dir or cfg.data_dir,))
     if args.activations_dir:
         check_output(args.activations_dir, "--activations-dir", "folder")
     check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")

@@ -68,7 +68,8 @@ def run(args):
     check_input(model, "--model" if args.model else f"--checkpoint {args.checkpoint}", "file")
     config_lib.check_input_paths(cfg)
     if args.out:
-        check_output(args.out, "--out", "file")
+        # Never a file of the run (`--out RUN/best.keras`), the model or a photo or mask evaluated.
+        check_output(args.out, "--out", "file", inputs=(model, cfg.data_dir))
 
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter
     from keras_cnn.segmentation.evaluate import majority_baseline

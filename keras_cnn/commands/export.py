@@ -33,6 +33,11 @@ import os
 
 from keras_cnn import cli
 
+# The largest fixed TFLite input of a colourizer. The file runs a photo of any size in tiles of its
+# input size, so a bigger input buys nothing, and int8 calibration of a 2048 x 2048 input already holds
+# hundreds of MB of activations per image; 100,000 would ask for terabytes.
+MAX_IMAGE_SIZE = 2048
+
 
 def parse_args(argv=None, prog=None):
     from keras_cnn.export.layout import DEFAULT_SERVING_BASE, FORMATS
@@ -88,6 +93,10 @@ def run(args):
     if args.images:
         check_input(args.images, "--images", "folder")
     check_output(args.out, "--out", "folder")
+    if args.image_size is not None and args.image_size > MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size {args.image_size}: more than the {MAX_IMAGE_SIZE} a TFLite input may be "
+                        "(the file runs photos of any size in tiles of its input size, so a bigger one buys "
+                        "nothing); the default is 32")
     options = {}
     if args.flip_tta:
         if read_task_name(args.run_dir) != "segmentation":

@@ -49,6 +49,9 @@ def run(args):
     from keras_cnn.fileio import check_input, check_output
 
     # === Checks: before TensorFlow is imported or anything is written ===
+    from keras_cnn.hardware import check_threads
+
+    check_threads(args.threads, "--threads")
     check_input(args.run_dir, "--run-dir", "folder")
     check_input(config_path(args.run_dir), "--run-dir", "file")
     check_output(args.out, "--out", "file")

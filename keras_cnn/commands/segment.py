@@ -13,6 +13,9 @@ import os
 
 from keras_cnn import cli
 
+# NAME_mask.png and NAME_overlay.png (`segmentation.predict.segment_paths`).
+SUFFIXES = ("mask", "overlay")
+
 
 def parse_args(argv=None, prog=None):
     parser = cli.ArgumentParser(__doc__, prog=prog)
@@ -31,7 +34,7 @@ def parse_args(argv=None, prog=None):
 
 def run(args):
     from keras_cnn.errors import UserError
-    from keras_cnn.fileio import check_input, check_output
+    from keras_cnn.fileio import check_input, check_output, image_inputs, output_paths
 
     # === Checks: before TensorFlow is imported or anything is written ===
     if not (args.model or args.run_dir):
@@ -44,6 +47,10 @@ def run(args):
     for path in args.input:
         check_input(path, "--input", "file or folder")
     check_output(args.out_dir, "--out-dir", "folder")
+    # Every output is planned before the model loads: none replaces an input, a run's file or anything
+    # but a regular file, and no two photos write the same name.
+    photos = image_inputs(args.input)
+    output_paths(photos, args.out_dir, SUFFIXES)
 
     from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, flip_averaged
     from keras_cnn.segmentation.predict import segment_paths
@@ -55,8 +62,8 @@ def run(args):
         raise UserError(f"{path}: not a segmenter of this project (it is a {type(model).__name__})")
     if args.flip_tta:
         model = flip_averaged(model)
-    written = segment_paths(model, args.input, args.out_dir)
-    print(f"wrote {len(written)} PNG(s) to {args.out_dir}")
+    written = segment_paths(model, photos, args.out_dir)
+    print(f"wrote {len(written)} PNG(s) to {args.out_dir} ({len(photos)} photo(s))")
 
 
 def main(argv=None, prog=None):

@@ -21,6 +21,12 @@ pass 256 MiB (`clients.MAX_REPLY_BYTES`): batches are split to fit, and a
 photo too big for one request is refused from its header, before it is
 decoded (over REST, where every number is JSON text, that is a photo of about
 a megapixel or more; over gRPC only the colours or mask come back).
+
+--timeout bounds each whole request (connecting, sending and the complete
+reply), so a server that answers a byte at a time is given up on after that
+long, not waited on read by read. No output replaces a photo given or
+anything but a regular file, and two photos that would write the same name
+(a/x.jpg and b/x.jpg, or x.jpg and x.png) are refused before anything is sent.
 """
 
 import argparse
@@ -138,7 +144,7 @@ def _too_big(what, protocol, reply, request):
 
 def run(args):
     from keras_cnn.errors import UserError
-    from keras_cnn.fileio import check_image_file, check_input, check_output
+    from keras_cnn.fileio import check_image_file, check_input, check_output, output_paths
 
     # === Checks: before anything is sent or written ===
     check_address(args)
@@ -148,6 +154,10 @@ def run(args):
         if reason:
             raise UserError(f"{path}: {reason}")
     check_output(args.out, "--out-dir", "folder")
+    # Every output is planned before anything is sent: none replaces an input or anything but a regular
+    # file, and no two photos write the same name (a/x.jpg and b/x.jpg, or x.jpg and x.png). Both names
+    # a photo may get are checked, as the server says which it is only later.
+    output_paths(args.images, args.out, ("colours", "mask"), "--out-dir")
 
     import numpy as np
 

@@ -45,18 +45,24 @@ def parse_args(argv=None, prog=None):
 
 
 def run(args):
-    from keras_cnn.fileio import check_input, check_output
+    from keras_cnn.fileio import check_input, check_output, output_paths
+    from keras_cnn.hardware import check_threads
 
     # === Checks: before anything is loaded or written ===
+    check_threads(args.threads, "--threads")
     check_input(args.model, "--model", "file")  # (rt.read_photo reads and checks each photo)
     metadata = args.metadata or os.path.join(os.path.dirname(os.path.abspath(args.model)), "metadata.json")
     check_input(metadata, "--metadata", "file")
     for path in args.input:
         check_input(path, "--input", "file or folder")
+    photos = _photos(args.input)
     if args.out is not None:
-        check_output(args.out, "--out", "file")
+        check_output(args.out, "--out", "file", inputs=(args.model, metadata, *photos))
     else:
         check_output(args.out_dir, "--out-dir", "folder")
+        # Every output is planned first (see fileio.output_paths); both names a photo may get are checked,
+        # as the metadata says later which it is.
+        output_paths(photos, args.out_dir, ("color", "mask"))
 
     import numpy as np
     from PIL import Image
@@ -73,7 +79,7 @@ def run(args):
     interpreter = rt.load_interpreter(args.model, num_threads=args.threads)
     size = rt.input_size(interpreter)[0]
     colours = meta["application"] == "colorization"
-    for path in _photos(args.input):
+    for path in photos:
         image = rt.read_photo(path)
         height, width = image.shape[:2]
         if colours:

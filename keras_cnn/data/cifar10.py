@@ -102,6 +102,12 @@ def load_archive(cls=7, **kwargs):
     folder = archive_folder(**kwargs)
     train = _from_batches(folder, [f"data_batch_{i}" for i in range(1, 6)], cls)
     val = _from_batches(folder, ["test_batch"], cls)
+    # An archive without the class would fail later, fitting a palette to no pixels.
+    for images, which in ((train, "training batches (data_batch_1..5)"), (val, "test batch (test_batch)")):
+        if len(images) == 0:
+            raise UserError(f"{kwargs.get('archive') or kwargs.get('url') or CIFAR10_URL}: its {which} hold no "
+                            f"images of class {cls} ({CLASS_NAMES[cls]}); pick another --cifar-class, or "
+                            "another --archive")
     return train, val
 
 

@@ -27,7 +27,19 @@ def file_digest(path, algorithm="md5"):
     return h.hexdigest()
 
 
+def hash_problem(file_hash):
+    """None if `file_hash` is an md5 (32 hex digits) or a sha256 (64), else the phrase saying what it is not."""
+    text = str(file_hash)
+    if len(text) in (32, 64) and all(c in "0123456789abcdefABCDEF" for c in text):
+        return None
+    return (f"{text!r} is not an md5 (32 hex digits) or a sha256 (64 hex digits); it has {len(text)} "
+            "characters" + ("" if all(c in "0123456789abcdefABCDEF" for c in text) else ", not all hex digits"))
+
+
 def _algorithm(file_hash):
+    problem = hash_problem(file_hash)
+    if problem:
+        raise UserError(f"checksum {problem}")
     return "md5" if len(file_hash) == 32 else "sha256"
 
 

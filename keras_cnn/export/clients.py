@@ -16,6 +16,11 @@ probabilities finite and within 0..1. Anything else (a JSON string, ragged
 arrays, a missing output, a truncated body, NaN colours) is a one-line
 `UserError` naming the server and the problem.
 
+Time is bounded per request, not per read: `timeout` seconds cover
+connecting, sending and the whole reply, so a server that drips its answer a
+byte a second is cut off at `timeout` (REST: the connection is shut when the
+time is up, `_Deadline`; gRPC: the call's deadline).
+
 Sizes are bounded: a reply may hold at most `MAX_REPLY_BYTES` (a request to
 which the reply would be bigger is refused before it is sent, see
 `reply_bytes`), and gRPC messages at most `MAX_MESSAGE_BYTES`. Over REST every
@@ -34,6 +39,8 @@ import base64
 import dataclasses
 import http.client
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -334,33 +341,135 @@ def rest_url(url, model_name, version=None):
     return _base_url(url, model_name, version) + ":predict"
 
 
-def _http_json(request, where, timeout):
-    """The parsed JSON answer to `request`, or a one-line `UserError` (HTTP errors, timeouts, bad bodies)."""
+class _Deadline:
+    """Shuts a request's connections when `seconds` have passed since it began, unless `finish`ed first.
+
+    A socket timeout bounds each read, so a server sending a byte a second
+    would hold a client forever; shutting the socket from a timer bounds the
+    whole request (connecting, sending, the status line, headers and body).
+    """
+
+    def __init__(self, seconds):
+        self.expired = False
+        self._done = False
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._timer = None
+        if seconds is not None:
+            self._timer = threading.Timer(seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, sock):
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _expire(self):
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    def finish(self):
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _opener(deadline):
+    """A urllib opener (proxies and redirects as usual) whose connections `deadline` watches."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    class SecureConnection(http.client.HTTPSConnection):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(Connection, req)
+
+    class SecureHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(SecureConnection, req, context=self._context)
+
+    return urllib.request.build_opener(Handler, SecureHandler)
+
+
+def _fetch(request, timeout, deadline, where):
+    """(body, Content-Length text) of the answer to `request`; an HTTP error keeps its first bytes in `.body`."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener(deadline).open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > MAX_REPLY_BYTES:
                 raise _bad(where, f"{_mib(int(length))}, more than the {_mib(MAX_REPLY_BYTES)} this client reads")
-            raw = response.read(MAX_REPLY_BYTES + 1)
+            return response.read(MAX_REPLY_BYTES + 1), length
     except urllib.error.HTTPError as e:
-        detail = e.read(_MAX_ERROR_BYTES).decode("utf-8", "replace")
+        e.body = e.read(_MAX_ERROR_BYTES)
+        raise
+
+
+def _late(where, timeout):
+    return UserError(f"TF Serving at {where} did not answer within {timeout:g} s (the whole request: "
+                     "connecting, sending and the complete reply)")
+
+
+def _http_json(request, where, timeout):
+    """The parsed JSON answer to `request`, or a one-line `UserError` (HTTP errors, timeouts, bad bodies).
+
+    `timeout` bounds the whole request (`_Deadline`), not each read.
+    """
+    deadline = _Deadline(timeout)
+    try:
+        try:
+            raw, length = _fetch(request, timeout, deadline, where)
+        finally:
+            deadline.finish()
+    except urllib.error.HTTPError as e:
+        if deadline.expired:
+            raise _late(where, timeout) from None
+        detail = e.body.decode("utf-8", "replace")
         try:
             detail = json.loads(detail).get("error", detail)
         except (ValueError, AttributeError, RecursionError):
             pass
         raise UserError(f"TF Serving at {where} answered HTTP {e.code}: {_first_line(detail)}") from None
+    except UserError:
+        raise
     except TimeoutError:
-        raise UserError(f"TF Serving at {where} did not answer within {timeout:g} s") from None
+        raise _late(where, timeout) from None
     except urllib.error.URLError as e:
-        if isinstance(e.reason, TimeoutError):
-            raise UserError(f"TF Serving at {where} did not answer within {timeout:g} s") from None
+        if deadline.expired or isinstance(e.reason, TimeoutError):
+            raise _late(where, timeout) from None
         raise UserError(f"cannot reach TF Serving at {where} ({e.reason})") from None
     except http.client.IncompleteRead as e:
+        if deadline.expired:
+            raise _late(where, timeout) from None
         raise _bad(where, f"the body was cut short ({len(e.partial)} bytes, {e.expected} more expected)") from None
     except (http.client.HTTPException, OSError) as e:
+        if deadline.expired:
+            raise _late(where, timeout) from None
         if isinstance(e, (ConnectionError, http.client.HTTPException)):
             raise _bad(where, f"the connection broke off ({type(e).__name__})") from None
         raise UserError(f"cannot reach TF Serving at {where} ({e})") from None
+    if deadline.expired:  # the connection was shut mid-body, and the body ends there
+        raise _late(where, timeout)
     if len(raw) > MAX_REPLY_BYTES:
         raise _bad(where, f"more than the {_mib(MAX_REPLY_BYTES)} this client reads")
     if length.isdigit() and len(raw) < int(length):
@@ -468,7 +577,7 @@ def _grpc_call(method, request, target, timeout):
         if code == grpc.StatusCode.UNAVAILABLE:
             raise UserError(f"cannot reach TF Serving at {target} over gRPC ({_first_line(e.details())})") from None
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise UserError(f"TF Serving at {target} did not answer within {timeout:g} s") from None
+            raise _late(target, timeout) from None
         raise UserError(f"TF Serving at {target} answered {code.name}: {_first_line(e.details())}") from None
 
 

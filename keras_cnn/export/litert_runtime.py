@@ -29,6 +29,7 @@ from keras_cnn import full_size
 from keras_cnn.colorization import palette_values
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_json
+from keras_cnn.hardware import check_threads
 
 # Lines TensorFlow's converter and LiteRT print from C++ straight to stderr, whatever the log levels:
 # the quantiser's settings, and the notice that the default XNNPACK delegate is in use.
@@ -64,7 +65,7 @@ def load_interpreter(model, num_threads=None, with_delegates=True):
     """A LiteRT `Interpreter` for a `.tflite` path or its bytes, tensors allocated."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    kwargs = {"num_threads": num_threads}
+    kwargs = {"num_threads": check_threads(num_threads, "num_threads")}
     if not with_delegates:
         # The default XNNPACK delegate swallows ops into one DELEGATE node;
         # listing the model's own ops needs it off.

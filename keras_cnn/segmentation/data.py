@@ -115,7 +115,13 @@ def split_pairs(pairs, val_fraction):
     val = sorted(order[:n_val])
     train = sorted(order[n_val:])
     if not train or (val_fraction > 0 and not val):
-        raise UserError(f"{len(pairs)} image/mask pairs are too few for a validation share of {val_fraction}")
+        folder = (os.path.commonpath([os.path.dirname(os.path.abspath(os.fsdecode(p[0]))) for p in pairs])
+                  if pairs else "the data folder")
+        need = next(n for n in range(1, 1_000_000)
+                    if n - int(round(n * val_fraction)) >= 1 and int(round(n * val_fraction)) >= 1)
+        raise UserError(f"{folder}: {len(pairs)} image/mask pair(s) are too few for --val-fraction {val_fraction}, "
+                        f"which needs at least {need} (one or more for validation and for training); add pairs, "
+                        "or pass --val-fraction 0 to train on all of them")
     return train, val
 
 

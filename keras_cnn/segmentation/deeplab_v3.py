@@ -12,7 +12,6 @@ its output is float32 logits `(batch, H, W, num_classes)`.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -332,7 +331,7 @@ class DeepLabV3Segmenter(keras.Model):
         """Class labels, uint8 (h, w), for one uint8 RGB photo at its own size (as the `segment` command)."""
         from keras_cnn.segmentation.predict import predict_labels
 
-        return predict_labels(self, np.asarray(image, np.uint8))
+        return predict_labels(self, image)
 
     def get_config(self):
         return {

@@ -13,13 +13,11 @@ its full-size logits is ever made. The results are those of
 `tf.image.resize` on the whole photo, up to float rounding.
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import IMAGE_EXTENSIONS, atomic_path, list_images, read_image
+from keras_cnn.fileio import atomic_path, check_photos, image_inputs, output_paths, read_image
 from keras_cnn.full_size import labels_at_size
 from keras_cnn.segmentation.metrics import IGNORE_LABEL
 
@@ -78,24 +76,14 @@ def resize_to_model(image, size):
 
 
 def predict_labels(model, image):
-    """Class labels `(h, w)` for one uint8 RGB photo at its own size, in memory bounded by the model's size."""
+    """Class labels `(h, w)` for one uint8 RGB photo (or its path) at its own size, in memory bounded by the
+    model's size."""
+    image = check_photos(image, "image")
+    if image.ndim != 3:
+        raise UserError(f"image has shape {image.shape}: give one photo (H, W, 3) at a time")
     x = resize_to_model(image, model.image_size)
     logits = model(tf.clip_by_value(tf.round(x), 0, 255)[None], training=False)
     return labels_at_size(logits[0], image.shape[0], image.shape[1])
-
-
-def _inputs(paths):
-    files = []
-    for p in paths:
-        if os.path.isdir(p):
-            files += list_images(p, "input folder")
-        elif not os.path.exists(p):
-            raise UserError(f"{p}: no such file or folder")
-        elif not p.lower().endswith(IMAGE_EXTENSIONS):
-            raise UserError(f"{p}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
-        else:
-            files.append(p)
-    return files
 
 
 def _save_png(array, path):
@@ -112,13 +100,13 @@ def segment_paths(model, paths, out_dir):
     class index otherwise. Returns the list of written files.
     """
     written = []
-    for path in _inputs(paths):
+    photos = image_inputs(paths)
+    plan = output_paths(photos, out_dir, ("mask", "overlay"))  # no output replaces an input or another
+    for path, outs in zip(photos, plan):
         image = read_image(path)
         labels = predict_labels(model, image)
-        stem = os.path.splitext(os.path.basename(path))[0]
         mask = (labels * 255).astype(np.uint8) if model.num_classes == 2 else labels
-        for suffix, array in (("mask", mask), ("overlay", overlay(image, labels))):
-            out = os.path.join(out_dir, f"{stem}_{suffix}.png")
+        for out, array in zip(outs, (mask, overlay(image, labels))):
             _save_png(array, out)
             written.append(out)
     return written

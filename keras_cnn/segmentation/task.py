@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_cnn import plots, state_files, tasks
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text
+from keras_cnn.fileio import atomic_write_text, check_photos, photos_one_by_one
 from keras_cnn.segmentation import config as config_lib
 from keras_cnn.segmentation import data as data_lib
 from keras_cnn.segmentation.deeplab_v3 import DeepLabV3Segmenter, build_segmenter, flip_averaged, set_finetune_mode
@@ -262,9 +262,13 @@ class SegmentationTask(tasks.Task):
     def predict(self, run, images, flip_tta=False):
         """uint8 RGB (H, W, 3) or (N, H, W, 3), any size -> uint8 class labels (H, W) per image.
 
-        With `flip_tta`, each photo's logits are averaged with those of its mirror image.
+        With `flip_tta`, each photo's logits are averaged with those of its mirror image. A list of
+        photos of different sizes (or of paths) gives a list of label maps, each at its photo's own size.
         """
-        images = np.asarray(images, np.uint8)
+        own_sizes = photos_one_by_one(images)
+        if own_sizes is not None:
+            return [self.predict(run, image, flip_tta) for image in own_sizes]
+        images = check_photos(images)  # a path, one photo or a batch; anything else is one line
         model = flip_averaged(run.model) if flip_tta else run.model
         if images.ndim == 3:
             return predict_labels(model, images)

@@ -1,6 +1,7 @@
 """The callbacks every run gets: CSV log, atomic checkpoints, kill-safe backups, TensorBoard,
 a stop on a non-finite loss, and a clean stop on SIGTERM / SIGINT."""
 
+import io
 import json
 import math
 import os
@@ -105,6 +106,31 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 shutil.copyfile(last, tmp)
 
 
+def _save_weights(model, path):
+    """`model.save_weights(path)`, the HDF5 file built in memory and written to `path` with one plain write.
+
+    HDF5 writing straight to a disk that fills up keeps the half-written file
+    open, retries the write as each of h5py's objects is freed (a traceback
+    each) and crashes the process at exit (exit 139). Built in memory, a full
+    disk is one `OSError` from `write()`, which `atomic_path` names. Costs
+    the weights' size in memory for a moment. With a Keras whose saving
+    internals differ, the weights are written straight to the file.
+    """
+    try:
+        from keras.src.saving import saving_lib
+
+        store_class, save_state = saving_lib.H5IOStore, saving_lib._save_state
+    except (ImportError, AttributeError):
+        model.save_weights(path)
+        return
+    buffer = io.BytesIO()
+    store = store_class(buffer, mode="w")
+    save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
 def read_backup_state(backup_dir):
     """`{"epoch", "step", "weights"}` of the backup in `backup_dir`, or None if there is none.
 
@@ -203,7 +229,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch{epoch:05d}-step{step:07d}.weights.h5"
         with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
-            self.model.save_weights(tmp)
+            _save_weights(self.model, tmp)
         atomic_write_text(os.path.join(self.backup_dir, self.STATE),
                           json.dumps({"epoch": epoch, "step": step, "weights": name}) + "\n")
         # Older backups, and temporary files of a save that was killed.

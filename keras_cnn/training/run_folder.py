@@ -20,12 +20,11 @@ import csv
 import io
 import os
 import shutil
-import uuid
 
 from keras_cnn import config as config_lib
 from keras_cnn import distribute, state_files
 from keras_cnn.errors import UserError
-from keras_cnn.fileio import atomic_write_text, named_os_error
+from keras_cnn.fileio import atomic_write_text, named_os_error, temporary_name
 from keras_cnn.state_files import BACKUP_DIR, BACKUP_STATE, CONFIG, HISTORY_CSV  # noqa: F401 (the folder's files)
 
 
@@ -162,7 +161,7 @@ def new_run(run_dir, cfg, resume=False, chief=None, task=None):
         return
     parent, name = os.path.split(os.path.abspath(run_dir))
     os.makedirs(parent, exist_ok=True)
-    build = os.path.join(parent, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{name}")
+    build = os.path.join(parent, temporary_name(name))  # within NAME_MAX for a legal long name
     try:
         os.makedirs(build)
         config_lib.save_config(cfg, config_lib.config_path(build), task=task)

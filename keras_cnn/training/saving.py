@@ -9,6 +9,26 @@ from keras_cnn.errors import UserError
 from keras_cnn.zip_bounds import check_archive
 
 
+def _check_archive(path):
+    """A one-line `UserError` unless `path` is a whole zip archive holding a model's config.json.
+
+    Keras reports any archive it cannot open, a truncated one included, as
+    "File not found", which sends the user looking for a file that is there.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            # What the archive unpacks to is bounded before Keras reads a member (a zip bomb).
+            check_archive(archive, path, "model file")
+    except UserError:  # a ValueError too: the bound's own line
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise UserError(f"{path}: not a whole .keras file (a .keras file is a zip archive; this one is cut "
+                        f"short or is not one, {os.path.getsize(path):,} bytes); save or copy it again") from None
+    if "config.json" not in names:
+        raise UserError(f"{path}: a zip archive without config.json inside, not a .keras model file")
+
+
 def load_model(path):
     """Loads a `.keras` file of this package with a one-line error when it cannot.
 
@@ -29,12 +49,8 @@ def load_model(path):
     register_keras_objects()
     if not os.path.exists(path):
         raise UserError(f"{path}: model file does not exist")
-    if zipfile.is_zipfile(path):  # anything else Keras refuses in its own words below
-        try:
-            with zipfile.ZipFile(path) as archive:
-                check_archive(archive, path, "model file")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise UserError(f"{path}: cannot load model (not a whole .keras zip archive: {e})") from None
+    if os.path.isfile(path):  # (Keras also loads a SavedModel folder, in which case it says what is wrong)
+        _check_archive(path)
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive
