@@ -85,7 +85,10 @@ def read_metadata(preset_dir, application):
         # e.g. the metadata.json beside exported .tflite files
         raise UserError(f"{path}: not a preset's metadata (no \"format\": \"{FORMAT}\"); "
                         "`keras-cnn export --preset-dir` writes preset folders")
-    data = state_files.read_object(path, what, {"application": _string, "format_version": state_files.count})
+    for name, check in (("application", _string), ("format_version", state_files.count)):
+        problem = check(data.get(name))
+        if problem:
+            raise UserError(f"{path}: {what} \"{name}\" {problem}")
     if data["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path}: preset format {data['format_version']} is newer than this keras_cnn reads "
                         f"({FORMAT_VERSION}); upgrade keras_cnn")
