@@ -147,3 +147,21 @@ def test_from_preset_refuses_in_one_line_what_is_not_a_trained_preset(tmp_path):
         colorization.Colorizer.from_recipe(str(good))
     with pytest.raises(UserError, match="unknown recipe 'horses'"):
         segmentation.DeepLabV3Segmenter.from_recipe("horses")
+
+
+def test_a_preset_written_under_tensorflow_loads_under_jax(tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend needs jax (pip install -e .[jax])")
+    run_dir = segmenter_run(str(tmp_path))
+    write_preset(open_run(run_dir), tmp_path / "horses")
+    images = blocky_images(2, 32, seed=7)
+    np.save(tmp_path / "images.npy", images)
+    code = ("import sys, keras, numpy as np; from keras_cnn import segmentation; "
+            "assert keras.backend.backend() == 'jax'; "
+            "model = segmentation.DeepLabV3Segmenter.from_preset(sys.argv[1]); "
+            "np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "horses"), str(tmp_path / "images.npy"),
+                           str(tmp_path / "logits.npy")], capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), np.asarray(open_run(run_dir).model(images)),
+                               atol=1e-5)
