@@ -15,7 +15,7 @@ import sys
 KERAS_MODULES = (
     "keras_cnn.colorization.models",
     "keras_cnn.colorization.colorizer",
-    "keras_cnn.colorization.pipeline",
+    "keras_cnn.colorization.losses",
     "keras_cnn.segmentation.deeplab_v3",
     "keras_cnn.segmentation.torchvision_resnet",
     "keras_cnn.segmentation.efficientnet_lite",

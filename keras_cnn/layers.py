@@ -7,10 +7,12 @@ than their arithmetic needs:
 - `keras.layers.BatchNormalization` computes the batch moments and the
   normalisation as a dozen separate element-wise ops (forward and backward);
   TensorFlow's `FusedBatchNormV3` does it in one kernel each way (oneDNN's on
-  x86). Only training uses it: in inference Keras' multiply-add was faster.
+  x86). Only training on the TensorFlow backend uses it: in inference Keras'
+  multiply-add was faster, and JAX and PyTorch run Keras' own code.
 - `keras.layers.Cropping2D` slices with `StridedSlice`, whose gradient
   (`StridedSliceGrad`) was the single most expensive op of the UNet's step;
-  `tf.slice` has a `Pad` for its gradient.
+  `keras.ops.slice` is `tf.slice` there, which has a `Pad` for its gradient,
+  and a plain slice on the other backends.
 
 `BatchNormalization` and `Cropping2D` subclass the Keras layers and keep
 their class names on purpose: a `.keras` file stores each layer's weights
@@ -19,10 +21,13 @@ load into these (and the other way round). Every `isinstance` check, weight
 loader and saved config works unchanged. Both fall back to the
 Keras code for anything they do not cover (synchronised or renormalised
 BatchNorm, masks, other axes or ranks, channels-first data).
+
+TensorFlow is imported only by the fused path, so the module (and every net
+built from it) loads where TensorFlow is not installed.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -32,12 +37,13 @@ class BatchNormalization(keras.layers.BatchNormalization):
     Same outputs, gradients and moving statistics as the Keras layer to float
     rounding (tested): the fused kernel returns the unbiased batch variance,
     which is turned back into the biased one Keras averages. Like Keras, it
-    computes in float32 under a mixed-precision policy. Inference, and a
-    frozen layer, run Keras' own code (the moving statistics).
+    computes in float32 under a mixed-precision policy. Inference, a frozen
+    layer, and the JAX and PyTorch backends run Keras' own code.
     """
 
     def _fusable(self, inputs, mask):
-        return (mask is None and not self.renorm and not self.synchronized and self.scale and self.center
+        return (keras.backend.backend() == "tensorflow" and mask is None and not self.renorm
+                and not self.synchronized and self.scale and self.center
                 and len(inputs.shape) == 4 and self.axis in (-1, 3))
 
     def call(self, inputs, training=None, mask=None):
@@ -45,6 +51,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         # fuses into the layers around it; the fused kernel made the UNet's predict 28% slower.
         if not (training and self.trainable) or not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
+        return self._fused_call(inputs)
+
+    def _fused_call(self, inputs):
+        import tensorflow as tf
+
         x = tf.cast(inputs, "float32")
         gamma, beta = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
         y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
@@ -60,11 +71,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
 class Cropping2D(keras.layers.Cropping2D):
-    """`keras.layers.Cropping2D` (channels last) as `tf.slice`, whose gradient is a cheap `Pad`."""
+    """`keras.layers.Cropping2D` (channels last) as `keras.ops.slice`: `tf.slice` on TensorFlow (a `Pad` gradient)."""
 
     def call(self, inputs):
         if self.data_format != "channels_last" or len(inputs.shape) != 4:
             return super().call(inputs)
         (top, bottom), (left, right) = self.cropping
-        shape = tf.shape(inputs)
-        return tf.slice(inputs, [0, top, left, 0], [-1, shape[1] - top - bottom, shape[2] - left - right, -1])
+        n, h, w, c = ops.shape(inputs)
+        return ops.slice(inputs, [0, top, left, 0], [n, h - top - bottom, w - left - right, c])

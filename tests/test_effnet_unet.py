@@ -77,3 +77,19 @@ def test_options_are_checked():
     preset = PRESETS["cifar10_effnet"]
     assert preset.model == "effnet_unet" and preset.backbone_weights == "imagenet"
     assert not [p for p in preset.problems() if p]
+
+
+@pytest.mark.parametrize("scale,reference", [(2, None), (1, (9, 13)), (4, None)])
+def test_bilinear_resize_on_tensorflow_equals_keras_resize(scale, reference):
+    """BilinearResize keeps tf.image.resize on TensorFlow (exported graphs of unknown size); the other
+    backends run keras.ops.image.resize, which must give the same pixels."""
+    import keras
+
+    from keras_cnn.colorization.effnet_unet import BilinearResize
+
+    x = np.random.RandomState(0).normal(size=(2, 5, 7, 3)).astype(np.float32)
+    ref = None if reference is None else np.zeros((1, *reference, 1), np.float32)
+    size = (5 * scale, 7 * scale) if reference is None else reference
+    got = BilinearResize(scale)(x, ref)
+    want = keras.ops.image.resize(x, size, interpolation="bilinear", antialias=False)
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -8,9 +8,9 @@ import tensorflow as tf
 from skimage import color as skcolor
 
 from keras_cnn.colorization import color
-from keras_cnn.colorization.colorizer import ColorizerInput, downsize
 from keras_cnn.colorization.palette import Palette, fit_palette, grey, load_palette, save_palette
 from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
+from keras_cnn.colorization.preprocessing import ColorizerInput, downsize
 from keras_cnn.errors import UserError
 
 RNG = np.random.RandomState(0)
@@ -37,6 +37,45 @@ def test_delta_e_and_psnr_against_references():
     np.testing.assert_allclose(de, skcolor.deltaE_cie76(skcolor.rgb2lab(a), skcolor.rgb2lab(b)), atol=5e-3)
     mse = np.mean((a - b) ** 2)
     np.testing.assert_allclose(color.psnr(a, b).numpy(), 10 * np.log10(1 / mse), rtol=1e-4)
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x) if keras.ops.is_tensor(x) else np.asarray(x)
+
+
+@pytest.mark.parametrize("xp", color.NAMESPACES)
+def test_colour_maths_in_every_namespace_match_skimage(xp):
+    """One implementation for keras.ops (the model), tf.experimental.numpy (tf.data, export) and NumPy."""
+    rgb = RNG.uniform(0, 1, (2, 5, 7, 3)).astype(np.float32)
+    lab = _np(color.rgb_to_lab(rgb, xp))
+    np.testing.assert_allclose(lab, skcolor.rgb2lab(rgb.astype(np.float64)), atol=2e-3)
+    np.testing.assert_allclose(_np(color.lab_to_rgb(lab, xp)), rgb, atol=1e-3)
+    other = rgb[::-1]
+    np.testing.assert_allclose(_np(color.delta_e76(lab, color.rgb_to_lab(other, xp), xp)),
+                               skcolor.deltaE_cie76(skcolor.rgb2lab(rgb), skcolor.rgb2lab(other)), atol=5e-3)
+    mse = ((rgb - other) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(_np(color.psnr(rgb, other, xp)), 10 * np.log10(1 / mse), rtol=1e-4)
+    assert _np(color.psnr(rgb, rgb, xp)).tolist() == [color.MAX_PSNR] * 2
+    np.testing.assert_allclose(_np(color.grey(IMAGES, xp)), IMAGES.mean(-1, keepdims=True) / 256, atol=1e-6)
+
+
+@pytest.mark.parametrize("space", ["rgb", "ab"])
+def test_palette_maps_agree_in_every_namespace(space):
+    palette = fit_palette(IMAGES, k=5, space=space, seed=0)
+    logits = RNG.normal(0, 2, IMAGES.shape[:-1] + (5,)).astype(np.float32)
+    g = grey(IMAGES, "numpy")
+    want = {"labels": palette.labels(IMAGES, "numpy"), "quantize": palette.quantize(IMAGES, "numpy"),
+            "argmax": palette.decode(logits, g, "argmax", xp="numpy"),
+            "annealed": palette.decode(logits, g, "annealed", 0.38, xp="numpy")}
+    for xp in ("keras", "tensorflow"):
+        got = {"labels": palette.labels(IMAGES, xp), "quantize": palette.quantize(IMAGES, xp),
+               "argmax": palette.decode(logits, g, "argmax", xp=xp),
+               "annealed": palette.decode(logits, g, "annealed", 0.38, xp=xp)}
+        for key in want:
+            # uint8 colours may round a float32 ulp apart: at most one step.
+            assert np.abs(_np(got[key]).astype(int) - want[key]).max() <= (0 if key == "labels" else 1), (xp, key)
+    errors = [[float(_np(v)) for v in color.colour_errors(IMAGES, want["argmax"], xp)] for xp in color.NAMESPACES]
+    np.testing.assert_allclose(errors[1:], [errors[0]] * 2, rtol=1e-5)
 
 
 def test_fit_palette_is_deterministic_and_in_course_units():
@@ -206,13 +245,15 @@ def test_weighted_cross_entropy():
 def test_cross_entropy_equals_keras_in_value_and_gradient():
     # PixelCrossEntropy computes log-sum-exp minus the true logit (faster on CPU than the fused kernel).
     rng = np.random.RandomState(0)
-    logits = tf.Variable(rng.normal(0, 5, (3, 4, 5, 7)).astype("float32"))
-    logits[0, 0, 0].assign([90.0, -90.0, 0, 0, 0, 0, 80.0])  # large logits stay finite
+    logits = rng.normal(0, 5, (3, 4, 5, 7)).astype("float32")
+    logits[0, 0, 0] = [90.0, -90.0, 0, 0, 0, 0, 80.0]  # large logits stay finite
+    logits = tf.constant(logits)
     y = tf.constant(rng.randint(0, 7, (3, 4, 5)))
     results = []
     for loss_fn in (PixelCrossEntropy(), lambda t, p: tf.reduce_mean(
             keras.losses.sparse_categorical_crossentropy(t, p, from_logits=True))):
         with tf.GradientTape() as tape:
+            tape.watch(logits)
             loss = loss_fn(y, logits)
         results.append((loss.numpy(), tape.gradient(loss, logits).numpy()))
     (ours, grad), (ref, ref_grad) = results

@@ -29,7 +29,7 @@ import importlib
 # Public name -> (module, name there).
 _EXPORTS = {
     "Colorizer": ("colorizer", "Colorizer"),
-    "ColorizerInput": ("colorizer", "ColorizerInput"),
+    "ColorizerInput": ("preprocessing", "ColorizerInput"),
     "PoolUpsampleNet": ("models", "PoolUpsampleNet"),
     "ConvTransposeNet": ("models", "ConvTransposeNet"),
     "UNet": ("models", "UNet"),
@@ -41,14 +41,14 @@ _EXPORTS = {
     "fit_palette": ("palette", "fit_palette"),
     "load_palette": ("palette", "load_palette"),
     "save_palette": ("palette", "save_palette"),
-    "grey": ("palette", "grey"),
-    "PixelCrossEntropy": ("pipeline", "PixelCrossEntropy"),
+    "grey": ("color", "grey"),
+    "PixelCrossEntropy": ("losses", "PixelCrossEntropy"),
     "make_dataset": ("pipeline", "make_dataset"),
     "palette_labels": ("pipeline", "palette_labels"),
     # `evaluate` is also the name of the module, which would shadow the function once imported.
     "evaluate_colours": ("evaluate", "evaluate"),
     "baselines": ("evaluate", "baselines"),
-    "colour_errors": ("evaluate", "colour_errors"),
+    "colour_errors": ("color", "colour_errors"),
     "colorize": ("predict", "colorize"),
     "colorize_files": ("predict", "colorize_files"),
     "ColorizationConfig": ("config", "ColorizationConfig"),

@@ -24,7 +24,7 @@ encoder rounds sizes up.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_cnn.colorization.blocks import ColourNet, bn_relu, check_args, conv, logits_layer, net_inputs
 from keras_cnn.errors import UserError
@@ -39,9 +39,10 @@ DECODER_WIDTHS = {16: 3.0, 8: 2.0, 4: 1.5, 2: 1.0, 1: 1.0}
 class BilinearResize(keras.layers.Layer):
     """Bilinear resize of `x` to `scale` times its own size, or to the size of `reference`.
 
-    tf.image.resize, which `keras.ops.image.resize` and `UpSampling2D` call on
-    this backend; those check sizes in Python, which fails on the sizes an
-    exported graph knows only when it runs.
+    `keras.ops.image.resize` (half-pixel centres, no antialiasing), except on
+    TensorFlow, where it is `tf.image.resize` itself: Keras' resize (and
+    `UpSampling2D`) checks the size in Python, which fails on the sizes an
+    exported graph knows only when it runs. The two agree (tested).
     """
 
     def __init__(self, scale=1, **kwargs):
@@ -49,8 +50,15 @@ class BilinearResize(keras.layers.Layer):
         self.scale = int(scale)
 
     def call(self, x, reference=None):
-        size = tf.shape(x if reference is None else reference)[1:3] * self.scale
-        return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+        source = x if reference is None else reference
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            size = tf.shape(source)[1:3] * self.scale
+            return tf.cast(tf.image.resize(x, size, method="bilinear"), x.dtype)
+        # JAX and PyTorch trace with concrete sizes.
+        size = (int(source.shape[1]) * self.scale, int(source.shape[2]) * self.scale)
+        return ops.cast(ops.image.resize(x, size, interpolation="bilinear", antialias=False), x.dtype)
 
     def compute_output_shape(self, x_shape, reference_shape=None):
         h, w = (x_shape if reference_shape is None else reference_shape)[1:3]

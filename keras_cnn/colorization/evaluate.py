@@ -8,22 +8,12 @@
   palettes (RGB, ab) compare fairly, and so do the trivial baselines.
 """
 
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from keras_cnn.colorization import color
-from keras_cnn.colorization.palette import grey
+from keras_cnn.colorization.color import colour_errors, grey
 from keras_cnn.colorization.pipeline import make_dataset
-
-
-def colour_errors(true_uint8, pred_uint8):
-    """(sum of per-pixel delta E, sum of per-image PSNR) for one batch."""
-    t = tf.cast(true_uint8, tf.float32) / 255.0
-    p = tf.cast(pred_uint8, tf.float32) / 255.0
-    de = color.delta_e76(color.rgb_to_lab(t), color.rgb_to_lab(p))
-    # PSNR of identical images is inf; cap at 100 dB so means stay finite.
-    ps = tf.minimum(color.psnr(t, p), 100.0)
-    return tf.reduce_sum(de), tf.reduce_sum(ps)
 
 
 class _Totals:
@@ -40,20 +30,27 @@ class _Totals:
 
 
 def evaluation_step(model, palette, decode="argmax", temperature=0.38):
-    """The compiled per-batch step of `evaluate`; made once and reused, it is traced only once.
+    """The per-batch step of `evaluate`: (uint8 images, labels) -> sums of cross-entropy, correct pixels,
+    delta E and PSNR.
 
-    (uint8 images, labels) -> sums of cross-entropy, correct pixels, delta E and PSNR.
+    In `keras.ops`, so it runs on every backend. On TensorFlow it is a
+    `tf.function`, made once and reused (it is traced only once); on JAX and
+    PyTorch it runs eagerly, batch by batch, and always sees the model's
+    current weights.
     """
-    @tf.function(reduce_retracing=True)
     def step(images, y):
-        y = tf.cast(y, tf.int32)
-        logits = tf.cast(model(images, training=False), tf.float32)
-        ce = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y),
-                                        tf.float32))
-        decoded = palette.decode(logits, grey(images), decode, temperature)
-        de, ps = colour_errors(images, decoded)
-        return tf.reduce_sum(ce), correct, de, ps
+        y = ops.cast(y, "int32")
+        logits = ops.cast(model(images, training=False), "float32")
+        ce = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        correct = ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), y), "float32"))
+        decoded = palette.decode(logits, grey(images, "keras"), decode, temperature, xp="keras")
+        de, ps = colour_errors(images, decoded, "keras")
+        return ops.sum(ce), correct, de, ps
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(step, reduce_retracing=True)
     return step
 
 
@@ -66,9 +63,9 @@ def evaluate(model, images_uint8, palette, batch_size=100, decode="argmax", temp
     """
     totals = _Totals()
     step = step or evaluation_step(model, palette, decode, temperature)
-    for images, y in make_dataset(images_uint8, palette, batch_size):
-        ce, correct, de, ps = step(images, y)
-        n, pixels = int(images.shape[0]), int(np.prod(y.shape))
+    for images, y in make_dataset(images_uint8, palette, batch_size).as_numpy_iterator():
+        ce, correct, de, ps = (float(ops.convert_to_numpy(v)) for v in step(images, y))
+        n, pixels = len(images), int(np.prod(y.shape))
         totals.add("loss", ce, pixels)
         totals.add("accuracy", correct, pixels)
         totals.add("delta_e", de, pixels)
@@ -85,14 +82,14 @@ def baselines(images_uint8, palette, batch_size=500):
     """
     totals = _Totals()
     for start in range(0, len(images_uint8), batch_size):
-        images = tf.constant(images_uint8[start:start + batch_size])
-        y = palette.labels(images)
-        n, pixels = int(images.shape[0]), int(np.prod(y.shape))
-        g = tf.cast(tf.round(grey(images) * 256.0), tf.uint8)
-        grey_rgb = tf.repeat(tf.minimum(g, 255), 3, axis=-1)
-        for name, pred in (("grey_input", grey_rgb), ("palette_truth", palette.quantize(images))):
-            de, ps = colour_errors(images, pred)
-            correct = tf.reduce_sum(tf.cast(tf.equal(palette.labels(pred), y), tf.float32))
+        images = np.asarray(images_uint8[start:start + batch_size], np.uint8)
+        y = palette.labels(images, "numpy")
+        n, pixels = len(images), int(np.prod(y.shape))
+        g = np.round(grey(images, "numpy") * 256.0).astype(np.uint8)
+        grey_rgb = np.repeat(np.minimum(g, 255), 3, axis=-1)
+        for name, pred in (("grey_input", grey_rgb), ("palette_truth", palette.quantize(images, "numpy"))):
+            de, ps = colour_errors(images, pred, "numpy")
+            correct = np.sum(palette.labels(pred, "numpy") == y)
             totals.add(f"{name}/accuracy", correct, pixels)
             totals.add(f"{name}/delta_e", de, pixels)
             totals.add(f"{name}/psnr", ps, n)

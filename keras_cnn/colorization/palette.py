@@ -7,7 +7,9 @@ Two kinds, told apart by their shape:
   Lab; the lightness of a decoded pixel comes from the grey input.
 
 Saved as a plain `.npy` (no pickle). Pixel -> class and class -> colour are
-TensorFlow ops, so they run inside `tf.data` and inside exported graphs.
+written once for every array namespace of `color` (`xp`: "keras" inside a
+model or evaluation step on any backend, "tensorflow" inside `tf.data` and
+exported graphs, "numpy" elsewhere).
 
 Reference: Zhang, Isola, Efros, "Colorful Image Colorization", ECCV 2016.
 """
@@ -16,27 +18,26 @@ import io
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from keras_cnn.colorization import color, palette_values
+from keras_cnn.colorization.color import grey  # noqa: F401  (public here: `keras_cnn.colorization.grey`)
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path
 
 ANNEALED_T = 0.38
-
-
-def grey(images_uint8):
-    """The course's grey input: the plain mean of R, G and B, divided by 256."""
-    x = tf.cast(images_uint8, tf.float32) / 256.0
-    return tf.reduce_mean(x, axis=-1, keepdims=True)
+DECODINGS = ("argmax", "annealed")
 
 
 class Palette:
-    """K palette colours plus the ops that map pixels to classes and back.
+    """K palette colours plus the maps from pixels to classes and back.
 
     Args:
         colours: array (K, 3) of RGB colours in /256 units, or (K, 2) of Lab
             (a, b) pairs.
+
+    Every method takes `xp`, the array namespace to compute with
+    (`color.namespace`: "keras", "tensorflow" (the default) or "numpy"), and
+    returns arrays of that namespace.
     """
 
     def __init__(self, colours):
@@ -51,57 +52,62 @@ class Palette:
     def __len__(self):
         return len(self.colours)
 
-    def _features(self, images_uint8):
+    def _features(self, images_uint8, xp):
         """Per-pixel coordinates in the palette's own space."""
+        pixels = xp.cast(images_uint8, "float32")
         if self.space == "rgb":
-            return tf.cast(images_uint8, tf.float32) / 256.0
-        lab = color.rgb_to_lab(tf.cast(images_uint8, tf.float32) / 255.0)
-        return lab[..., 1:]
+            return pixels / 256.0
+        return color.rgb_to_lab(pixels / 255.0, xp)[..., 1:]
 
-    def labels(self, images_uint8):
+    def labels(self, images_uint8, xp="tensorflow"):
         """The nearest palette colour (Euclidean) of each pixel, int32 (..., H, W)."""
-        f = self._features(images_uint8)
-        c = tf.constant(self.colours)
+        xp = color.namespace(xp)
+        c = self.colours
         # |f - c|^2 = |f|^2 - 2 f.c + |c|^2; |f|^2 is the same for every class.
-        scores = tf.tensordot(f, tf.transpose(c), axes=1) * 2.0 - tf.reduce_sum(c * c, axis=-1)
-        return tf.argmax(scores, axis=-1, output_type=tf.int32)
+        scores = xp.tensordot(self._features(images_uint8, xp), c.T, axes=1) * 2.0 - (c * c).sum(-1)
+        return xp.cast(xp.argmax(scores, axis=-1), "int32")
 
-    def quantize(self, images_uint8):
+    def quantize(self, images_uint8, xp="tensorflow"):
         """Each pixel snapped to its palette colour, as uint8 RGB (the best an argmax can do)."""
-        labels = self.labels(images_uint8)
-        onehot = tf.one_hot(labels, len(self))
-        return self.colours_to_rgb(tf.tensordot(onehot, tf.constant(self.colours), axes=1),
-                                   grey(images_uint8))
+        xp = color.namespace(xp)
+        colours = xp.take(self.colours, self.labels(images_uint8, xp), axis=0)
+        return self.colours_to_rgb(colours, grey(images_uint8, xp), xp)
 
-    def colours_to_rgb(self, colours, grey_input):
+    def colours_to_rgb(self, colours, grey_input, xp="tensorflow"):
         """Palette-space colours (..., H, W, 3 or 2) + grey input (/256) -> uint8 RGB."""
+        xp = color.namespace(xp)
+        colours = xp.cast(colours, "float32")
         if self.space == "rgb":
-            rgb = colours * 256.0 / 255.0
+            rgb = colours * (256.0 / 255.0)
         else:
-            lightness = color.rgb_to_lab(tf.repeat(grey_input * 256.0 / 255.0, 3, axis=-1))[..., :1]
-            rgb = color.lab_to_rgb(tf.concat([lightness, colours], axis=-1))
-        return tf.cast(tf.round(tf.clip_by_value(rgb, 0.0, 1.0) * 255.0), tf.uint8)
+            grey_rgb = xp.repeat(xp.cast(grey_input, "float32") * (256.0 / 255.0), 3, axis=-1)
+            lightness = color.rgb_to_lab(grey_rgb, xp)[..., :1]
+            rgb = color.lab_to_rgb(xp.concatenate([lightness, colours], axis=-1), xp)
+        return xp.cast(xp.round(xp.clip(rgb, 0.0, 1.0) * 255.0), "uint8")
 
-    def decode(self, logits, grey_input, mode="argmax", temperature=ANNEALED_T):
+    def decode(self, logits, grey_input, mode="argmax", temperature=ANNEALED_T, xp="tensorflow"):
         """Logits (N, H, W, K) -> uint8 RGB images.
 
         `mode="argmax"` takes the most likely colour; `mode="annealed"` takes
         the expectation under softmax(log p / T), Zhang's annealed mean: T -> 0
         is the mode, T = 1 the plain mean (desaturated).
         """
-        logits = tf.cast(logits, tf.float32)
+        if mode not in DECODINGS:
+            raise UserError(f"unknown decoding {mode!r}; choose argmax or annealed")
+        if mode == "annealed" and temperature <= 0:
+            raise UserError(f"annealed-mean temperature must be > 0, got {temperature}")
+        xp = color.namespace(xp)
+        logits = xp.cast(logits, "float32")
         if mode == "argmax":
-            weights = tf.one_hot(tf.argmax(logits, axis=-1), len(self))
-        elif mode == "annealed":
-            if temperature <= 0:
-                raise UserError(f"annealed-mean temperature must be > 0, got {temperature}")
+            colours = xp.take(self.colours, xp.argmax(logits, axis=-1), axis=0)
+        else:
             # softmax(log p / T) == softmax(logits / T): log p differs from the
             # logits by a per-pixel constant.
-            weights = tf.nn.softmax(logits / temperature, axis=-1)
-        else:
-            raise UserError(f"unknown decoding {mode!r}; choose argmax or annealed")
-        colours = tf.tensordot(weights, tf.constant(self.colours), axes=1)
-        return self.colours_to_rgb(colours, grey_input)
+            scaled = logits / temperature
+            weights = xp.exp(scaled - xp.max(scaled, axis=-1, keepdims=True))
+            weights = weights / xp.sum(weights, axis=-1, keepdims=True)
+            colours = xp.tensordot(weights, self.colours, axes=1)
+        return self.colours_to_rgb(colours, grey_input, xp)
 
     def class_weights(self, label_counts, lam=0.5, sigma=5.0):
         """Zhang's rebalancing weights, proportional to ((1 - lam) p + lam / K)^-1.
@@ -139,7 +145,7 @@ def fit_palette(images_uint8, k=24, space="rgb", seed=0, max_pixels=200_000):
     if space == "rgb":
         feats = pixels.astype(np.float64) / 256.0
     elif space == "ab":
-        feats = color.rgb_to_lab(pixels.astype(np.float32) / 255.0).numpy()[:, 1:].astype(np.float64)
+        feats = color.rgb_to_lab(pixels.astype(np.float32) / 255.0, "numpy")[:, 1:].astype(np.float64)
     else:
         raise UserError(f"unknown palette space {space!r}; choose rgb or ab")
     if len(np.unique(feats, axis=0)) < k:

@@ -18,11 +18,11 @@ tiling is `keras_cnn.full_size`'s, which the TFLite runtime shares.
 import os
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_cnn import full_size, plots
-from keras_cnn.colorization.colorizer import downsize
-from keras_cnn.colorization.palette import grey
+from keras_cnn.colorization.color import grey
+from keras_cnn.colorization.preprocessing import downsize
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path, image_size, list_images, read_image
 
@@ -85,8 +85,9 @@ def tile_halo(model):
 
 
 def _decode(model, palette, pixels, decode, temperature):
+    """uint8 pixels -> decoded uint8 colours (NumPy), computed on the model's backend."""
     logits = model(pixels, training=False)
-    return palette.decode(logits, grey(pixels), decode, temperature).numpy()
+    return ops.convert_to_numpy(palette.decode(logits, grey(pixels, "keras"), decode, temperature, xp="keras"))
 
 
 def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38, tile_size=TILE_SIZE):
@@ -106,7 +107,8 @@ def colorize(model, palette, images_uint8, decode="argmax", temperature=0.38, ti
 
     def run(view, core):
         logits = model(view, training=False)[:, core[0], core[1]]
-        return palette.decode(logits, grey(view[:, core[0], core[1]]), decode, temperature).numpy()
+        pixels = view[:, core[0], core[1]]
+        return ops.convert_to_numpy(palette.decode(logits, grey(pixels, "keras"), decode, temperature, xp="keras"))
 
     return full_size.run_tiled(run, images, tile_size, tile_halo(model))
 
@@ -255,12 +257,12 @@ def save_activations(model, palette, image_uint8, out_dir):
     written = []
     for i, (layer, act) in enumerate(zip(layers, outputs)):
         path = os.path.join(out_dir, f"{i:02d}_{layer.name}.png")
-        maps = np.asarray(act[0], np.float32)
+        maps = ops.convert_to_numpy(act[0]).astype(np.float32)
         plots.feature_grid(_grid(maps), path, f"{layer.name} ({type(layer).__name__}): {maps.shape[-1]} maps of "
                                               f"{maps.shape[0]}x{maps.shape[1]}, each scaled to its own range")
         written.append(path)
-    out = palette.decode(logits, grey(image_uint8[None])).numpy()[0]
-    net_in = np.round(np.asarray(x[0]) * 256).clip(0, 255).astype(np.uint8)
+    out = ops.convert_to_numpy(palette.decode(logits, grey(image_uint8[None], "keras"), xp="keras"))[0]
+    net_in = np.round(ops.convert_to_numpy(x[0]) * 256).clip(0, 255).astype(np.uint8)
     for name, img in (("input", np.repeat(net_in, 3, -1) if net_in.shape[-1] == 1 else net_in),
                       ("truth", image_uint8), ("output", out)):
         write_png(os.path.join(out_dir, f"{name}.png"), img)
@@ -270,8 +272,10 @@ def save_activations(model, palette, image_uint8, out_dir):
 
 def superres_figure(model, palette, images_uint8, path):
     """Super-resolution strip: downsized input / bilinear upscaling / prediction / truth."""
-    small = tf.nn.avg_pool2d(tf.cast(images_uint8, tf.float32) / 255.0, 4, 4, "VALID")
-    bilinear = tf.image.resize(small, images_uint8.shape[1:3], method="bilinear").numpy()
-    pred = palette.decode(model(images_uint8, training=False), grey(images_uint8)).numpy()
-    plots.image_strip([downsize(images_uint8).numpy() * 256 / 255, bilinear, pred / 255.0,
+    images_uint8 = np.asarray(images_uint8, np.uint8)
+    small = ops.average_pool(ops.cast(images_uint8, "float32") / 255.0, 4, 4, padding="valid")
+    bilinear = ops.convert_to_numpy(ops.image.resize(small, images_uint8.shape[1:3], interpolation="bilinear",
+                                                     antialias=False))
+    pred = _decode(model, palette, images_uint8, "argmax", None)
+    plots.image_strip([ops.convert_to_numpy(downsize(images_uint8)) * 256 / 255, bilinear, pred / 255.0,
                        images_uint8 / 255.0], ["input", "bilinear", "predicted", "truth"], path)

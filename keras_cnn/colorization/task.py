@@ -161,10 +161,12 @@ def strip_drawer(images_uint8, palette, cfg):
     images = images_uint8[:STRIP_SIZE]
 
     def draw(model, path):
-        pred = palette.decode(model(images, training=False), grey(images), cfg.decode, cfg.temperature)
+        pred = palette.decode(model(images, training=False), grey(images, "keras"), cfg.decode, cfg.temperature,
+                              xp="keras")
         # The net input is in the course's /256 units; the plots want [0, 1].
-        x = model.preprocessor(images).numpy() * 256 / 255
-        plots.image_strip([x, images / 255.0, pred.numpy() / 255.0], ["input", "truth", "predicted"], path,
+        x = keras.ops.convert_to_numpy(model.preprocessor(images)) * 256 / 255
+        plots.image_strip([x, images / 255.0, keras.ops.convert_to_numpy(pred) / 255.0],
+                          ["input", "truth", "predicted"], path,
                           title=f"{cfg.model}: {os.path.basename(path)[:-4]}")
     return draw
 

@@ -12,7 +12,6 @@ its output is float32 logits `(batch, H, W, num_classes)`.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_cnn.errors import UserError
@@ -62,11 +61,13 @@ def atrous_conv2d(filters, kernel_size, dilation_rate, **kwargs):
         cols = [(j, (j - kw // 2) * rw) for j in range(kw) if abs((j - kw // 2) * rw) < width]
         pad_h, pad_w = max(abs(d) for _, d in rows), max(abs(d) for _, d in cols)
         padded = inputs if pad_h == pad_w == 0 else ops.pad(inputs, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+        batch, channels = ops.shape(inputs)[0], ops.shape(inputs)[3]
         out = None
         for i, dy in rows:
             for j, dx in cols:
-                # tf.slice, not [] indexing: its gradient is a Pad, StridedSlice's a much slower StridedSliceGrad.
-                window = tf.slice(padded, [0, pad_h + dy, pad_w + dx, 0], [-1, height, width, -1])
+                # ops.slice, not [] indexing: on TensorFlow it is tf.slice, whose gradient is a Pad,
+                # StridedSlice's a much slower StridedSliceGrad.
+                window = ops.slice(padded, [0, pad_h + dy, pad_w + dx, 0], [batch, height, width, channels])
                 term = ops.conv(window, kernel[i:i + 1, j:j + 1], padding="valid")
                 out = term if out is None else out + term
         return out

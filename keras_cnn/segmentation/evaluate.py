@@ -12,6 +12,7 @@ which uses exactly the split training held out.
 """
 
 import numpy as np
+from keras import ops
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import read_image
@@ -53,6 +54,8 @@ def evaluate_full_size(model, pairs, decode_mask, batch_size=16, at="photo"):
     labels are scored exactly as given (Weizmann masks are stored smaller or
     larger than their photos, at the same aspect ratio). Intersections and
     unions are summed over all pixels of all examples, like `ForegroundIoU`.
+    The photos and logits are resized with TensorFlow (the data side),
+    whatever backend the model runs on.
     """
     import tensorflow as tf
 
@@ -66,8 +69,8 @@ def evaluate_full_size(model, pairs, decode_mask, batch_size=16, at="photo"):
         photos = [read_image(image_path) for image_path, _ in chunk]
         x = tf.stack([tf.cast(tf.clip_by_value(tf.round(
             tf.image.resize(p, size, method="bilinear", antialias=True)), 0, 255), tf.uint8)
-            for p in photos])
-        logits = model(x, training=False)
+            for p in photos]).numpy()
+        logits = ops.convert_to_numpy(model(x, training=False))
         for (_, mask_path), photo, one in zip(chunk, photos, logits):
             labels = decode_mask(mask_path)
             target = photo.shape[:2] if at == "photo" else labels.shape

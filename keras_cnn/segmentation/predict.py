@@ -3,6 +3,7 @@
 The photo is resized to the model's input size (the model normalises it
 itself), and the logits are resized back to the photo's own size
 (bilinearly, before the argmax) so the mask lines up with the original.
+The resizes run in TensorFlow and NumPy, whatever backend the model runs on.
 
 Memory stays bounded for big photos: the resize to the model's size runs in
 row bands (width first, then height: the antialiased bilinear resize is
@@ -15,6 +16,7 @@ its full-size logits is ever made. The results are those of
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path, check_photos, image_inputs, output_paths, read_image
@@ -81,9 +83,9 @@ def predict_labels(model, image):
     image = check_photos(image, "image")
     if image.ndim != 3:
         raise UserError(f"image has shape {image.shape}: give one photo (H, W, 3) at a time")
-    x = resize_to_model(image, model.image_size)
-    logits = model(tf.clip_by_value(tf.round(x), 0, 255)[None], training=False)
-    return labels_at_size(logits[0], image.shape[0], image.shape[1])
+    x = np.clip(np.round(np.asarray(resize_to_model(image, model.image_size))), 0, 255)
+    logits = model(x[None], training=False)
+    return labels_at_size(ops.convert_to_numpy(logits[0]), image.shape[0], image.shape[1])
 
 
 def _save_png(array, path):

@@ -8,7 +8,7 @@ and phones cannot drift apart.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from keras_cnn.errors import UserError
 
@@ -51,11 +51,11 @@ def preprocess(images, mode="imagenet"):
         x = preprocess(np.full((1, 2, 2, 3), 255, np.uint8))  # ~ (2.25, 2.43, 2.64) per pixel
     """
     check_mode(mode)
-    x = tf.cast(images, tf.float32)
+    x = ops.cast(images, "float32")
     if mode == "imagenet":
-        return (x / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+        return (x / 255.0 - ops.array(IMAGENET_MEAN, "float32")) / ops.array(IMAGENET_STD, "float32")
     if mode == "caffe":
-        return x[..., ::-1] - tf.constant(CAFFE_MEAN_BGR)
+        return ops.flip(x, axis=-1) - ops.array(CAFFE_MEAN_BGR, "float32")
     return x / 127.5 - 1.0
 
 
