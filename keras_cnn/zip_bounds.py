@@ -1,4 +1,4 @@
-"""How much a zip archive may unpack to, checked before any member is read.
+"""How much an archive may unpack to, checked before any member is read.
 
 A `.keras` model and a zip-layout PyTorch checkpoint are zip archives, and a
 zip member can store almost nothing on disk yet declare gigabytes (a
@@ -33,6 +33,22 @@ def _mb(n):
 def limit_for(disk_bytes):
     """The most an archive of `disk_bytes` bytes may unpack to."""
     return min(MAX_TOTAL_BYTES, SMALL_BYTES + MAX_EXPANSION * disk_bytes)
+
+
+def check_sizes(path, members, total, what):
+    """A one-line `UserError` naming `path` (a `what`) if `members` members declaring `total` bytes are too many.
+
+    The same bounds for every archive kind: zip (`check_archive`) and the
+    tar archives data sets are downloaded as (`data.downloads.safe_extract`).
+    """
+    if members > MAX_MEMBERS:
+        raise UserError(f"{path}: {what} holds {members:,} members, over the {MAX_MEMBERS:,} this package reads")
+    disk = os.path.getsize(path)
+    limit = limit_for(disk)
+    if total > limit:
+        raise UserError(f"{path}: {what} unpacks to {_mb(total)} from {_mb(disk)} on disk, over the {_mb(limit)} "
+                        f"allowed ({SMALL_BYTES // 2**20} MB plus {MAX_EXPANSION} times the file's size, at most "
+                        f"{MAX_TOTAL_BYTES // 2**30} GB): an archive bomb, not unpacked")
 
 
 def check_archive(archive, path, what):

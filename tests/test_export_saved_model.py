@@ -82,7 +82,7 @@ def test_saved_model_cli_run_matches_keras_at_two_batch_sizes(exported, tmp_path
 def test_signature_keys_and_dtypes(exported):
     _, _, version_dir = exported
     loaded = tf.saved_model.load(version_dir)
-    assert set(loaded.signatures) == {"serving_default", "serving_bytes"}
+    assert set(loaded.signatures) == {"serving_default", "serving_decoded", "serving_bytes"}
     default = loaded.signatures["serving_default"]
     spec = default.structured_input_signature[1]["images"]
     assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, 3]
@@ -108,22 +108,42 @@ def _encode(image, fmt, **kwargs):
     return buf.getvalue()
 
 
-def test_bytes_signature_decodes_and_fits_in_the_graph(exported):
+def test_bytes_signature_answers_every_photo_at_its_own_size(exported):
     _, _, version_dir = exported
     loaded = tf.saved_model.load(version_dir)
     images = blocky_images(2, seed=5)
     blobs = [_encode(images[0], "PNG"), _encode(images[1], "PNG")]
     got = loaded.signatures["serving_bytes"](image_bytes=tf.constant(blobs))
     want = loaded.signatures["serving_default"](images=tf.constant(images))
+    # A client that sends files gets the picture: colours and each photo's size, no probabilities.
+    assert set(got) == {"colours", "sizes"}
     np.testing.assert_array_equal(got["colours"].numpy(), want["colours"].numpy())
-    assert np.max(np.abs(got["probabilities"].numpy() - want["probabilities"].numpy())) < 1e-6
-    # A 48 x 64 JPEG and a 40 x 40 PNG in one request: both come back at the export size.
+    np.testing.assert_array_equal(got["sizes"].numpy(), [[32, 32], [32, 32]])
+    # A 48 x 64 JPEG and a 40 x 40 PNG in one request: each coloured at its own size, padded to the largest.
     big = blocky_images(1, 64, seed=9)[0][:48]
-    mixed = [_encode(big, "JPEG", quality=90), _encode(blocky_images(1, 40, seed=2)[0], "PNG")]
+    small = blocky_images(1, 40, seed=2)[0]
+    mixed = [_encode(big, "JPEG", quality=90), _encode(small, "PNG")]
     out = loaded.signatures["serving_bytes"](image_bytes=tf.constant(mixed))
-    assert out["colours"].shape == (2, 32, 32, 3)
+    assert out["colours"].shape == (2, 48, 64, 3)
+    np.testing.assert_array_equal(out["sizes"].numpy(), [[48, 64], [40, 40]])
+    alone = loaded.signatures["serving_default"](images=tf.constant(small[None]))["colours"].numpy()[0]
+    np.testing.assert_array_equal(out["colours"].numpy()[1, :40, :40], alone)
+    assert not out["colours"].numpy()[1, 40:].any() and not out["colours"].numpy()[1, :, 40:].any()
+    decoded_jpeg = tf.io.decode_image(mixed[0], channels=3).numpy()  # TensorFlow's JPEG decoder, as the graph's
+    np.testing.assert_array_equal(out["colours"].numpy()[0], loaded.signatures["serving_default"](
+        images=tf.constant(decoded_jpeg[None]))["colours"].numpy()[0])
     with pytest.raises(tf.errors.InvalidArgumentError):
         loaded.signatures["serving_bytes"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_decoded_signature_returns_the_colours_alone(exported):
+    _, _, version_dir = exported
+    loaded = tf.saved_model.load(version_dir)
+    photo = blocky_images(1, 64, seed=6)[:, :44]
+    got = loaded.signatures["serving_decoded"](images=tf.constant(photo))
+    assert set(got) == {"colours"} and got["colours"].shape == (1, 44, 64, 3)
+    np.testing.assert_array_equal(got["colours"].numpy(), loaded.signatures["serving_default"](
+        images=tf.constant(photo))["colours"].numpy())
 
 
 @pytest.mark.parametrize("model,palette_space,decode,downsize", [

@@ -211,18 +211,10 @@ HOSTILE_REPLIES = [
      "colours is float32, the model's signature says uint8"),
     ("rest:colours-fractions", "unet", _outputs(lambda o: {**o, "colours": o["colours"] + 0.5}),
      "colours holds fractions; its values are whole numbers (uint8)"),
-    ("rest:probabilities-nan", "unet", _outputs(lambda o: {**o, "probabilities": o["probabilities"] * np.nan}),
-     "probabilities holds NaN or infinity"),
-    ("rest:probabilities-above-1", "unet", _outputs(lambda o: {**o, "probabilities": o["probabilities"] + 1.5}),
-     "outside 0..1"),
     ("rest:mask-class-out-of-range", "seg", _outputs(lambda o: {**o, "mask": np.full_like(o["mask"], 7)}),
      "mask holds class 7, but the model has 2 classes (0..1)"),
     ("grpc:mask-class-out-of-range", "seg", _outputs(lambda o: {**o, "mask": np.full_like(o["mask"], 7)}),
      "mask holds class 7, but the model has 2 classes (0..1)"),
-    ("rest:missing-output", "unet", _outputs(lambda o: {"probabilities": o["probabilities"]}),
-     "predictions holds bare values where results naming colours, probabilities belong"),
-    ("grpc:missing-output", "unet", _outputs(lambda o: {"probabilities": o["probabilities"]}),
-     "no colours in it (it has: nothing)"),
     ("rest:wrong-width", "unet", _outputs(lambda o: {**o, "colours": o["colours"][:, :, :-1]}),
      "colours is 31x32 pixels; the images sent are 32x32"),
     ("grpc:wrong-width", "unet", _outputs(lambda o: {**o, "colours": o["colours"][:, :, :-1]}),
@@ -254,7 +246,20 @@ HOSTILE_REPLIES = [
     ("rest:metadata-bad-dtype", "unet", _metadata(lambda answer: json.loads(json.dumps(answer).replace(
         '"DT_UINT8"', '"DT_NONSENSE"'))), "unknown dtype 'DT_NONSENSE'"),
     ("rest:metadata-without-the-signature", "unet", _metadata(_drop_signature),
-     "the model has no signature 'serving_default' (it has: serving_bytes)"),
+     "the model has no signature 'serving_default' (it has: serving_bytes, serving_decoded)"),
+]
+
+# Replies to what the library asks of serving_default (the probabilities beside the picture), which
+# serving-client never asks for: it wants the picture alone (serving_decoded).
+HOSTILE_LIBRARY_REPLIES = [
+    ("rest:probabilities-nan", "unet", _outputs(lambda o: {**o, "probabilities": o["probabilities"] * np.nan}),
+     "probabilities holds NaN or infinity"),
+    ("rest:probabilities-above-1", "unet", _outputs(lambda o: {**o, "probabilities": o["probabilities"] + 1.5}),
+     "outside 0..1"),
+    ("rest:missing-output", "unet", _outputs(lambda o: {"probabilities": o["probabilities"]}),
+     "predictions holds bare values where results naming colours, probabilities belong"),
+    ("grpc:missing-output", "unet", _outputs(lambda o: {"probabilities": o["probabilities"]}),
+     "no colours in it (it has: probabilities)"),
 ]
 
 
@@ -304,8 +309,27 @@ def test_a_bad_reply_is_one_line_naming_the_server_and_nothing_is_written(served
 def test_the_hostile_reply_table_covers_both_protocols():
     ids = [row[0] for row in HOSTILE_REPLIES]
     assert len(ids) == len(set(ids)) and {i.split(":")[0] for i in ids} == {"rest", "grpc"}
-    for case in ("one-result-for-two", "three-results-for-two", "mask-class-out-of-range", "missing-output"):
+    for case in ("one-result-for-two", "three-results-for-two", "mask-class-out-of-range"):
         assert {f"rest:{case}", f"grpc:{case}"} <= set(ids)
+    assert {"rest:missing-output", "grpc:missing-output"} <= {row[0] for row in HOSTILE_LIBRARY_REPLIES}
+
+
+@pytest.mark.parametrize("model,tamper,expected", [row[1:] for row in HOSTILE_LIBRARY_REPLIES],
+                         ids=[row[0] for row in HOSTILE_LIBRARY_REPLIES])
+def test_a_bad_reply_to_the_library_is_one_line_naming_the_server(served, request, model, tamper, expected):
+    server = served["server"]
+    protocol = request.node.callspec.id.split(":")[0]
+    images = blocky_images(2, seed=41)
+    server.tamper.update(tamper)
+    try:
+        with pytest.raises(UserError) as e:
+            if protocol == "rest":
+                clients.rest_predict(server.rest_url, model, images=images)
+            else:
+                clients.grpc_predict(server.grpc_target, model, images=images)
+    finally:
+        server.tamper.clear()
+    assert expected in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
@@ -329,20 +353,23 @@ def test_good_replies_are_written_for_both_models(served, tmp_path, capsys, prot
 # === Sizes: requests and replies are bounded ===
 
 def test_a_photo_too_big_for_one_rest_reply_is_refused_before_it_is_sent(served, tmp_path, capsys, monkeypatch):
-    """A 1200 x 1000 photo: its colours and 12 class probabilities a pixel would be ~330 MiB of JSON."""
+    """A 1200 x 1000 photo's colours are ~14 MiB of JSON over REST and 3.4 MiB over gRPC: with room for 8 MiB,
+    the REST request is refused from the photo's header and the gRPC one goes through."""
     server = served["server"]
     path = tmp_path / "big.png"
     Image.fromarray(np.full((1000, 1200, 3), 90, np.uint8)).save(path)
     sent = []
+    monkeypatch.setattr(clients, "MAX_REPLY_BYTES", 8 * 2 ** 20)
+    real_rest = clients.rest_predict
     monkeypatch.setattr(clients, "rest_predict", lambda *a, **k: sent.append(1))
     code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--out-dir", str(tmp_path / "out"),
                             "--input", str(path)], capsys)
     assert code == 2 and not sent and not (tmp_path / "out").exists()
     assert err.startswith(f"error: {path}: 1200x1000 pixels would take about ") and "MiB to answer over REST, more " \
-        "than the 256 MiB this client reads at once; pass --image-size N to fit photos to N x N here, or --bytes " \
-        "to have the server fit them, or --grpc" in err, err
-    # Over gRPC only the colours come back (3 bytes a pixel): it goes through, whole.
-    monkeypatch.undo()
+        "than the 8 MiB this client reads at once; pass --image-size N to fit photos to N x N here, or --grpc" \
+        in err, err
+    # Over gRPC the colours come back as 3 bytes a pixel: it goes through, whole.
+    monkeypatch.setattr(clients, "rest_predict", real_rest)
     code, _, err = _client(["--grpc", server.grpc_target, "--model", "unet", "--out-dir", str(tmp_path / "out"),
                             "--input", str(path)], capsys)
     assert code == 0, err
@@ -352,7 +379,7 @@ def test_a_photo_too_big_for_one_rest_reply_is_refused_before_it_is_sent(served,
 def test_batches_are_split_to_fit_the_reply_limit(served, tmp_path, capsys, monkeypatch):
     server = served["server"]
     photos = _photos(tmp_path, n=5)
-    signature = clients.rest_signature(server.rest_url, "unet")
+    signature = clients.rest_signature(server.rest_url, "unet", "serving_decoded")  # what serving-client asks
     # Room for two photos' replies at once.
     monkeypatch.setattr(clients, "MAX_REPLY_BYTES", clients.reply_bytes(signature, 2, (32, 32)))
     counts = []
@@ -372,7 +399,7 @@ def test_batches_are_split_to_fit_the_reply_limit(served, tmp_path, capsys, monk
     for i in range(5):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"photo{i}_colours.png")), want[i])
     # An --image-size whose one photo does not fit is one line naming the flag.
-    monkeypatch.setattr(clients, "MAX_REPLY_BYTES", 50_000)  # the metadata fits, a photo not
+    monkeypatch.setattr(clients, "MAX_REPLY_BYTES", 12_000)  # the metadata fits, a photo's colours (~18 KB) not
     code, _, err = _client(["--rest", server.rest_url, "--model", "unet", "--image-size", "32", "--out-dir",
                             str(tmp_path / "out2"), "--input", *photos], capsys)
     assert code == 2 and err.startswith("error: --image-size 32: a photo of 32x32 pixels would take about "), err
@@ -385,3 +412,45 @@ def test_the_library_refuses_a_request_whose_reply_is_too_big(served):
                                         r"REST, more than the 256 MiB this client reads; send fewer or smaller "
                                         r"images, or use gRPC"):
         clients.rest_predict(server.rest_url, "unet", images=images)
+
+
+def test_the_decoded_signature_answers_an_800x600_photo_in_a_fraction_of_the_bytes(served, capsys):
+    """Reply sizes of one 800 x 600 photo, measured on the wire: REST body bytes and gRPC message bytes.
+
+    `python -m pytest -q -s tests/test_export_serving.py -k 800x600` prints the table docs/EXPORT.md quotes.
+    """
+    import base64
+    import urllib.request
+
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    server = served["server"]
+    photo = blocky_images(1, 800, seed=50)[:, :600]
+    png = _png(photo[0])
+    sizes = {}
+    for model in ("unet", "seg"):
+        for signature, key, value in (("serving_default", "images", photo[0].tolist()),
+                                      ("serving_decoded", "images", photo[0].tolist()),
+                                      ("serving_bytes", "image_bytes", {"b64": base64.b64encode(png).decode()})):
+            body = json.dumps({"signature_name": signature, "instances": [{key: value}]}).encode()
+            request = urllib.request.Request(f"{server.rest_url}/v1/models/{model}:predict", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=120) as reply:
+                rest = len(reply.read())
+            message = predict_pb2.PredictRequest()
+            message.model_spec.name, message.model_spec.signature_name = model, signature
+            message.inputs[key].CopyFrom(tf.make_tensor_proto(photo if key == "images" else np.array([png], object)))
+            with grpc.insecure_channel(server.grpc_target, options=[("grpc.max_receive_message_length", -1)]) as ch:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+                grpc_bytes = stub.Predict(message, timeout=120).ByteSize()
+            sizes[model, signature] = (rest, grpc_bytes)
+    with capsys.disabled():
+        print("\n| model | signature | REST reply | gRPC reply |\n|---|---|---|---|")
+        for (model, signature), (rest, grpc_bytes) in sizes.items():
+            print(f"| {model} | {signature} | {rest / 2 ** 20:.1f} MiB | {grpc_bytes / 2 ** 20:.2f} MiB |")
+    for model in ("unet", "seg"):
+        default, decoded = sizes[model, "serving_default"], sizes[model, "serving_decoded"]
+        # The picture alone: several times smaller than with the probabilities, on both protocols.
+        assert decoded[0] * 3 < default[0] and decoded[1] * 3 < default[1], sizes
+        assert sizes[model, "serving_bytes"][1] <= decoded[1] + 64, sizes

@@ -58,6 +58,9 @@ for name, kind, path in json.loads(sys.argv[1]):
         elif kind == "keras":
             from keras_cnn.training.saving import load_model
             load_model(path)
+        elif kind == "tar":
+            from keras_cnn.data.downloads import safe_extract
+            safe_extract(path, path + ".extracted")
         result = {"outcome": "loaded"}
     except BaseException as e:
         result = {"outcome": type(e).__name__, "message": str(e)}
@@ -66,6 +69,30 @@ for name, kind, path in json.loads(sys.argv[1]):
     out[name] = result
 print("RESULTS " + json.dumps(out))
 """.replace("ADDRESS_SPACE", str(ADDRESS_SPACE))
+
+
+def write_tar_bomb(path, size=192 * 2**20):
+    """A CIFAR-named tar.gz whose one member is `size` bytes of zeros: a few hundred KB on disk."""
+    import io
+    import tarfile
+
+    class Zeros(io.RawIOBase):
+        left = size
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            n = min(len(buffer), self.left)
+            buffer[:n] = bytes(n)
+            self.left -= n
+            return n
+
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(Zeros(), 1 << 20))
+    return path
 
 
 def shared_nested(depth=5, width=100):
@@ -173,6 +200,10 @@ SIZE_CASES = [
      "its tensors would take 2,097,152,000 bytes from 524,288 stored"),
     ("pth-zip-bomb", "pth", lambda d: write_pth_zip_bomb(os.path.join(d, "bomb.pth")),
      "checkpoint unpacks to 192.0 MB from 0.2 MB on disk (archive/data/0 alone 192.0 MB), over the "),
+    ("tar-bomb", "tar", lambda d: write_tar_bomb(os.path.join(d, "cifar-10-python.tar.gz")),
+     "archive unpacks to 192.0 MB from 0.2 MB on disk, over the "),
+    ("tar-empty", "tar", lambda d: write(os.path.join(d, "empty.tar.gz"), b""),
+     "corrupt or truncated archive (file could not be opened successfully)"),
     ("keras-padded-config", "keras", lambda d: write_padded_keras(os.path.join(d, "best.keras")),
      "model file unpacks to 192.0 MB from 0.2 MB on disk (config.json alone 192.0 MB)"),
     ("keras-padded-member", "keras",

@@ -1,4 +1,4 @@
-"""The Python API: the exported names, `from_run` / `from_preset`, and the Keras way in (compile + fit on tf.data)."""
+"""The Python API: the exported names, `from_run` / `from_recipe` / `from_preset`, and the Keras way in."""
 
 import numpy as np
 import pytest
@@ -26,20 +26,20 @@ def test_every_exported_name_resolves_and_evaluate_stays_a_function():
     assert [m.name for m in metrics] == ["fg_iou", "mean_iou", "pixel_accuracy", "thresholded_iou"]
 
 
-def test_colorizer_from_preset_builds_the_presets_net():
-    model = colorization.Colorizer.from_preset("cifar10_unet")
+def test_colorizer_from_recipe_builds_the_recipes_net_untrained():
+    model = colorization.Colorizer.from_recipe("cifar10_unet")
     assert isinstance(model.net, colorization.UNet)
     # The course UNet: 56,856 trainable parameters, 24 colours, grey input.
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 56_856
     assert (model.num_colours, model.input_mode, model.palette, model.decode) == (24, "grey", None, "argmax")
     palette = colorization.Palette(np.random.RandomState(0).rand(10, 2) * 50)
-    resunet = colorization.Colorizer.from_preset("cifar10_resunet", palette=palette, num_filters=8)
+    resunet = colorization.Colorizer.from_recipe("cifar10_resunet", palette=palette, num_filters=8)
     assert isinstance(resunet.net, colorization.ResUNet) and resunet.net.num_filters == 8
     assert resunet.num_colours == 10 and resunet.palette is palette and resunet.decode == "annealed"
-    with pytest.raises(UserError, match="unknown preset 'nope'"):
-        colorization.Colorizer.from_preset("nope")
+    with pytest.raises(UserError, match="unknown recipe 'nope'"):
+        colorization.Colorizer.from_recipe("nope")
     with pytest.raises(UserError, match="unknown config key"):
-        colorization.Colorizer.from_preset("cifar10_unet", filters=3)
+        colorization.Colorizer.from_recipe("cifar10_unet", filters=3)
     with pytest.raises(UserError, match="no palette"):
         model.colorize(np.zeros((8, 8, 3), np.uint8))
 
@@ -53,19 +53,19 @@ def test_colorizer_from_run_carries_the_runs_palette_and_colourizes_like_the_run
     photo = blocky_images(1, 64, seed=2)[0][:44, :52]
     np.testing.assert_array_equal(model.colorize(photo), open_run(run_dir).predict(photo))
     assert model.colorize(np.stack([photo, photo])).shape == (2, 44, 52, 3)
-    # A run folder is a preset too, as in keras-hub.
+    # A run folder is trained too: from_preset takes it as from_run does.
     again = colorization.Colorizer.from_preset(run_dir, checkpoint="best")
     np.testing.assert_array_equal(again(images[:2]), model(images[:2]))
     with pytest.raises(UserError, match="last.keras: model file does not exist"):
         colorization.Colorizer.from_run(run_dir, checkpoint="last")
 
 
-def test_segmenter_from_preset_and_from_run(tmp_path):
-    model = segmentation.DeepLabV3Segmenter.from_preset("smoke", image_size=48, num_classes=3)
+def test_segmenter_from_recipe_and_from_run(tmp_path):
+    model = segmentation.DeepLabV3Segmenter.from_recipe("smoke", image_size=48, num_classes=3)
     assert model.image_size == (48, 48) and model.num_classes == 3 and model.backbone.name == "tiny_backbone"
     assert model(np.zeros((1, 48, 48, 3), np.uint8)).shape == (1, 48, 48, 3)
     with pytest.raises(UserError, match="unknown config key"):
-        segmentation.DeepLabV3Segmenter.from_preset("smoke", image=48)
+        segmentation.DeepLabV3Segmenter.from_recipe("smoke", image=48)
     run_dir = segmenter_run(str(tmp_path / "seg"))
     trained = segmentation.DeepLabV3Segmenter.from_run(run_dir)
     photo = blocky_images(1, 96, seed=6)[0][:70, :90]

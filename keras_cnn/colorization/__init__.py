@@ -13,7 +13,8 @@ The public API, for building, training and using colourizers in Python:
 
     model = colorization.Colorizer.from_run("runs/unet")   # trained, with its palette
     colours = model.colorize(photo)
-    model = colorization.Colorizer.from_preset("cifar10_resunet")
+    model = colorization.Colorizer.from_preset("presets/unet")    # trained (`keras-cnn export --preset-dir`)
+    model = colorization.Colorizer.from_recipe("cifar10_resunet")  # a training recipe's net, untrained
 
 The nets (`PoolUpsampleNet`, `ConvTransposeNet`, `UNet` of the CSC413/2516
 assignment, `ResUNet`, `EffNetUNet`) see the grey input; `Colorizer` puts

@@ -29,8 +29,9 @@ class Colorizer(keras.Model):
 
     A colourizer made by `from_run` or `from_preset` also carries the
     palette its classes stand for (`palette`, not part of the saved model:
-    a run keeps it in `palette.npy`) and its decoding (`decode`,
-    `temperature`), so `colorize(photos)` gives colour images directly.
+    a run or a preset folder keeps it in `palette.npy`) and its decoding
+    (`decode`, `temperature`), so `colorize(photos)` gives colour images
+    directly.
 
     Example:
         model = Colorizer(UNet(num_colours=24))
@@ -38,7 +39,8 @@ class Colorizer(keras.Model):
 
         model = Colorizer.from_run("runs/unet")             # trained, with its palette
         colours = model.colorize(keras_cnn.read_image("photo.jpg"))
-        model = Colorizer.from_preset("cifar10_unet")        # the preset's net, untrained
+        model = Colorizer.from_preset("presets/unet")        # trained, from `export --preset-dir`
+        model = Colorizer.from_recipe("cifar10_unet")        # the recipe's net, untrained
     """
 
     # The run's palette and decoding (see `from_run`); not saved with the model.
@@ -81,28 +83,64 @@ class Colorizer(keras.Model):
         return model
 
     @classmethod
-    def from_preset(cls, preset, palette=None, **overrides):
-        """A colourizer as a preset of `ColorizationConfig` builds it (untrained), or a run folder's (`from_run`).
+    def from_preset(cls, preset, checkpoint=None):
+        """The trained colourizer of a preset folder, with its palette and decoding, as keras-hub's `from_preset`.
 
         Args:
-            preset: a preset name ("cifar10_unet", "cifar10_resunet", ...; see
-                `keras_cnn.colorization.PRESETS`) or a trained run folder.
+            preset: a folder `keras-cnn export --preset-dir` wrote (or a
+                training run folder: then as `from_run`).
+            checkpoint: for a run folder only, "best" (default) or "last".
+
+        A recipe name ("cifar10_unet") is refused: a recipe has no weights;
+        `from_recipe` builds its untrained net. The model comes uncompiled.
+        """
+        import os
+
+        from keras_cnn import presets
+        from keras_cnn.colorization.config import PRESETS
+        from keras_cnn.colorization.palette import load_palette
+
+        if presets.folder_kind(preset, "colorization", PRESETS) == "run":
+            return cls.from_run(preset, checkpoint or "best")
+        if checkpoint is not None:
+            raise UserError(f"{preset}: a preset folder holds one model; checkpoint is for run folders")
+        preset = os.fspath(preset)
+        metadata = presets.read_metadata(preset, "colorization")
+        model = presets.load_model(preset, "colorization")
+        model.palette = load_palette(presets.asset_path(preset, "palette.npy"))
+        if len(model.palette) != model.num_colours:
+            raise UserError(f"{presets.asset_path(preset, 'palette.npy')}: {len(model.palette)} colours, but the "
+                            f"model predicts {model.num_colours}")
+        model.decode, model.temperature = presets.decoding(metadata, preset)
+        return model
+
+    @classmethod
+    def from_recipe(cls, recipe, palette=None, **overrides):
+        """An untrained colourizer as a training recipe of `ColorizationConfig` builds it.
+
+        Args:
+            recipe: a recipe name ("cifar10_unet", "cifar10_resunet", ...;
+                see `keras_cnn.colorization.PRESETS`, the `--preset` of
+                `keras-cnn train-colorization`).
             palette: the `Palette` the classes stand for; its size sets the
-                number of classes (else the preset's `num_colours`).
+                number of classes (else the recipe's `num_colours`).
             **overrides: config fields to change (`num_filters=16`, ...),
-                checked as the command line checks them; for a run folder,
-                only `checkpoint`.
+                checked as the command line checks them.
         """
         import os
 
         from keras_cnn import config
         from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 
-        if os.path.isfile(config.config_path(preset)):
-            return cls.from_run(preset, **overrides)
-        # The net does not depend on the data: a preset that reads a folder builds without one.
+        if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
+            raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; Colorizer.from_preset loads a "
+                            "trained preset or run folder")
+        if recipe not in PRESETS:
+            raise UserError(f"unknown recipe {recipe!r} (a --preset of train-colorization); choose one of: "
+                            f"{', '.join(sorted(PRESETS))}")
+        # The net does not depend on the data: a recipe that reads a folder builds without one.
         overrides = {"data_dir": "(no data: model only)", **overrides}
-        cfg = config.resolve(ColorizationConfig, PRESETS, preset, overrides)
+        cfg = config.resolve(ColorizationConfig, PRESETS, recipe, overrides)
         model = new_colorizer(cfg, len(palette) if palette is not None else cfg.num_colours)
         model.palette = palette
         model.decode, model.temperature = cfg.decode, cfg.temperature
@@ -118,7 +156,7 @@ class Colorizer(keras.Model):
 
         if self.palette is None:
             raise UserError("this colourizer has no palette: set model.palette, or make it with "
-                            "Colorizer.from_run / from_preset(..., palette=...)")
+                            "Colorizer.from_run, from_preset or from_recipe(..., palette=...)")
         own_sizes = photos_one_by_one(images)
         if own_sizes is not None:  # photos of different sizes (or paths): a list back, each at its own size
             return [self.colorize(image, decode, temperature) for image in own_sizes]

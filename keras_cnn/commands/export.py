@@ -20,6 +20,13 @@ marks each target of docs/TFLITE.md. The latency target is judged only on a
 CPU with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX, ARM dot
 product), where int8 can beat float32; elsewhere one line says why it was
 not. The same goes into <name>_<variant>_report.json.
+
+With --preset-dir DIR it writes the run as a preset folder instead (the
+model's config.json, model.weights.h5, metadata.json and the palette or class
+names; nothing else), which Colorizer.from_preset(DIR) /
+DeepLabV3Segmenter.from_preset(DIR) load trained:
+
+    keras-cnn export --run-dir runs/unet --preset-dir presets/unet
 """
 
 import os
@@ -60,6 +67,10 @@ def parse_args(argv=None, prog=None):
                         help="training images used to calibrate int8 (default: 200)")
     parser.add_argument("--check-count", type=cli.at_least(1), default=32,
                         help="validation images the exports are checked on (default: 32)")
+    parser.add_argument("--preset-dir", default=None, metavar="DIR",
+                        help="write the run as a preset folder DIR (config, weights, metadata, palette or class "
+                             "names) for from_preset, instead of the SavedModel and TFLite files; DIR must "
+                             "not exist")
     parser.add_argument("--serving-base", default=DEFAULT_SERVING_BASE,
                         help=f"where the server sees the export root, for models.config "
                              f"(default: {DEFAULT_SERVING_BASE})")
@@ -77,6 +88,8 @@ def run(args):
     check_input(args.run_dir, "--run-dir", "folder")
     check_input(config_path(args.run_dir), "--run-dir", "file")
     check_input(os.path.join(args.run_dir, f"{args.checkpoint}.keras"), f"--checkpoint {args.checkpoint}", "file")
+    if args.preset_dir:
+        return write_preset_folder(args)
     if args.images:
         check_input(args.images, "--images", "folder")
     check_output(args.out, "--out", "folder")
@@ -109,6 +122,36 @@ def run(args):
             print(f"wrote {summary[key]['path']}")
     if "models_config" in summary:
         print(f"wrote {summary['models_config']}")
+
+
+# Flags of the SavedModel / TFLite export that a preset folder has no use for, and their defaults.
+_NOT_FOR_PRESETS = ("--name", "--formats", "--out", "--version", "--image-size", "--images", "--flip-tta",
+                    "--representative-count", "--check-count", "--serving-base")
+
+
+def write_preset_folder(args):
+    """--preset-dir: the run as a preset folder, checked before TensorFlow is imported."""
+    from keras_cnn.backends import use_tensorflow
+    from keras_cnn.errors import UserError
+    from keras_cnn.fileio import check_output
+
+    defaults = vars(parse_args(["--run-dir", args.run_dir]))
+    given = [flag for flag in _NOT_FOR_PRESETS if getattr(args, flag[2:].replace("-", "_")) !=
+             defaults[flag[2:].replace("-", "_")]]
+    if given:
+        raise UserError(f"--preset-dir writes a preset folder only; {', '.join(given)} "
+                        f"{'is' if len(given) == 1 else 'are'} for the SavedModel and TFLite export")
+    check_output(args.preset_dir, "--preset-dir", "folder")
+    if os.path.lexists(args.preset_dir):
+        raise UserError(f"--preset-dir {args.preset_dir}: already exists; not replacing it (choose a new folder)")
+
+    use_tensorflow("export")
+    from keras_cnn.export.preset import write_preset
+    from keras_cnn.tasks import open_run
+
+    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
+    write_preset(open_run(args.run_dir), args.preset_dir, args.checkpoint, class_names)
+    print(f"wrote {args.preset_dir}")
 
 
 def main(argv=None, prog=None):

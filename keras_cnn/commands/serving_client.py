@@ -6,10 +6,11 @@ r"""Send photos to a running TensorFlow Serving over REST or gRPC and save what 
         --input ../shared/data/cifar10-horse-train/0000.jpg --out-dir client_out
 
 By default the photos are decoded here and sent as uint8 pixels to the
-`serving_default` signature (with --image-size N: fitted to N x N first and sent in
-batches; without it: one request per photo at its own size). With --bytes the
-encoded files are sent as they are to `serving_bytes`, which decodes and fits
-them in the server. For each photo <out-dir>/<stem>_colours.png (colourizer) or
+`serving_decoded` signature, which returns the colours or the mask alone
+(with --image-size N: fitted to N x N first and sent in batches; without it:
+one request per photo at its own size). With --bytes the encoded files are
+sent as they are to `serving_bytes`, which decodes them in the server and
+answers each at its own size. For each photo <out-dir>/<stem>_colours.png (colourizer) or
 <out-dir>/<stem>_mask.png (segmenter, class index scaled to 0..255) is written, as
 each reply comes. A folder given to --input stands for the images in it.
 
@@ -19,8 +20,8 @@ with the wrong number of results, shapes or dtypes, or values out of range is
 one line naming the server, not a written file. No request or reply may
 pass 256 MiB (`clients.MAX_REPLY_BYTES`): batches are split to fit, and a
 photo too big for one request is refused from its header, before it is
-decoded (over REST, where every number is JSON text, that is a photo of about
-a megapixel or more; over gRPC only the colours or mask come back).
+decoded (over REST, where every number is JSON text, that is a photo of
+several megapixels).
 
 --timeout bounds each whole request (connecting, sending and the complete
 reply), so a server that answers a byte at a time is given up on after that
@@ -49,10 +50,12 @@ def _save_outputs(outputs, stems, out_dir, kind, classes):
     from keras_cnn.fileio import atomic_path
 
     images = outputs[kind]
-    if kind == "mask":
-        images = (images * (255 // max(classes - 1, 1))).astype(np.uint8)
+    if "sizes" in outputs:  # serving_bytes pads a request's pictures to the largest: each back to its own size
+        images = [image[:h, :w] for image, (h, w) in zip(images, outputs["sizes"])]
     written = []
     for stem, image in zip(stems, images):
+        if kind == "mask":
+            image = (image * (255 // max(classes - 1, 1))).astype(np.uint8)
         path = os.path.join(out_dir, f"{stem}_{kind}.png")
         with atomic_path(path) as tmp:
             Image.fromarray(image).save(tmp, format="PNG")
@@ -134,9 +137,9 @@ def _too_big(what, protocol, reply, request):
 
     sending = reply <= clients.MAX_REPLY_BYTES  # else the reply is what does not fit
     size, limit = (request, clients.MAX_MESSAGE_BYTES) if sending else (reply, clients.MAX_REPLY_BYTES)
-    hints = ["--image-size N to fit photos to N x N here", "--bytes to have the server fit them"]
+    hints = ["--image-size N to fit photos to N x N here"]
     if protocol == "rest":
-        hints.append("--grpc (its reply holds only the colours or mask, in binary)")
+        hints.append("--grpc (its numbers travel in binary)")
     return (f"{what} would take about {size / 2 ** 20:,.0f} MiB {'to send' if sending else 'to answer'} over "
             f"{protocol.upper()}, more than the {limit / 2 ** 20:,.0f} MiB this client "
             f"{'sends' if sending else 'reads'} at once; pass {', or '.join(hints)}")
@@ -167,30 +170,43 @@ def run(args):
 
     # === The model, as the server describes it ===
     protocol = "rest" if args.rest else "grpc"
-    signature_name = "serving_bytes" if args.bytes else "serving_default"
-    if args.rest:
-        where = clients.rest_url(args.rest, args.model, args.version)
-        signature = clients.rest_signature(args.rest, args.model, signature_name, args.version, args.timeout)
-    else:
-        where = args.grpc
-        signature = clients.grpc_signature(args.grpc, args.model, signature_name, args.version, args.timeout)
-    kind, classes = signature.kind, signature.classes
+    where = clients.rest_url(args.rest, args.model, args.version) if args.rest else args.grpc
+
+    def signature_of(name):
+        if args.rest:
+            return clients.rest_signature(args.rest, args.model, name, args.version, args.timeout)
+        return clients.grpc_signature(args.grpc, args.model, name, args.version, args.timeout)
+
+    default = signature_of("serving_default")
+    kind, classes = default.kind, default.classes
     if kind is None:
-        raise UserError(f"model {args.model} at {where} returns {', '.join(sorted(signature.outputs))}; "
+        raise UserError(f"model {args.model} at {where} returns {', '.join(sorted(default.outputs))}; "
                         "serving-client reads colourizers (colours) and segmenters (mask)")
-    # Over gRPC only what is written comes back (the mask's number of classes is in the signature).
-    wanted = None if args.rest or (kind == "mask" and not classes) else (kind,)
+    # Only the picture is written, so only the picture is asked for: serving_bytes and serving_decoded
+    # return it alone (a model exported before serving_decoded existed answers serving_default).
+    signature = default
+    if args.bytes:
+        signature = signature_of("serving_bytes")
+    else:
+        try:
+            signature = signature_of("serving_decoded")
+        except UserError as e:
+            if "has no signature" not in str(e):
+                raise
+    # Over gRPC only what is written comes back.
+    wanted = None if args.rest else tuple(n for n in (kind, "sizes") if n in signature.outputs)
 
     def send(**inputs):
         if args.rest:
             return clients.rest_predict(args.rest, args.model, version=args.version, timeout=args.timeout,
-                                        signature=signature, **inputs)
+                                        signature=signature, classes=classes, **inputs)
         return clients.grpc_predict(args.grpc, args.model, version=args.version, timeout=args.timeout,
-                                    signature=signature, outputs=wanted, **inputs)
+                                    signature=signature, outputs=wanted, classes=classes, **inputs)
 
-    def sizes(count, size, sent_bytes=0):
-        """(reply, request) bytes of `count` photos of `size` (H, W), or of encoded files of `sent_bytes`."""
-        request = clients.request_bytes(count, size, protocol) if size else sent_bytes
+    def sizes(count, size, sent_bytes=None):
+        """(reply, request) bytes of `count` photos of `size` (H, W; for files, the largest), sent as pixels or,
+        with `sent_bytes`, as encoded files of that many bytes."""
+        request = clients.request_bytes(count, size, protocol) if sent_bytes is None else sent_bytes
         return clients.reply_bytes(signature, count, size, protocol, wanted), request
 
     def fits(reply_and_request):
@@ -209,11 +225,17 @@ def run(args):
             total = sum(os.path.getsize(p) for _, p in group)
             return total * 4 // 3 if protocol == "rest" else total  # base64 in JSON takes 4 bytes for 3
 
+        def largest(group):
+            # Each photo comes back at its own size, a request's pictures padded to the largest.
+            heights_widths = [image_size(p)[::-1] for _, p in group]
+            return max(h for h, _ in heights_widths), max(w for _, w in heights_widths)
+
         for stem, path in pairs:
-            if not fits(sizes(1, None, encoded_size([(stem, path)]))):
+            one = [(stem, path)]
+            if not fits(sizes(1, largest(one), encoded_size(one))):
                 raise UserError(_too_big(f"{path}: sent as a file", protocol,
-                                         *sizes(1, None, encoded_size([(stem, path)]))))
-        for group in _batches(pairs, lambda g: fits(sizes(len(g), None, encoded_size(g)))):
+                                         *sizes(1, largest(one), encoded_size(one))))
+        for group in _batches(pairs, lambda g: fits(sizes(len(g), largest(g), encoded_size(g)))):
             blobs = []
             for _, path in group:
                 with open(path, "rb") as f:

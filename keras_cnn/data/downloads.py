@@ -15,6 +15,7 @@ import zlib
 
 from keras_cnn.errors import UserError
 from keras_cnn.fileio import atomic_path
+from keras_cnn.zip_bounds import check_sizes
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".keras")
 
@@ -120,8 +121,12 @@ def safe_extract(archive_path, dest_dir):
                     problem = _check_member(m, real_tmp)
                     if problem:
                         raise UserError(f"{archive_path}: unsafe archive, {problem}")
+                # What the members declare is what extraction writes: bounded as zip archives are (a
+                # "tar bomb" of a few MB would otherwise fill the disk).
+                check_sizes(archive_path, len(members), sum(m.size for m in members if m.isfile()),
+                            "archive")
                 tar.extractall(tmp, members=members, filter="data")
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            reason = str(e) or type(e).__name__
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(":")  # one line
             raise UserError(f"{archive_path}: corrupt or truncated archive ({reason})") from None
     return dest_dir

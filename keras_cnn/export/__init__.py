@@ -11,10 +11,15 @@ Layout of an export root (default `exported_models/`):
         <name>_<variant>.tflite    variant: float32, float16, dynamic, int8
         <name>_<variant>_report.json   size, op list, agreement with Keras
 
+and, with `--preset-dir DIR`, a preset folder instead (`preset`: the model's
+config.json, model.weights.h5, metadata.json, assets/) that the
+applications' `from_preset` load trained.
+
 A generic core, application-neutral: `servable` (the `Servable` base: a
 trained model plus its in-graph pre/post-processing), `saved_model`,
 `tflite`, `layout` (versions, models.config, `export_model`), `clients`
-(REST and gRPC), `litert_runtime` (TF-free on-device inference). On top of
+(REST and gRPC), `litert_runtime` (TF-free on-device inference), `preset`
+(preset folders). On top of
 it one adapter per application, chosen by `registry` from the run's task
 name: `colorization` (`ColorizerServable`; `int8_graph`, the colourizer graph
 int8 keeps exact, and its simulation; `qat`, quantisation-aware fine-tuning

@@ -56,9 +56,10 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_REPLY_BYTES = MAX_MESSAGE_BYTES
 # An HTTP error's body is read this far, for its first line.
 _MAX_ERROR_BYTES = 64 * 1024
-# What one number takes in a REST reply, about: a float32 as JSON text ("0.0833333358168602, "), a byte ("255, ").
+# What one number takes in a REST reply, at most about: a float32 as JSON text ("0.0833333358168602, "), a
+# byte ("255, ", and its share of the brackets around each pixel and row).
 _JSON_FLOAT_BYTES = 22
-_JSON_INT_BYTES = 5
+_JSON_INT_BYTES = 6
 # What one pixel takes in a REST request: "[255, 255, 255], ".
 _JSON_PIXEL_BYTES = 17
 # Probabilities may exceed 1 by rounding, by this much.
@@ -98,6 +99,26 @@ def check_encoded(blobs):
         if not isinstance(b, (bytes, bytearray)) or not b:
             raise UserError(f"encoded image {i} must be non-empty bytes, got {type(b).__name__}")
     return [bytes(b) for b in blobs]
+
+
+def encoded_size(blobs):
+    """(H, W) of the largest of encoded image files, read from their headers (nothing decoded); None if unknown.
+
+    `serving_bytes` answers each photo at its own size, padded to the largest
+    of the request, so this is the size of the reply's pictures.
+    """
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for blob in blobs:
+        try:
+            with Image.open(io.BytesIO(blob)) as image:
+                sizes.append(image.size)
+        except Exception:  # Pillow raises many types for what it cannot read; the server says what is wrong
+            return None
+    return (max(h for _, h in sizes), max(w for w, _ in sizes)) if sizes else None
 
 
 def _request(images, encoded, signature_name):
@@ -181,7 +202,7 @@ def signature_from_metadata(metadata, signature_name, where):
         if signature_name not in defs:
             names = ", ".join(sorted(k for k in defs if not k.startswith("__"))) or "none"
             raise UserError(f"TF Serving at {where}: the model has no signature {signature_name!r} (it has: "
-                            f"{names}); serve a model exported by keras_cnn (scripts/export.py)")
+                            f"{names}); serve a model exported by keras_cnn (keras-cnn export)")
         found = defs[signature_name]
         inputs = {str(k): _spec(v) for k, v in found.get("inputs", {}).items()}
         outputs = {str(k): _spec(v) for k, v in found["outputs"].items()}
@@ -224,15 +245,19 @@ def request_bytes(count, size, protocol="rest"):
     return count * size[0] * size[1] * (3 if protocol == "grpc" else _JSON_PIXEL_BYTES)
 
 
-def check_sizes(signature, count, size, protocol, where, outputs=None):
-    """A `UserError` if the request or its reply would be bigger than this client sends or reads."""
+def check_sizes(signature, count, size, protocol, where, outputs=None, pixels_sent=True):
+    """A `UserError` if the request or its reply would be bigger than this client sends or reads.
+
+    `size` (H, W): the images' (the largest, for encoded files); `pixels_sent`: False for encoded files,
+    whose request is their bytes, not their pixels.
+    """
     reply = reply_bytes(signature, count, size, protocol, outputs)
     if reply > MAX_REPLY_BYTES:
         pixels = f"{count} image(s) of {size[1]}x{size[0]} pixels" if size else f"{count} image(s)"
         raise UserError(f"TF Serving at {where}: the reply to {pixels} would take about {_mib(reply)} over "
                         f"{protocol.upper()}, more than the {_mib(MAX_REPLY_BYTES)} this client reads; send "
                         "fewer or smaller images" + (", or use gRPC" if protocol == "rest" else ""))
-    if size is not None and request_bytes(count, size, protocol) > MAX_MESSAGE_BYTES:
+    if pixels_sent and size is not None and request_bytes(count, size, protocol) > MAX_MESSAGE_BYTES:
         raise UserError(f"TF Serving at {where}: {count} image(s) of {size[1]}x{size[0]} pixels would take about "
                         f"{_mib(request_bytes(count, size, protocol))} to send, more than the "
                         f"{_mib(MAX_MESSAGE_BYTES)} one request may hold; send fewer or smaller images")
@@ -291,7 +316,7 @@ def _checked(name, value, spec, sent, where, typed):
     return a.astype(want, copy=False)
 
 
-def read_reply(values, signature, sent, where, outputs=None, typed=False):
+def read_reply(values, signature, sent, where, outputs=None, typed=False, classes=None):
     """The outputs of a reply as checked arrays, or a one-line `UserError` naming `where` and the problem.
 
     Args:
@@ -301,6 +326,8 @@ def read_reply(values, signature, sent, where, outputs=None, typed=False):
         where: the server's address, for messages.
         outputs: the output names asked for (default: all of the signature's).
         typed: whether the reply carries dtypes (gRPC) that must be the signature's.
+        classes: the model's number of classes, where the signature does not say it (`serving_decoded`
+            and `serving_bytes` return the mask without the probabilities that tell).
     """
     names = sorted(outputs or signature.outputs)  # a fixed order, so one reply gives one message
     if not isinstance(values, dict):
@@ -321,7 +348,8 @@ def read_reply(values, signature, sent, where, outputs=None, typed=False):
         if p.min() < 0 or p.max() > 1 + _PROBABILITY_SLACK:
             raise _bad(where, f"probabilities holds {p.min() if p.min() < 0 else p.max():g}, outside 0..1")
     if "mask" in out and out["mask"].size:
-        classes = signature.classes or (out["probabilities"].shape[-1] if "probabilities" in out else None)
+        classes = classes or signature.classes or (out["probabilities"].shape[-1] if "probabilities" in out
+                                                   else None)
         if classes and out["mask"].max() >= classes:
             raise _bad(where, f"mask holds class {out['mask'].max()}, but the model has {classes} classes "
                               f"(0..{classes - 1})")
@@ -536,7 +564,7 @@ def _rest_values(answer, signature, where):
 
 
 def rest_predict(url, model_name, images=None, encoded=None, signature_name=None, version=None,
-                 columnar=False, timeout=60, signature=None):
+                 columnar=False, timeout=60, signature=None, classes=None):
     """POSTs to TF Serving's REST API; returns {output name: array}, checked by `read_reply`.
 
     Args:
@@ -548,13 +576,15 @@ def rest_predict(url, model_name, images=None, encoded=None, signature_name=None
         version: a model version (default: the server's latest).
         columnar: send `{"inputs": ...}` instead of `{"instances": ...}`.
         signature: the model's `Signature` from `rest_signature` (default: asked for here first).
+        classes: the model's number of classes, to check a mask with (see `read_reply`).
     """
-    signature_name, key, value = _request(images, encoded, signature_name)
+    signature_name, key, value = _request(images, encoded, signature_name or (signature and signature.name))
     if signature is None:
         signature = rest_signature(url, model_name, signature_name, version, timeout)
     target = rest_url(url, model_name, version)
     sent = Sent(len(value), value.shape[1:3] if key == IMAGES_KEY else None)
-    check_sizes(signature, sent.count, sent.size, "rest", target)
+    check_sizes(signature, sent.count, sent.size or (encoded_size(value) if key == BYTES_KEY else None), "rest",
+                target, pixels_sent=key == IMAGES_KEY)
     values = _json_values(key, value)
     body = {"signature_name": signature_name}
     body.update({"inputs": {key: values}} if columnar else {"instances": [{key: v} for v in values]})
@@ -562,7 +592,7 @@ def rest_predict(url, model_name, images=None, encoded=None, signature_name=None
     del body, values
     request = urllib.request.Request(target, data=data, method="POST", headers={"Content-Type": "application/json"})
     answer = _http_json(request, target, timeout)
-    return read_reply(_rest_values(answer, signature, target), signature, sent, target)
+    return read_reply(_rest_values(answer, signature, target), signature, sent, target, classes=classes)
 
 
 # === gRPC ===
@@ -642,7 +672,7 @@ def _grpc_values(response, target):
 
 
 def grpc_predict(target, model_name, images=None, encoded=None, signature_name=None, version=None,
-                 timeout=60, signature=None, outputs=None):
+                 timeout=60, signature=None, outputs=None, classes=None):
     """Calls `PredictionService/Predict` over gRPC; returns {output name: array}, checked by `read_reply`.
 
     Args:
@@ -652,7 +682,7 @@ def grpc_predict(target, model_name, images=None, encoded=None, signature_name=N
             only these).
         Other arguments as `rest_predict`.
     """
-    signature_name, key, value = _request(images, encoded, signature_name)
+    signature_name, key, value = _request(images, encoded, signature_name or (signature and signature.name))
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     if signature is None:
@@ -662,7 +692,8 @@ def grpc_predict(target, model_name, images=None, encoded=None, signature_name=N
         raise UserError(f"model {model_name} at {target} has no output(s) {', '.join(unknown)} (it has: "
                         f"{', '.join(sorted(signature.outputs))})")
     sent = Sent(len(value), value.shape[1:3] if key == IMAGES_KEY else None)
-    check_sizes(signature, sent.count, sent.size, "grpc", target, outputs)
+    check_sizes(signature, sent.count, sent.size or (encoded_size(value) if key == BYTES_KEY else None), "grpc",
+                target, outputs, pixels_sent=key == IMAGES_KEY)
     request = predict_pb2.PredictRequest()
     _model_spec(request.model_spec, model_name, version, signature_name)
     request.output_filter.extend(outputs or ())
@@ -671,4 +702,5 @@ def grpc_predict(target, model_name, images=None, encoded=None, signature_name=N
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = _grpc_call(stub.Predict, request, target, timeout)
     del request
-    return read_reply(_grpc_values(response, target), signature, sent, target, outputs, typed=True)
+    return read_reply(_grpc_values(response, target), signature, sent, target, outputs, typed=True,
+                      classes=classes)

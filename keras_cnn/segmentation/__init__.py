@@ -13,7 +13,8 @@ The public API, for building, training and using segmenters in Python:
     labels = model.segment(photo)                    # at the photo's own size
 
     model = segmentation.DeepLabV3Segmenter.from_run("runs/horses64")
-    model = segmentation.DeepLabV3Segmenter.from_preset("weizmann_scratch")
+    model = segmentation.DeepLabV3Segmenter.from_preset("presets/horses")     # trained (`export --preset-dir`)
+    model = segmentation.DeepLabV3Segmenter.from_recipe("weizmann_scratch")   # a recipe's net, untrained
 
 `examples/segmentation_deeplabv3.py` is the whole recipe on a folder of
 images and masks. The names below are loaded on first use (PEP 562), not

@@ -185,7 +185,8 @@ class DeepLabV3Segmenter(keras.Model):
 
         model = DeepLabV3Segmenter.from_run("runs/horses_quick")  # trained
         labels = model.segment(keras_cnn.read_image("photo.jpg"))  # (h, w) at the photo's size
-        model = DeepLabV3Segmenter.from_preset("weizmann_scratch")  # the preset's net, untrained
+        model = DeepLabV3Segmenter.from_preset("presets/horses")  # trained, from `export --preset-dir`
+        model = DeepLabV3Segmenter.from_recipe("weizmann_scratch")  # the recipe's net, untrained
 
     Reference:
         Chen et al. 2017, "Rethinking Atrous Convolution for Semantic Image
@@ -198,6 +199,8 @@ class DeepLabV3Segmenter(keras.Model):
     # saved config, so a loaded checkpoint trains the same weights as the run that wrote it and its
     # optimizer state fits them (Keras otherwise skips it with a warning on `load_model`).
     finetune = None
+    # One name per class, where known (a preset folder records them); not saved with the model.
+    class_names = None
 
     def __init__(self, backbone, num_classes, aspp_rates=None, aspp_channels=256, dropout=0.5,
                  preprocessing=None, low_level_channels=0, **kwargs):
@@ -268,18 +271,46 @@ class DeepLabV3Segmenter(keras.Model):
         return open_run(run_dir, task="segmentation").load_model(checkpoint)
 
     @classmethod
-    def from_preset(cls, preset, **overrides):
-        """A segmenter as a preset of `SegmentationConfig` builds it, or a run folder's (`from_run`).
+    def from_preset(cls, preset, checkpoint=None):
+        """The trained segmenter of a preset folder, with its class names, as keras-hub's `from_preset`.
 
         Args:
-            preset: a preset name ("weizmann_scratch", "weizmann_effnet_decoder",
-                "smoke", ...; see `keras_cnn.segmentation.PRESETS`) or a trained
-                run folder.
+            preset: a folder `keras-cnn export --preset-dir` wrote (or a
+                training run folder: then as `from_run`).
+            checkpoint: for a run folder only, "best" (default) or "last".
+
+        A recipe name ("weizmann_scratch") is refused: a recipe has no
+        weights; `from_recipe` builds its untrained net. The model comes
+        uncompiled; `class_names` holds one name per class.
+        """
+        import os
+
+        from keras_cnn import presets
+        from keras_cnn.segmentation.config import PRESETS
+
+        if presets.folder_kind(preset, "segmentation", PRESETS) == "run":
+            return cls.from_run(preset, checkpoint or "best")
+        if checkpoint is not None:
+            raise UserError(f"{preset}: a preset folder holds one model; checkpoint is for run folders")
+        preset = os.fspath(preset)
+        metadata = presets.read_metadata(preset, "segmentation")
+        model = presets.load_model(preset, "segmentation")
+        model.class_names = presets.class_names(metadata, model.num_classes, preset)
+        return model
+
+    @classmethod
+    def from_recipe(cls, recipe, **overrides):
+        """An untrained segmenter as a training recipe of `SegmentationConfig` builds it.
+
+        Args:
+            recipe: a recipe name ("weizmann_scratch", "weizmann_effnet_decoder",
+                "smoke", ...; see `keras_cnn.segmentation.PRESETS`, the
+                `--preset` of `keras-cnn train-segmentation`).
             **overrides: config fields to change (`image_size=224`,
                 `num_classes=3`, `backbone="mobilenetv2"`, ...), checked as the
-                command line checks them; for a run folder, only `checkpoint`.
+                command line checks them.
 
-        The backbone carries the preset's pretrained weights, if it names
+        The backbone carries the recipe's pretrained weights, if it names
         any (`backbone_weights`); the rest is freshly initialised.
         """
         import os
@@ -287,11 +318,15 @@ class DeepLabV3Segmenter(keras.Model):
         from keras_cnn import config
         from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 
-        if os.path.isfile(config.config_path(preset)):
-            return cls.from_run(preset, **overrides)
-        # The net does not depend on the data: a preset that reads a folder builds without one.
+        if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
+            raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; DeepLabV3Segmenter.from_preset "
+                            "loads a trained preset or run folder")
+        if recipe not in PRESETS:
+            raise UserError(f"unknown recipe {recipe!r} (a --preset of train-segmentation); choose one of: "
+                            f"{', '.join(sorted(PRESETS))}")
+        # The net does not depend on the data: a recipe that reads a folder builds without one.
         overrides = {"data_dir": "(no data: model only)", **overrides}
-        return build_segmenter(config.resolve(SegmentationConfig, PRESETS, preset, overrides))
+        return build_segmenter(config.resolve(SegmentationConfig, PRESETS, recipe, overrides))
 
     def segment(self, image):
         """Class labels, uint8 (h, w), for one uint8 RGB photo at its own size (as the `segment` command)."""

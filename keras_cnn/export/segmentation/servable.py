@@ -11,6 +11,15 @@ from keras_cnn.errors import UserError
 from keras_cnn.export.servable import Servable, resize_uint8
 
 
+def checked_class_names(class_names, n):
+    """`class_names` (None: "background", then "foreground" or "class_1", ...) checked to name `n` classes."""
+    if class_names is None:
+        class_names = ["background"] + (["foreground"] if n == 2 else [f"class_{i}" for i in range(1, n)])
+    if len(class_names) != n:
+        raise UserError(f"{len(class_names)} class names given for a model of {n} classes")
+    return list(class_names)
+
+
 class SegmenterServable(Servable):
     """A `DeepLabV3Segmenter` with its preprocessing and class names.
 
@@ -48,12 +57,7 @@ class SegmenterServable(Servable):
             model = flip_averaged(model)
         super().__init__(model, height, source or {}, images_dir)
         self.cfg = cfg
-        n = model.num_classes
-        if class_names is None:
-            class_names = ["background"] + (["foreground"] if n == 2 else [f"class_{i}" for i in range(1, n)])
-        if len(class_names) != n:
-            raise UserError(f"{len(class_names)} class names given for a model of {n} classes")
-        self.class_names = list(class_names)
+        self.class_names = checked_class_names(class_names, model.num_classes)
         self.data_loader = data_loader
         self._data = None
 
