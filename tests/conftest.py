@@ -12,6 +12,17 @@ from tests.helpers import shared_data_dir
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under KERAS_BACKEND=jax or torch, tests of TensorFlow's own kernels are skipped, with the reason."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"checks TensorFlow kernels; KERAS_BACKEND={backend}")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def shared_data():
     path = shared_data_dir()

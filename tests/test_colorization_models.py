@@ -8,6 +8,9 @@ from keras_cnn.colorization.models import MODELS, ConvTransposeNet, PoolUpsample
 from keras_cnn.errors import UserError
 from tests import numpy_reference as ref
 
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
+
 
 def test_config_knows_every_model_name():
     # ColorizationConfig spells the names out so --help need not import Keras.
@@ -73,7 +76,7 @@ CASES = {
 def test_numerical_parity_with_numpy_reference(name, kernel, channels):
     model = randomize(build_model(name, kernel=kernel, num_filters=4, num_colours=5, num_in_channels=channels))
     x = np.random.RandomState(1).uniform(0, 1, (2, 8, 12, channels)).astype(np.float32)
-    got = model(x, training=False).numpy()
+    got = keras.ops.convert_to_numpy(model(x, training=False))
     for i in range(len(x)):
         np.testing.assert_allclose(got[i], CASES[name](model, x[i].astype(np.float64)), atol=2e-4, rtol=1e-4)
 

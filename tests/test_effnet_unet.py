@@ -73,7 +73,7 @@ def test_options_are_checked():
     with pytest.raises(UserError, match="1 .grey. or 3 input channels"):
         EffNetUNet(num_in_channels=2)
     problems = ColorizationConfig(model="unet", upsample=4).problems()
-    assert "--upsample and --backbone-weights are options of --model effnet_unet" in problems
+    assert "--upsample and --backbone-weights are options of --backbone effnet_unet" in problems
     preset = PRESETS["cifar10_effnet"]
     assert preset.model == "effnet_unet" and preset.backbone_weights == "imagenet"
     assert not [p for p in preset.problems() if p]

@@ -7,6 +7,9 @@ import tensorflow as tf
 
 from keras_cnn.layers import BatchNormalization, Cropping2D
 
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
+
 
 def bn_pair(momentum=0.9, epsilon=1e-5, channels=5, seed=0, rank=4):
     """A Keras BatchNormalization and a BatchNormalization with the same random weights and statistics."""
@@ -35,6 +38,7 @@ def forward_backward(layer, x, training):
     return y, grads
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape / TensorFlow kernels; the portable path: tests/test_backends.py
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm_matches_keras_outputs_gradients_and_statistics(training):
     keras_bn, fused = bn_pair()
@@ -79,6 +83,7 @@ def test_batchnorm_falls_back_to_keras_where_not_fusable():
     np.testing.assert_allclose(fused(x, training=True), keras_bn(x, training=True), atol=1e-6)
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape / TensorFlow kernels; the portable path: tests/test_backends.py
 def test_batchnorm_in_a_traced_function_with_unknown_sizes():
     keras_bn, fused = bn_pair()
     step = tf.function(lambda layer, x: layer(x, training=True),
@@ -120,6 +125,7 @@ def test_layers_round_trip_through_a_keras_file(tmp_path):
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape / TensorFlow kernels; the portable path: tests/test_backends.py
 def test_unet_training_step_uses_the_fused_kernels():
     """Guards the speed-up: the UNet's gradient has no StridedSliceGrad and no unfused BatchNormalization."""
     from keras_cnn.colorization.models import UNet

@@ -13,6 +13,9 @@ from keras_cnn.colorization.pipeline import PixelCrossEntropy, make_dataset
 from keras_cnn.colorization.preprocessing import ColorizerInput, downsize
 from keras_cnn.errors import UserError
 
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
+
 RNG = np.random.RandomState(0)
 IMAGES = RNG.randint(0, 256, (6, 8, 8, 3)).astype(np.uint8)
 
@@ -225,9 +228,12 @@ def test_pipeline_yields_pixels_and_labels_and_the_model_input_layer_converts_th
     x, y = next(iter(make_dataset(IMAGES, palette, batch_size=4)))
     np.testing.assert_array_equal(x.numpy(), IMAGES[:4])
     np.testing.assert_array_equal(y.numpy(), palette.labels(IMAGES[:4]).numpy())
-    np.testing.assert_allclose(ColorizerInput("grey")(x), IMAGES[:4].mean(-1, keepdims=True) / 256, atol=1e-6)
-    np.testing.assert_allclose(ColorizerInput("downsize")(x), downsize(IMAGES[:4]), atol=1e-7)
-    small = downsize(IMAGES).numpy()
+    as_numpy = keras.ops.convert_to_numpy  # the input layer computes in Keras' backend, tf.data in TensorFlow
+    np.testing.assert_allclose(as_numpy(ColorizerInput("grey")(x.numpy())), IMAGES[:4].mean(-1, keepdims=True) / 256,
+                               atol=1e-6)
+    np.testing.assert_allclose(as_numpy(ColorizerInput("downsize")(x.numpy())), as_numpy(downsize(IMAGES[:4])),
+                               atol=1e-7)
+    small = as_numpy(downsize(IMAGES))
     block = IMAGES[0, :4, :4].reshape(-1, 3).mean(0) / 256
     np.testing.assert_allclose(small[0, :4, :4], np.broadcast_to(block, (4, 4, 3)), atol=1e-6)
     np.testing.assert_allclose(grey(IMAGES).numpy(), IMAGES.mean(-1, keepdims=True) / 256, atol=1e-6)
@@ -237,11 +243,13 @@ def test_weighted_cross_entropy():
     logits = tf.constant(np.log([[[[0.7, 0.3]], [[0.4, 0.6]]]]), tf.float32)
     y = tf.constant([[[0], [1]]])
     per_pixel = -np.log([0.7, 0.6])
-    np.testing.assert_allclose(PixelCrossEntropy()(y, logits).numpy(), per_pixel.mean(), rtol=1e-5)
-    np.testing.assert_allclose(PixelCrossEntropy([2.0, 0.5])(y, logits).numpy(),
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(PixelCrossEntropy()(y.numpy(), logits.numpy())),
+                               per_pixel.mean(), rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(PixelCrossEntropy([2.0, 0.5])(y.numpy(), logits.numpy())),
                                (per_pixel * [2.0, 0.5]).mean(), rtol=1e-5)
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape / TensorFlow kernels; the portable path: tests/test_backends.py
 def test_cross_entropy_equals_keras_in_value_and_gradient():
     # PixelCrossEntropy computes log-sum-exp minus the true logit (faster on CPU than the fused kernel).
     rng = np.random.RandomState(0)

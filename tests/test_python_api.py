@@ -9,6 +9,9 @@ from keras_cnn.errors import UserError
 from keras_cnn.tasks import open_run
 from tests.export_helpers import blocky_images, colour_run, segmenter_run
 
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
+
 
 def test_every_exported_name_resolves_and_evaluate_stays_a_function():
     for package in (colorization, segmentation):

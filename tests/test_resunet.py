@@ -1,5 +1,6 @@
 """ResUNet against an independent NumPy forward pass, plus its registry entry and size."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -8,6 +9,9 @@ from keras_cnn.colorization.resunet import ResUNet
 from keras_cnn.errors import UserError
 from tests import numpy_reference as ref
 from tests.test_colorization_models import bn_relu, randomize, weights
+
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
 
 
 def dilated_conv(x, w, dilation):
@@ -53,7 +57,7 @@ def reference_resunet(model, x, encoder_blocks, dilations, decoder_blocks, globa
 def test_numerical_parity_with_numpy_reference(kwargs):
     model = randomize(ResUNet(num_filters=3, num_colours=5, **kwargs))
     x = np.random.RandomState(1).uniform(0, 1, (2, 8, 12, 1)).astype(np.float32)
-    got = model(x, training=False).numpy()
+    got = keras.ops.convert_to_numpy(model(x, training=False))
     arch = {k: v for k, v in kwargs.items() if k != "kernel"}
     for i in range(len(x)):
         np.testing.assert_allclose(got[i], reference_resunet(model, x[i].astype(np.float64), **arch),

@@ -12,6 +12,9 @@ from keras_cnn.segmentation.metrics import (
     segmentation_metrics,
 )
 
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
+
 
 def logits_for(pred):
     """One-hot 'logits' whose argmax is `pred` (classes 0..2)."""

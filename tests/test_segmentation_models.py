@@ -17,6 +17,9 @@ from keras_cnn.segmentation.deeplab_v3 import (
 from keras_cnn.segmentation.registry import make_backbone
 from keras_cnn.training import load_model
 
+# Also run in-process under KERAS_BACKEND=jax by .ci/run.
+pytestmark = pytest.mark.portable
+
 
 def tiny_segmenter(size=32, num_classes=2, output_stride=8):
     backbone = make_backbone("tiny", size, output_stride)
@@ -174,6 +177,7 @@ def test_bad_arguments_are_user_errors():
         set_finetune_mode(tiny_segmenter(), "some")
 
 
+@pytest.mark.tensorflow_only  # tf.GradientTape / TensorFlow kernels; the portable path: tests/test_backends.py
 @pytest.mark.parametrize("size,rate", [((20, 20), 12), ((20, 20), 24), ((10, 10), 36), ((9, 23), 12),
                                        ((16, 16), 8), ((8, 8), 2)])
 def test_atrous_conv_equals_the_dilated_conv_and_its_gradient(size, rate):

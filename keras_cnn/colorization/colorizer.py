@@ -10,7 +10,6 @@ therefore cannot drift apart.
 """
 
 import keras
-import numpy as np
 
 from keras_cnn.colorization.blocks import ColourNet
 from keras_cnn.colorization.preprocessing import ColorizerInput, check_input_mode
