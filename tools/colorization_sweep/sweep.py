@@ -4,16 +4,16 @@
 
 A sweep of the pre-training question too large for two CPU cores, made to
 run on a GPU machine that has Keras 3 and JAX (or PyTorch) but no
-TensorFlow. It trains keras_cnn's own nets (`UNet`, `ResUNet`, wider
-`ResUNet`s), with Keras' BatchNormalization in place of the package's
-TensorFlow-fused one (the same maths; the package tests the two against
-each other). Everything else follows the package:
+TensorFlow. It imports the package as it is: keras_cnn's own nets (`UNet`,
+`ResUNet`, wider `ResUNet`s, their layers on any Keras backend), its split,
+and its colour maths in NumPy (`Palette.labels` / `Palette.decode` and
+`color.colour_errors` with `xp="numpy"`, the same code the package runs in
+tf.data and in its models). Everything follows the package:
 
 - data: the JPEGs `pack.py` packed, split per class by the package's
   `split_indices` (seed 0, 10% held out), as `load_folder` splits, so the
   500 validation horses are those of every run;
-- palettes: the package's own k-means palettes (`pack.py`), pixel labels and
-  decoding by `colour_np` (checked against the package by `pack.py`);
+- palettes: the package's own k-means palettes (`pack.py`);
 - recipe: `cifar10_resunet`'s (Adam, cosine decay to 0 over the stage's
   steps, batch 100, random left-right flips, per-pixel cross-entropy),
   stage 2 starting from stage 1's last weights with a fresh optimizer.
@@ -29,30 +29,17 @@ import json
 import os
 import sys
 import time
-import types
 from multiprocessing import Pool
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-import colour_np as cn  # noqa: E402
+# Run from a checkout without installing: the package is two folders up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import keras  # noqa: E402
 
-# The nets' modules without TensorFlow: keras_cnn.layers (TensorFlow's fused
-# BatchNormalization), the registration hook and the EfficientNet net import it.
-_reg = types.ModuleType("keras_cnn._registration")
-_reg.install = lambda: None
-sys.modules["keras_cnn._registration"] = _reg
-_layers = types.ModuleType("keras_cnn.layers")
-_layers.BatchNormalization = keras.layers.BatchNormalization
-_layers.Cropping2D = keras.layers.Cropping2D
-sys.modules["keras_cnn.layers"] = _layers
-_eff = types.ModuleType("keras_cnn.colorization.effnet_unet")
-_eff.EffNetUNet = None
-sys.modules["keras_cnn.colorization.effnet_unet"] = _eff
+from keras_cnn.colorization import color  # noqa: E402
 from keras_cnn.colorization.models import UNet  # noqa: E402
+from keras_cnn.colorization.palette import Palette  # noqa: E402
 from keras_cnn.colorization.resunet import ResUNet  # noqa: E402
 from keras_cnn.data.cifar10 import split_indices  # noqa: E402
 
@@ -89,15 +76,21 @@ def load(work, per_class=5000):
 
 def _labels(args):
     images, pal = args
-    return cn.labels(images, pal)
+    return np.asarray(Palette(pal).labels(images, xp="numpy"), np.uint8)
+
+
+def mean_delta_e(true_uint8, pred_uint8):
+    """Mean CIE76 delta E over every pixel, by the package's colour maths."""
+    return float(color.colour_errors(true_uint8, pred_uint8, xp="numpy")[0]) / true_uint8[..., 0].size
 
 
 class Data:
     def __init__(self, train, val, palettes):
         self.h_val = val["horse"]
         every = np.concatenate(list(train.values()))
-        self.x = {"horse": cn.grey(train["horse"]), "all": cn.grey(every)}
-        self.x_val = cn.grey(self.h_val)
+        grey = lambda images: np.asarray(color.grey(images, xp="numpy"), np.float32)  # noqa: E731
+        self.x = {"horse": grey(train["horse"]), "all": grey(every)}
+        self.x_val = grey(self.h_val)
         n_h = len(train["horse"])
         start_h = CLASSES.index("horse") * n_h
         self.y, self.y_val = {}, {}
@@ -106,7 +99,7 @@ class Data:
                 parts = pool.map(_labels, [(every[s:s + 2500], pal) for s in range(0, len(every), 2500)])
                 y = np.concatenate(parts)
                 self.y[key] = {"all": y, "horse": y[start_h:start_h + n_h]}
-                self.y_val[key] = cn.labels(self.h_val, pal)
+                self.y_val[key] = _labels((self.h_val, pal))
         self.palettes = palettes
 
 
@@ -115,7 +108,8 @@ def evaluate(model, data, pal_key):
     pal = data.palettes[pal_key]
     out = {}
     for mode in ("argmax", "annealed"):
-        out[mode] = round(cn.delta_e(data.h_val, cn.decode(logits, data.x_val, pal, mode, 0.7)), 4)
+        colours = np.asarray(Palette(pal).decode(logits, data.x_val, mode, 0.7, xp="numpy"))
+        out[mode] = round(mean_delta_e(data.h_val, colours), 4)
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     y = data.y_val[pal_key].astype(np.int64)
