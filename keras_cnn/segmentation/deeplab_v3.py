@@ -259,10 +259,6 @@ class DeepLabV3Segmenter(keras.Model):
     def image_size(self):
         return tuple(self.backbone.image_shape[:2])
 
-    def summary(self, *args, expand_nested=True, **kwargs):
-        # The backbone is one nested model: without expanding it the table shows it as one row.
-        return super().summary(*args, expand_nested=expand_nested, **kwargs)
-
     @classmethod
     def from_run(cls, run_dir, checkpoint="best"):
         """The trained segmenter of a run folder ("best" or "last" checkpoint)."""
