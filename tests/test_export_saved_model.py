@@ -229,7 +229,7 @@ def test_missing_and_corrupt_checkpoints_and_bad_names(tmp_path):
         servable_for(open_run(run_dir), checkpoint="last")
     with open(os.path.join(run_dir, "best.keras"), "wb") as f:
         f.write(b"PK\x03\x04 truncated zip")
-    with pytest.raises(UserError, match="best.keras: cannot load model"):
+    with pytest.raises(UserError, match="best.keras: not a whole .keras file"):
         servable_for(open_run(run_dir))
     with pytest.raises(UserError, match="run folder does not exist"):
         servable_for(open_run(str(tmp_path / "nowhere")))
