@@ -123,6 +123,22 @@ def load_model(preset_dir, application):
     return model
 
 
+def open_trained(cls, preset, application, recipes, checkpoint=None):
+    """What `from_preset` opens: `(model, metadata)` of a preset folder, or `(model, None)` of a run folder.
+
+    `cls` is the application's model class (its `from_run` opens a run
+    folder, at `checkpoint`, "best" by default); a recipe name or another
+    application's folder is a one-line `UserError` (`folder_kind`).
+    """
+    if folder_kind(preset, application, recipes) == "run":
+        return cls.from_run(preset, checkpoint or "best"), None
+    if checkpoint is not None:
+        raise UserError(f"{preset}: a preset folder holds one model; checkpoint is for run folders")
+    preset = os.fspath(preset)
+    metadata = read_metadata(preset, application)  # first: it says which application the folder is
+    return load_model(preset, application), metadata
+
+
 def _one_line(e, limit=200):
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -99,13 +99,10 @@ class Colorizer(keras.Model):
         from keras_cnn.colorization.config import PRESETS
         from keras_cnn.colorization.palette import load_palette
 
-        if presets.folder_kind(preset, "colorization", PRESETS) == "run":
-            return cls.from_run(preset, checkpoint or "best")
-        if checkpoint is not None:
-            raise UserError(f"{preset}: a preset folder holds one model; checkpoint is for run folders")
+        model, metadata = presets.open_trained(cls, preset, "colorization", PRESETS, checkpoint)
+        if metadata is None:  # a run folder
+            return model
         preset = os.fspath(preset)
-        metadata = presets.read_metadata(preset, "colorization")
-        model = presets.load_model(preset, "colorization")
         model.palette = load_palette(presets.asset_path(preset, "palette.npy"))
         if len(model.palette) != model.num_colours:
             raise UserError(f"{presets.asset_path(preset, 'palette.npy')}: {len(model.palette)} colours, but the "

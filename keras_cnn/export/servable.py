@@ -63,10 +63,10 @@ def pad_edge(images, multiple):
 class Servable:
     """Base: a Keras model, its fixed export size and its metadata.
 
-    Subclasses define `probabilities(images)` (fixed-size uint8 batch ->
-    float32 class probabilities, the TFLite graph), `outputs(images)` (any
-    size -> the SavedModel's named outputs), `metadata()` and
-    `_split_images(split, count)` (the run's own training or validation images).
+    `logits` and `probabilities` run the model on uint8 images. Subclasses
+    define `outputs(images)` (any size -> the SavedModel's named outputs),
+    `metadata()` and `_split_images(split, count)` (the run's own training or
+    validation images).
     """
 
     application = None
@@ -83,6 +83,13 @@ class Servable:
         self.image_size = int(image_size)
         self.source = source
         self.images_dir = images_dir
+
+    def logits(self, images):
+        """float32 logits of uint8 images (N, H, W, 3), the model in inference mode."""
+        return tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
+
+    def probabilities(self, images):
+        return tf.nn.softmax(self.logits(images), axis=-1)
 
     def fit(self, image):
         """One decoded uint8 image (H, W, 3) -> (S, S, 3) at the export size, per `image_fit`."""

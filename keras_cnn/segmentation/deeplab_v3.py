@@ -284,13 +284,10 @@ class DeepLabV3Segmenter(keras.Model):
         from keras_cnn import presets
         from keras_cnn.segmentation.config import PRESETS
 
-        if presets.folder_kind(preset, "segmentation", PRESETS) == "run":
-            return cls.from_run(preset, checkpoint or "best")
-        if checkpoint is not None:
-            raise UserError(f"{preset}: a preset folder holds one model; checkpoint is for run folders")
+        model, metadata = presets.open_trained(cls, preset, "segmentation", PRESETS, checkpoint)
+        if metadata is None:  # a run folder
+            return model
         preset = os.fspath(preset)
-        metadata = presets.read_metadata(preset, "segmentation")
-        model = presets.load_model(preset, "segmentation")
         model.class_names = presets.class_names(metadata, model.num_classes, preset)
         return model
 

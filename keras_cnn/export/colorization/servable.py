@@ -42,12 +42,6 @@ class ColorizerServable(Servable):
         self.data_loader = data_loader
         self._data = None
 
-    def logits(self, images):
-        return tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
-
-    def probabilities(self, images):
-        return tf.nn.softmax(self.logits(images), axis=-1)
-
     def outputs(self, images):
         from keras_cnn.colorization.palette import grey
 

@@ -61,12 +61,6 @@ class SegmenterServable(Servable):
         self.data_loader = data_loader
         self._data = None
 
-    def logits(self, images):
-        return tf.cast(self.model(tf.cast(images, tf.float32), training=False), tf.float32)
-
-    def probabilities(self, images):
-        return tf.nn.softmax(self.logits(images), axis=-1)
-
     def outputs(self, images):
         size = (self.image_size, self.image_size)
         shape = tf.shape(images)[1:3]
