@@ -123,6 +123,23 @@ def load_model(preset_dir, application):
     return model
 
 
+def recipe_config(recipe, application, config_class, recipes, overrides):
+    """The config a training recipe (a `--preset` name) builds its untrained model from, for `from_recipe`.
+
+    A folder or an unknown name is a one-line `UserError`. The nets do not
+    depend on the data, so a recipe that reads a folder builds without one.
+    """
+    from keras_cnn import config
+
+    if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
+        raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; {MODEL_CLASSES[application]}.from_preset "
+                        "loads a trained preset or run folder")
+    if recipe not in recipes:
+        raise UserError(f"unknown recipe {recipe!r} (a --preset of train-{application}); choose one of: "
+                        f"{', '.join(sorted(recipes))}")
+    return config.resolve(config_class, recipes, recipe, {"data_dir": "(no data: model only)", **overrides})
+
+
 def open_trained(cls, preset, application, recipes, checkpoint=None):
     """What `from_preset` opens: `(model, metadata)` of a preset folder, or `(model, None)` of a run folder.
 

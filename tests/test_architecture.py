@@ -107,6 +107,7 @@ def test_each_application_has_an_export_adapter_in_the_registry():
     modules = module_names()
     for adapter in ADAPTERS.values():
         assert adapter in modules and "def from_run(" in modules[adapter].read_text()
+        assert adapter.endswith(".adapter") and modules[adapter.rpartition(".")[0]].name == "__init__.py"
 
 
 @pytest.mark.parametrize("source, expected", [

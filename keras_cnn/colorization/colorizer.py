@@ -123,20 +123,10 @@ class Colorizer(keras.Model):
             **overrides: config fields to change (`num_filters=16`, ...),
                 checked as the command line checks them.
         """
-        import os
-
-        from keras_cnn import config
+        from keras_cnn import presets
         from keras_cnn.colorization.config import PRESETS, ColorizationConfig
 
-        if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
-            raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; Colorizer.from_preset loads a "
-                            "trained preset or run folder")
-        if recipe not in PRESETS:
-            raise UserError(f"unknown recipe {recipe!r} (a --preset of train-colorization); choose one of: "
-                            f"{', '.join(sorted(PRESETS))}")
-        # The net does not depend on the data: a recipe that reads a folder builds without one.
-        overrides = {"data_dir": "(no data: model only)", **overrides}
-        cfg = config.resolve(ColorizationConfig, PRESETS, recipe, overrides)
+        cfg = presets.recipe_config(recipe, "colorization", ColorizationConfig, PRESETS, overrides)
         model = new_colorizer(cfg, len(palette) if palette is not None else cfg.num_colours)
         model.palette = palette
         model.decode, model.temperature = cfg.decode, cfg.temperature

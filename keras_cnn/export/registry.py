@@ -11,8 +11,8 @@ from keras_cnn.errors import UserError
 
 # Task name -> adapter module (imported on first use, so exporting one application never imports the other).
 ADAPTERS = {
-    "colorization": "keras_cnn.export.colorization",
-    "segmentation": "keras_cnn.export.segmentation",
+    "colorization": "keras_cnn.export.colorization.adapter",
+    "segmentation": "keras_cnn.export.segmentation.adapter",
 }
 
 

@@ -306,20 +306,10 @@ class DeepLabV3Segmenter(keras.Model):
         The backbone carries the recipe's pretrained weights, if it names
         any (`backbone_weights`); the rest is freshly initialised.
         """
-        import os
-
-        from keras_cnn import config
+        from keras_cnn import presets
         from keras_cnn.segmentation.config import PRESETS, SegmentationConfig
 
-        if isinstance(recipe, (str, os.PathLike)) and os.path.isdir(recipe):
-            raise UserError(f"{os.fspath(recipe)}: a folder, not a recipe name; DeepLabV3Segmenter.from_preset "
-                            "loads a trained preset or run folder")
-        if recipe not in PRESETS:
-            raise UserError(f"unknown recipe {recipe!r} (a --preset of train-segmentation); choose one of: "
-                            f"{', '.join(sorted(PRESETS))}")
-        # The net does not depend on the data: a recipe that reads a folder builds without one.
-        overrides = {"data_dir": "(no data: model only)", **overrides}
-        return build_segmenter(config.resolve(SegmentationConfig, PRESETS, recipe, overrides))
+        return build_segmenter(presets.recipe_config(recipe, "segmentation", SegmentationConfig, PRESETS, overrides))
 
     def segment(self, image):
         """Class labels, uint8 (h, w), for one uint8 RGB photo at its own size (as the `segment` command)."""
